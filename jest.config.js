@@ -1,0 +1,14 @@
+'use strict';
+/** Tests run against real PostgreSQL clusters; see test/harness. */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: {
+    '^.+\\.[tj]s$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.test.json' }],
+  },
+  // p-queue and p-timeout ship ES modules only; jest's module loader needs them as CommonJS.
+  transformIgnorePatterns: ['/node_modules/(?!(p-queue|p-timeout)/)'],
+  testTimeout: 120000,
+  maxWorkers: 2,
+};

@@ -1,0 +1,49 @@
+/**
+ * The error catalogue. Every failure the user can meet has a kind with a stable code, which is also the
+ * process exit status. Messages are lowercase, name the object concerned, and keep the fix in `hint`.
+ *
+ * Exit statuses (documented in README.md, "Exit codes"):
+ *   0 success · 1 unexpected internal error · 2 bad usage (unknown flag, bad value)
+ *   3 configuration of the source is not fit for archiving · 4 cannot connect or authenticate
+ *   5 repository problem (unwritable, wrong source, corrupt object) · 6 already running elsewhere
+ *   7 integrity violation (different bytes under an archived name, broken chain) · 8 missing tool
+ *   9 not found (no such backup, segment, target)
+ */
+export const ErrorKind = {
+  Internal: 1,
+  Usage: 2,
+  SourceConfig: 3,
+  Connection: 4,
+  Repository: 5,
+  Busy: 6,
+  Integrity: 7,
+  MissingTool: 8,
+  NotFound: 9,
+} as const;
+export type ErrorKind = keyof typeof ErrorKind;
+
+export class PitrError extends Error {
+  readonly kind: ErrorKind;
+  readonly hint: string | undefined;
+
+  constructor(kind: ErrorKind, message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PitrError';
+    this.kind = kind;
+    this.hint = hint;
+  }
+
+  get exitCode(): number {
+    return ErrorKind[this.kind];
+  }
+}
+
+export function isPitrError(error: unknown, kind?: ErrorKind): error is PitrError {
+  return error instanceof PitrError && (kind === undefined || error.kind === kind);
+}
+
+/** Message text of any thrown value, for logs and wrapping. */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

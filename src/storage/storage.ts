@@ -1,0 +1,62 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The storage contract every repository driver keeps. Object names are relative to the repository root,
+ * use '/' as separator, and never start with '/'.
+ *
+ * Terminology: an object is "archived" once a put of it has returned. Archived objects are immutable:
+ * a driver must never replace an existing object with different bytes.
+ */
+export interface Storage {
+  /** Human-readable location, without credentials (for logs and messages). */
+  readonly location: string;
+
+  /**
+   * Store `source` under `name`, create-only and durably: when the promise resolves the bytes survive a
+   * crash of this machine (local: temporary file, fsync, link, directory fsync; GCS: upload with
+   * ifGenerationMatch=0 and an MD5 the server validates).
+   * If an object of that name already exists with identical bytes this is a no-op returning 'identical';
+   * with different bytes it throws PitrError('Integrity') and leaves the existing object untouched.
+   */
+  put(name: string, source: PutSource): Promise<PutResult>;
+
+  /** Whole object. Throws PitrError('NotFound') when absent. */
+  read(name: string): Promise<Buffer>;
+
+  /** Stream of the object (optionally a byte range, `end` inclusive). Errors with PitrError('NotFound'). */
+  readStream(name: string, range?: { start: number; end?: number }): Readable;
+
+  /** Size and checksums of an object, or null when it does not exist. */
+  stat(name: string): Promise<ObjectInfo | null>;
+
+  /**
+   * Objects whose name starts with `prefix`, in ascending name order. With `delimiter: '/'` names that
+   * continue past the next '/' are folded into `prefixes` (like a directory listing).
+   */
+  list(prefix: string, options?: { delimiter?: '/' }): Promise<ListResult>;
+
+  /** Remove an object; removing an absent object is not an error. */
+  remove(name: string): Promise<void>;
+
+  /** Probe that the repository can be written (used by `init` and at archiver start). */
+  checkWritable(): Promise<void>;
+}
+
+export type PutSource =
+  | { kind: 'buffer'; data: Buffer }
+  /** A local file the caller owns; the driver may consume (move) it when `consume` is true. */
+  | { kind: 'file'; path: string; consume?: boolean };
+
+export type PutResult = 'created' | 'identical';
+
+export interface ObjectInfo {
+  name: string;
+  size: number;
+  /** Base64 MD5 of the bytes when the driver knows it cheaply. */
+  md5?: string;
+}
+
+export interface ListResult {
+  objects: ObjectInfo[];
+  prefixes: string[];
+}

@@ -1,0 +1,166 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, appendFileSync, writeFileSync, chmodSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Client } from 'pg';
+
+const execFileAsync = promisify(execFile);
+
+/** Directory holding initdb/pg_ctl: PATH first, then pg_config, then Debian's layout. */
+export function findPgBinDir(): string {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && existsSync(path.join(dir, 'initdb')) && existsSync(path.join(dir, 'pg_ctl'))) return dir;
+  }
+  const pgConfig = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
+  if (pgConfig.status === 0 && existsSync(path.join(pgConfig.stdout.trim(), 'initdb'))) return pgConfig.stdout.trim();
+  const debian = '/usr/lib/postgresql';
+  if (existsSync(debian)) {
+    const versions = readdirSync(debian).sort((a, b) => Number(b) - Number(a));
+    for (const v of versions) if (existsSync(path.join(debian, v, 'bin', 'initdb'))) return path.join(debian, v, 'bin');
+  }
+  throw new Error('no PostgreSQL server binaries found (initdb); install Debian package "postgresql"');
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+const asRoot = process.getuid?.() === 0;
+
+/** Runs a PostgreSQL binary, as the postgres user when we are root (the server refuses to run as root). */
+async function runPg(bin: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  const [cmd, fullArgs] = asRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  const { stdout } = await execFileAsync(cmd, fullArgs, { timeout: timeoutMs, encoding: 'utf8' });
+  return stdout;
+}
+
+export interface ClusterOptions {
+  /** Extra postgresql.conf lines. */
+  settings?: Record<string, string | number>;
+  /** Password for the postgres role; host connections then need it (scram-sha-256). */
+  password?: string;
+  walLevel?: 'logical' | 'replica';
+}
+
+/** A throwaway PostgreSQL cluster on a free loopback port. */
+export class PgCluster {
+  private constructor(
+    readonly binDir: string,
+    readonly dataDir: string,
+    readonly port: number,
+    readonly password: string | undefined,
+  ) {}
+
+  static async start(options: ClusterOptions = {}): Promise<PgCluster> {
+    const binDir = findPgBinDir();
+    const base = mkdtempSync(path.join(tmpdir(), 'pitr-pg-'));
+    chmodSync(base, 0o777);
+    const dataDir = path.join(base, 'data');
+    const port = await freePort();
+    const initArgs = ['-D', dataDir, '-U', 'postgres', '--auth-local=trust', '--no-sync', '-E', 'UTF8', '--locale=C'];
+    let pwFile: string | undefined;
+    if (options.password) {
+      pwFile = path.join(base, 'pw');
+      writeFileSync(pwFile, options.password + '\n', { mode: 0o644 });
+      initArgs.push('--auth-host=scram-sha-256', `--pwfile=${pwFile}`);
+    } else {
+      initArgs.push('--auth-host=trust');
+    }
+    await runPg(path.join(binDir, 'initdb'), initArgs);
+    if (pwFile) rmSync(pwFile);
+    const settings: Record<string, string | number> = {
+      port,
+      listen_addresses: "'127.0.0.1'",
+      unix_socket_directories: `'${base}'`,
+      wal_level: options.walLevel ?? 'logical',
+      max_replication_slots: 16,
+      max_wal_senders: 16,
+      fsync: 'off',
+      full_page_writes: 'off',
+      synchronous_commit: 'off',
+      shared_buffers: "'64MB'",
+      max_connections: 60,
+      wal_sender_timeout: "'60s'",
+      log_min_messages: 'warning',
+      ...options.settings,
+    };
+    appendFileSync(
+      path.join(dataDir, 'postgresql.conf'),
+      Object.entries(settings)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join('\n') + '\n',
+    );
+    if (options.password) {
+      // replication connections over TCP need their own line
+      appendFileSync(path.join(dataDir, 'pg_hba.conf'), 'host replication all 127.0.0.1/32 scram-sha-256\n');
+    } else {
+      appendFileSync(path.join(dataDir, 'pg_hba.conf'), 'host replication all 127.0.0.1/32 trust\n');
+    }
+    const cluster = new PgCluster(binDir, dataDir, port, options.password);
+    await cluster.startServer();
+    return cluster;
+  }
+
+  get baseDir(): string {
+    return path.dirname(this.dataDir);
+  }
+
+  url(database = 'postgres', user = 'postgres', password = this.password): string {
+    const auth = password ? `${user}:${encodeURIComponent(password)}` : user;
+    return `postgresql://${auth}@127.0.0.1:${this.port}/${database}`;
+  }
+
+  async startServer(): Promise<void> {
+    await runPg(path.join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-l', path.join(this.baseDir, 'log'), '-w', '-t', '60', 'start']);
+  }
+
+  async stopServer(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    await runPg(path.join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-m', mode, '-w', 'stop']);
+  }
+
+  async restart(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    await this.stopServer(mode);
+    await this.startServer();
+  }
+
+  async withClient<T>(fn: (client: Client) => Promise<T>, database = 'postgres'): Promise<T> {
+    const client = new Client({ connectionString: this.url(database) });
+    await client.connect();
+    try {
+      return await fn(client);
+    } finally {
+      await client.end();
+    }
+  }
+
+  async query<R extends Record<string, unknown> = Record<string, unknown>>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
+    return this.withClient(async (client) => (await client.query<R>(sql, params)).rows, database);
+  }
+
+  /** Runs SQL through psql (multi-statement scripts, like a user would). */
+  async psql(sql: string, database = 'postgres'): Promise<string> {
+    const { stdout } = await execFileAsync(path.join(this.binDir, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-d', this.url(database), '-c', sql], {
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    return stdout;
+  }
+
+  async destroy(): Promise<void> {
+    try {
+      await this.stopServer('immediate');
+    } catch {
+      // already stopped
+    }
+    rmSync(this.baseDir, { recursive: true, force: true });
+  }
+}
