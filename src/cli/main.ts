@@ -1,5 +1,55 @@
-import PQueue from 'p-queue';
+import { parseArgs } from '../config/parse-args';
+import { PitrError, isPitrError, messageOf } from '../errors';
+import { createLogger } from '../logger';
+import { archiveCommand } from './archive';
+import type { Command } from './command';
+import { commandHelp, generalHelp } from './help';
+import { initCommand } from './init';
+import { markCommand } from './mark';
+
+const COMMANDS: Command[] = [initCommand, archiveCommand, markCommand];
+
+/** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */
 export async function main(argv: string[]): Promise<void> {
-  const q = new PQueue({ concurrency: 1 });
-  await q.add(async () => console.log('hello', argv));
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(generalHelp(COMMANDS));
+    return;
+  }
+  if (name === '--version') {
+    process.stdout.write(`${(require('../../package.json') as { version: string }).version}\n`);
+    return;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  let json = rest.includes('--json');
+  try {
+    if (!command) throw new PitrError('Usage', `unknown command "${name}"`, `commands: ${COMMANDS.map((c) => c.name).join(', ')}; see "pitr --help"`);
+    const options = parseArgs(command.name, rest);
+    json = options.flag('json');
+    if (options.flag('help')) {
+      process.stdout.write(commandHelp(command));
+      return;
+    }
+    const log = createLogger(options.string('log-level') ?? 'info');
+    const controller = new AbortController();
+    const stop = (signal: string): void => {
+      if (controller.signal.aborted) {
+        log.warn({ event: 'signal', signal }, 'second signal: exiting now; nothing unstored was acknowledged');
+        process.exit(130);
+      }
+      log.info({ event: 'signal', signal }, 'stopping');
+      controller.abort();
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.exitCode = await command.run({ options, log, out: process.stdout, signal: controller.signal });
+  } catch (error) {
+    const pitrError = isPitrError(error) ? error : new PitrError('Internal', `internal error: ${messageOf(error)}`, 'please report this with the log above', { cause: error });
+    if (json) {
+      process.stdout.write(JSON.stringify({ error: { kind: pitrError.kind, code: pitrError.exitCode, message: pitrError.message, hint: pitrError.hint ?? null } }) + '\n');
+    }
+    process.stderr.write(`pitr: error: ${pitrError.message}\n${pitrError.hint ? `hint: ${pitrError.hint}\n` : ''}`);
+    if (pitrError.kind === 'Internal' && process.env.PITR_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
+    process.exitCode = pitrError.exitCode;
+  }
 }

@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, appendFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, realpathSync, mkdtempSync, readdirSync, rmSync, appendFileSync, writeFileSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,7 @@ const execFileAsync = promisify(execFile);
 /** Directory holding initdb/pg_ctl: PATH first, then pg_config, then Debian's layout. */
 export function findPgBinDir(): string {
   for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir && existsSync(path.join(dir, 'initdb')) && existsSync(path.join(dir, 'pg_ctl'))) return dir;
+    if (dir && existsSync(path.join(dir, 'initdb')) && existsSync(path.join(dir, 'pg_ctl'))) return path.dirname(realpathSync(path.join(dir, 'initdb')));
   }
   const pgConfig = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
   if (pgConfig.status === 0 && existsSync(path.join(pgConfig.stdout.trim(), 'initdb'))) return pgConfig.stdout.trim();

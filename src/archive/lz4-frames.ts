@@ -1,0 +1,52 @@
+import { decompressFrame } from 'lz4-napi';
+
+const FRAME_MAGIC = 0x184d2204;
+const SKIPPABLE_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+
+/**
+ * Length of the LZ4 frame at the start of `data`, or undefined if `data` does not yet hold all of it.
+ * Follows the LZ4 frame format: header, blocks (4-byte size, high bit = stored uncompressed, optional
+ * block checksum), end mark, optional content checksum. Skippable frames are measured too.
+ */
+export function frameLength(data: Buffer): number | undefined {
+  if (data.length < 8) return undefined;
+  const magic = data.readUInt32LE(0);
+  if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+    const total = 8 + data.readUInt32LE(4);
+    return data.length >= total ? total : undefined;
+  }
+  if (magic !== FRAME_MAGIC) throw new Error(`not an LZ4 frame (magic 0x${magic.toString(16)})`);
+  const flags = data[4] as number;
+  if (flags >> 6 !== 1) throw new Error(`unsupported LZ4 frame version ${flags >> 6}`);
+  const blockChecksum = (flags & 0x10) !== 0;
+  const contentSize = (flags & 0x08) !== 0;
+  const contentChecksum = (flags & 0x04) !== 0;
+  const dictId = (flags & 0x01) !== 0;
+  let offset = 4 + 2 + (contentSize ? 8 : 0) + (dictId ? 4 : 0) + 1;
+  for (;;) {
+    if (data.length < offset + 4) return undefined;
+    const blockSize = data.readUInt32LE(offset);
+    offset += 4;
+    if (blockSize === 0) break;
+    offset += (blockSize & 0x7fffffff) + (blockChecksum ? 4 : 0);
+  }
+  offset += contentChecksum ? 4 : 0;
+  return data.length >= offset ? offset : undefined;
+}
+
+/** Decompresses a stream of concatenated LZ4 frames, one frame at a time (bounded memory). */
+export async function* decompressFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of source) {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    for (;;) {
+      const length = frameLength(pending);
+      if (length === undefined) break;
+      const frame = pending.subarray(0, length);
+      pending = pending.subarray(length);
+      if (frame.readUInt32LE(0) === FRAME_MAGIC) yield await decompressFrame(frame);
+    }
+  }
+  if (pending.length > 0) throw new Error(`truncated LZ4 stream (${pending.length} trailing bytes)`);
+}

@@ -1,0 +1,81 @@
+import { PitrError } from '../errors';
+import type { Storage } from '../storage/storage';
+import { decodeCheckedJson, encodeCheckedJson } from './checked-json';
+import { FORMAT_VERSION } from './segment-format';
+import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from './segment-manifest';
+
+export const IDENTITY_OBJECT = 'repository.json';
+
+/** Which source a repository belongs to; written once by `pitr init`, checked by every writer. */
+export interface RepositoryIdentity {
+  format: number;
+  systemIdentifier: string;
+  database: string;
+  createdAt: string;
+}
+
+/** The archive's view of a storage: identity, segment chain. */
+export class Repository {
+  constructor(readonly storage: Storage) {}
+
+  async identity(): Promise<RepositoryIdentity | null> {
+    const info = await this.storage.stat(IDENTITY_OBJECT);
+    if (!info) return null;
+    return decodeCheckedJson<RepositoryIdentity>(await this.storage.read(IDENTITY_OBJECT), IDENTITY_OBJECT);
+  }
+
+  /** Records the source on first use; refuses a repository that belongs to another source. */
+  async claim(source: { systemIdentifier: string; database: string }): Promise<RepositoryIdentity> {
+    const existing = await this.identity();
+    if (existing) {
+      this.checkBelongs(existing, source);
+      return existing;
+    }
+    const identity: RepositoryIdentity = { format: FORMAT_VERSION, ...source, createdAt: new Date().toISOString() };
+    await this.storage.put(IDENTITY_OBJECT, { kind: 'buffer', data: encodeCheckedJson(identity) }).catch(async (error: unknown) => {
+      // A concurrent claim for the same source wrote a different createdAt: fine if it is ours.
+      const raced = await this.identity();
+      if (!raced) throw error;
+      this.checkBelongs(raced, source);
+    });
+    return (await this.identity()) as RepositoryIdentity;
+  }
+
+  private checkBelongs(identity: RepositoryIdentity, source: { systemIdentifier: string; database: string }): void {
+    if (identity.systemIdentifier !== source.systemIdentifier || identity.database !== source.database) {
+      throw new PitrError(
+        'Repository',
+        `repository ${this.storage.location} belongs to another database (system identifier ${identity.systemIdentifier}, database "${identity.database}"), not to this source (system identifier ${source.systemIdentifier}, database "${source.database}")`,
+        'point --repo at this source\'s own repository, or at an empty location for a new one',
+      );
+    }
+  }
+
+  /** Manifest names of every segment, in LSN order. */
+  async segmentManifestNames(): Promise<string[]> {
+    const { objects } = await this.storage.list(SEGMENTS_PREFIX);
+    return objects.map((o) => o.name).filter((n) => n.endsWith('.json'));
+  }
+
+  /** The newest segment's manifest, or null for an empty archive. Lists only the newest group(s). */
+  async latestSegment(): Promise<SegmentManifest | null> {
+    const { prefixes } = await this.storage.list(SEGMENTS_PREFIX, { delimiter: '/' });
+    for (const group of [...prefixes].reverse()) {
+      const { objects } = await this.storage.list(group);
+      const manifests = objects.map((o) => o.name).filter((n) => n.endsWith('.json'));
+      const last = manifests[manifests.length - 1];
+      if (last) return this.readSegmentManifest(last);
+    }
+    return null;
+  }
+
+  async readSegmentManifest(name: string): Promise<SegmentManifest> {
+    return decodeCheckedJson<SegmentManifest>(await this.storage.read(name), name);
+  }
+
+  /** Data first, manifest last: a segment without its manifest is not part of the archive. */
+  async storeSegment(base: string, spoolPath: string, manifest: SegmentManifest): Promise<void> {
+    await this.storage.put(segmentDataName(base), { kind: 'file', path: spoolPath, consume: true });
+    await this.storage.put(segmentManifestName(base), { kind: 'buffer', data: encodeCheckedJson(manifest) });
+  }
+}

@@ -1,0 +1,99 @@
+import type { Client } from 'pg';
+import { PitrError } from '../errors';
+import type { Logger } from '../logger';
+import { CAPTURE_DDL_FUNCTION_SQL, CREATE_DDL_TRIGGER_SQL, DDL_EVENT_TRIGGER, PITR_SCHEMA } from './in-band-sql';
+import { quoteIdent } from './sql-quote';
+
+export interface PrepareResult {
+  created: string[];
+  existing: string[];
+}
+
+/**
+ * Creates the publication, the DDL capture and the slot, each only if missing. The publication comes
+ * before the slot (pgoutput looks the publication up as of each change). If the slot cannot be
+ * created, what this run created is dropped again, so nothing is left half-made.
+ */
+export async function prepareSource(client: Client, names: { slot: string; publication: string }, log: Logger, openWatcher: () => Promise<Client>): Promise<PrepareResult> {
+  const created: string[] = [];
+  const existing: string[] = [];
+  const publication = await client.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1', [names.publication]);
+  const pub = publication.rows[0];
+  if (pub && !pub.puballtables) {
+    throw new PitrError('SourceConfig', `publication "${names.publication}" exists but is not FOR ALL TABLES`, `DROP PUBLICATION ${quoteIdent(names.publication)}; then run "pitr init" again, or choose another name with --publication`);
+  }
+  const slotRow = await client.query<{ plugin: string; database: string; slot_type: string }>('SELECT plugin, database, slot_type FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [names.slot]);
+  const slot = slotRow.rows[0];
+  const db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
+  if (slot && (slot.slot_type !== 'logical' || slot.plugin !== 'pgoutput' || slot.database !== db)) {
+    throw new PitrError('SourceConfig', `replication slot "${names.slot}" exists but is not a pgoutput slot of database "${db}"`, `choose another name with --slot, or drop it with SELECT pg_drop_replication_slot('${names.slot}');`);
+  }
+  const trigger = await client.query('SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1', [DDL_EVENT_TRIGGER]);
+
+  await client.query('BEGIN');
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(PITR_SCHEMA)}`);
+    await client.query(CAPTURE_DDL_FUNCTION_SQL);
+    if (!pub) {
+      await client.query(`CREATE PUBLICATION ${quoteIdent(names.publication)} FOR ALL TABLES`);
+      created.push(`publication ${names.publication}`);
+    } else existing.push(`publication ${names.publication}`);
+    if (trigger.rowCount === 0) {
+      await client.query(CREATE_DDL_TRIGGER_SQL);
+      created.push(`event trigger ${DDL_EVENT_TRIGGER}`);
+    } else existing.push(`event trigger ${DDL_EVENT_TRIGGER}`);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+
+  if (slot) {
+    existing.push(`replication slot ${names.slot}`);
+    return { created, existing };
+  }
+  try {
+    await reportWaits(openWatcher, log, () => client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [names.slot]));
+    created.push(`replication slot ${names.slot}`);
+  } catch (error) {
+    // undo only what this run created
+    if (created.includes(`event trigger ${DDL_EVENT_TRIGGER}`)) await client.query(`DROP EVENT TRIGGER IF EXISTS ${quoteIdent(DDL_EVENT_TRIGGER)}`).catch(() => undefined);
+    if (created.includes(`publication ${names.publication}`)) await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(names.publication)}`).catch(() => undefined);
+    throw error;
+  }
+  return { created, existing };
+}
+
+/**
+ * Creating a logical slot (or one with an exported snapshot) waits for every transaction running at
+ * that moment to end. Rather than hang silently, say which backends hold it up, every few seconds.
+ */
+export async function reportWaits<T>(openWatcher: () => Promise<Client>, log: Logger, work: () => Promise<T>, everyMs = 5000): Promise<T> {
+  let watcher: Client | undefined;
+  let stopped = false;
+  const timer = setInterval(() => {
+    void (async () => {
+      try {
+        watcher ??= await openWatcher();
+        if (stopped) return;
+        const { rows } = await watcher.query<{ pid: number; age: string; state: string; query: string; usename: string }>(
+          `SELECT pid, usename, state, extract(epoch FROM now() - xact_start)::int::text AS age, left(query, 80) AS query
+             FROM pg_catalog.pg_stat_activity
+            WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+            ORDER BY xact_start LIMIT 3`,
+        );
+        for (const row of rows)
+          log.warn({ event: 'waiting_for_transaction', pid: row.pid, user: row.usename, state: row.state, seconds: Number(row.age), query: row.query }, `waiting for the transaction of backend ${row.pid} (open ${row.age}s) to finish before the slot can be created`);
+      } catch {
+        // best effort only
+      }
+    })();
+  }, everyMs);
+  try {
+    return await work();
+  } finally {
+    stopped = true;
+    clearInterval(timer);
+    await watcher?.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,113 @@
+import type { Socket } from 'node:net';
+import type { Client, ClientConfig } from 'pg';
+import { LogicalReplicationService } from 'pg-logical-replication';
+import { quoteIdent, quoteLiteral } from './sql-quote';
+import { formatLsn, parseLsn, type Lsn } from './lsn';
+import { nowUnixMicros, unixMicrosToPgMicros } from './pg-time';
+
+/** pgoutput with the raw message bytes handed over untouched (no value conversion, no copies). */
+class RawPgoutputPlugin {
+  constructor(readonly options: { publication: string }) {}
+
+  get name(): string {
+    return 'pgoutput';
+  }
+
+  parse(buffer: Buffer): Buffer {
+    return buffer;
+  }
+
+  start(client: Client, slot: string, startLsn: string): Promise<unknown> {
+    const options = `proto_version '1', publication_names ${quoteLiteral(this.options.publication)}, messages 'true'`;
+    return client.query(`START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${startLsn} (${options})`);
+  }
+}
+
+/**
+ * Text values are produced by the walsender's output functions under its session settings; pinning
+ * them makes the archived text canonical and independent of server or role defaults. A restore reads
+ * values back under the same settings (recorded in docs/format.md).
+ */
+export const DECODING_SESSION_OPTIONS =
+  '-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c client_encoding=UTF8';
+
+export interface StreamHandlers {
+  /**
+   * One pgoutput message, called synchronously in stream order. The buffer is only valid during the
+   * call (it points into the connection's read buffer): copy what you keep.
+   */
+  onMessage(message: Buffer): void;
+  /** A primary keepalive: the server has sent everything before `walEnd`. */
+  onKeepalive(walEnd: Lsn, replyRequested: boolean): void;
+}
+
+/** The part of the library's internals we rely on: the COPY connection, to send our own status updates. */
+interface CopyConnection {
+  sendCopyFromChunk(chunk: Buffer): void;
+  stream: Socket;
+}
+
+/**
+ * One replication session on a logical slot. The library's acknowledgement is switched off entirely
+ * (it would report positions that were never stored, plus one); we send standby status updates
+ * ourselves with exactly the position the caller says is durable.
+ */
+export class ReplicationStream {
+  private readonly service: LogicalReplicationService;
+
+  constructor(
+    config: ClientConfig,
+    private readonly slot: string,
+    private readonly publication: string,
+    handlers: StreamHandlers,
+  ) {
+    this.service = new LogicalReplicationService({ ...config, options: DECODING_SESSION_OPTIONS }, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
+    this.service.on('data', (_lsn: string, message: Buffer) => handlers.onMessage(message));
+    this.service.on('heartbeat', (lsn: string, _time: number, reply: boolean) => handlers.onKeepalive(parseLsn(lsn), reply));
+  }
+
+  /**
+   * Streams from `startLsn` until the connection ends; rejects with the connection's error.
+   * `onStart` runs once the server has accepted START_REPLICATION.
+   */
+  run(startLsn: Lsn, onStart: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.service.once('error', reject);
+      this.service.once('start', onStart);
+      this.service
+        .subscribe(new RawPgoutputPlugin({ publication: this.publication }), this.slot, formatLsn(startLsn))
+        .then(() => resolve(), reject);
+    });
+  }
+
+  private connection(): CopyConnection | null {
+    return (this.service as unknown as { _connection: CopyConnection | null })._connection;
+  }
+
+  /** Standby status update: written = flushed = applied = `durableLsn`. */
+  sendStatus(durableLsn: Lsn, replyRequested = false): boolean {
+    const connection = this.connection();
+    if (!connection || this.service.isStop()) return false;
+    const message = Buffer.alloc(34);
+    message.write('r', 0, 'latin1');
+    message.writeBigUInt64BE(durableLsn, 1);
+    message.writeBigUInt64BE(durableLsn, 9);
+    message.writeBigUInt64BE(durableLsn, 17);
+    message.writeBigInt64BE(unixMicrosToPgMicros(nowUnixMicros()), 25);
+    message.writeUInt8(replyRequested ? 1 : 0, 33);
+    connection.sendCopyFromChunk(message);
+    return true;
+  }
+
+  pause(): void {
+    this.connection()?.stream.pause();
+  }
+
+  resume(): void {
+    this.connection()?.stream.resume();
+  }
+
+  async stop(): Promise<void> {
+    await this.service.destroy().catch(() => undefined);
+  }
+}

@@ -1,0 +1,27 @@
+import { EMIT_MARK_SQL } from '../capture/in-band-sql';
+import { connectSource } from '../capture/source';
+import { sourceConnection } from '../config/connection';
+import { PitrError } from '../errors';
+import type { Command } from './command';
+
+export const markCommand: Command = {
+  name: 'mark',
+  summary: 'put a named restore point into the stream (like pg_create_restore_point)',
+  usage: 'pitr mark NAME --source URL [--json]',
+  examples: ['pitr mark before-migration-42 --source postgresql://postgres@db1/shop'],
+  async run({ options, out }) {
+    const name = options.positionals[0];
+    if (!name || options.positionals.length > 1) throw new PitrError('Usage', 'mark: expected exactly one NAME', 'e.g. pitr mark before-upgrade');
+    const source = sourceConnection(options.string('source'), 'pitr mark');
+    const client = await connectSource(source.config, source.display);
+    try {
+      const { rows } = await client.query<{ lsn: string }>(EMIT_MARK_SQL, [name]);
+      const lsn = rows[0]?.lsn ?? '';
+      if (options.flag('json')) out.write(JSON.stringify({ mark: name, lsn }) + '\n');
+      else out.write(`restore point "${name}" written at ${lsn}\n`);
+      return 0;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  },
+};

@@ -1,0 +1,130 @@
+/**
+ * Every option is declared here once: its type, default, environment variable, the commands it applies
+ * to and whether it is secret. Parsing, validation, `--help` and the README's reference come from this.
+ */
+export type OptionType = 'string' | 'url' | 'duration' | 'bytes' | 'integer' | 'boolean';
+
+export interface OptionSpec {
+  name: string;
+  type: OptionType;
+  description: string;
+  commands: readonly string[];
+  env?: string;
+  default?: string;
+  /** Placeholder in help text, e.g. URL. */
+  arg?: string;
+  /** Values that must never be printed (only the redacted form is). */
+  secret?: boolean;
+  min?: number;
+}
+
+const ALL = ['init', 'archive', 'status', 'backup', 'restore', 'mark', 'list', 'verify', 'prune', 'log', 'undo', 'drill'] as const;
+const SOURCE_COMMANDS = ['init', 'archive', 'status', 'backup', 'mark', 'drill'] as const;
+
+export const OPTIONS: readonly OptionSpec[] = [
+  {
+    name: 'source',
+    type: 'url',
+    arg: 'URL',
+    env: 'PITR_SOURCE',
+    commands: SOURCE_COMMANDS,
+    secret: true,
+    description: 'connection URL of the database to archive; unset parts come from the libpq PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)',
+  },
+  {
+    name: 'repo',
+    type: 'string',
+    arg: 'REPO',
+    env: 'PITR_REPO',
+    default: './pitr-repo',
+    commands: ALL,
+    description: 'repository: a directory path, file:///path, or gs://bucket/prefix',
+  },
+  {
+    name: 'gcs-endpoint',
+    type: 'string',
+    arg: 'URL',
+    env: 'PITR_GCS_ENDPOINT',
+    commands: ALL,
+    description: 'Google Cloud Storage API endpoint (an emulator); STORAGE_EMULATOR_HOST is honoured too',
+  },
+  {
+    name: 'slot',
+    type: 'string',
+    arg: 'NAME',
+    env: 'PITR_SLOT',
+    default: 'pitr',
+    commands: ['init', 'archive', 'status', 'drill'],
+    description: 'name of the logical replication slot',
+  },
+  {
+    name: 'publication',
+    type: 'string',
+    arg: 'NAME',
+    env: 'PITR_PUBLICATION',
+    default: 'pitr',
+    commands: ['init', 'archive'],
+    description: 'name of the publication (FOR ALL TABLES)',
+  },
+  {
+    name: 'segment-size',
+    type: 'bytes',
+    arg: 'SIZE',
+    env: 'PITR_SEGMENT_SIZE',
+    default: '16MB',
+    commands: ['archive'],
+    min: 4096,
+    description: 'seal a segment once it holds this many uncompressed bytes (a larger single transaction makes a larger segment)',
+  },
+  {
+    name: 'segment-age',
+    type: 'duration',
+    arg: 'DURATION',
+    env: 'PITR_SEGMENT_AGE',
+    default: '1s',
+    commands: ['archive'],
+    description: 'seal a segment at the latest this long after its first transaction arrived (bounds the RPO)',
+  },
+  {
+    name: 'heartbeat',
+    type: 'duration',
+    arg: 'DURATION',
+    env: 'PITR_HEARTBEAT',
+    default: '10s',
+    commands: ['archive'],
+    description: 'interval of the in-stream heartbeat and sequence snapshot',
+  },
+  {
+    name: 'upload-concurrency',
+    type: 'integer',
+    arg: 'N',
+    env: 'PITR_UPLOAD_CONCURRENCY',
+    default: '2',
+    min: 1,
+    commands: ['archive'],
+    description: 'segments uploaded at once',
+  },
+  {
+    name: 'spool-dir',
+    type: 'string',
+    arg: 'DIR',
+    env: 'PITR_SPOOL_DIR',
+    commands: ['archive'],
+    description: 'local directory for segments being built (default: a directory under the system temp dir)',
+  },
+  {
+    name: 'log-level',
+    type: 'string',
+    arg: 'LEVEL',
+    env: 'PITR_LOG_LEVEL',
+    default: 'info',
+    commands: ALL,
+    description: 'log level: fatal, error, warn, info, debug, trace',
+  },
+  { name: 'json', type: 'boolean', commands: ALL, description: 'machine-readable output on stdout' },
+  { name: 'help', type: 'boolean', commands: ALL, description: 'show help for the command' },
+];
+
+export function optionsFor(command: string): OptionSpec[] {
+  return OPTIONS.filter((o) => o.commands.includes(command));
+}

@@ -1,0 +1,110 @@
+import { PitrError } from '../errors';
+import { optionsFor, type OptionSpec } from './options';
+import { parseBytes, parseDuration } from './units';
+
+export type OptionValue = string | number | boolean;
+
+/** Parsed options of one command: flags first, then environment, then defaults. */
+export class ParsedOptions {
+  constructor(
+    readonly command: string,
+    private readonly values: Map<string, OptionValue>,
+    readonly positionals: string[],
+  ) {}
+
+  has(name: string): boolean {
+    return this.values.has(name);
+  }
+
+  string(name: string): string | undefined {
+    const value = this.values.get(name);
+    return value === undefined ? undefined : String(value);
+  }
+
+  requireString(name: string, hint: string): string {
+    const value = this.string(name);
+    if (value === undefined || value === '') throw new PitrError('Usage', `${this.command}: --${name} is required`, hint);
+    return value;
+  }
+
+  /** Durations and sizes are stored as numbers: milliseconds and bytes. */
+  number(name: string): number | undefined {
+    const value = this.values.get(name);
+    return typeof value === 'number' ? value : undefined;
+  }
+
+  flag(name: string): boolean {
+    return this.values.get(name) === true;
+  }
+}
+
+function convert(command: string, spec: OptionSpec, raw: string, from: string): OptionValue {
+  const fail = (expected: string): never => {
+    throw new PitrError('Usage', `${command}: invalid value for ${from}: ${spec.secret ? '(hidden)' : JSON.stringify(raw)}`, `expected ${expected}`);
+  };
+  let value: OptionValue;
+  switch (spec.type) {
+    case 'string':
+    case 'url':
+      return raw;
+    case 'boolean':
+      if (/^(1|true|yes|on)$/i.test(raw)) return true;
+      if (/^(0|false|no|off)$/i.test(raw)) return false;
+      return fail('true or false');
+    case 'integer':
+      if (!/^\d+$/.test(raw)) return fail('a whole number');
+      value = Number(raw);
+      break;
+    case 'duration':
+      value = parseDuration(raw) ?? fail('a duration such as 500ms, 10s, 5m, 24h or 7d');
+      break;
+    case 'bytes':
+      value = parseBytes(raw) ?? fail('a size such as 512kB, 16MB or 1GB');
+      break;
+    default: {
+      const never: never = spec.type;
+      throw new Error(`unknown option type ${String(never)}`);
+    }
+  }
+  if (spec.min !== undefined && value < spec.min) fail(`at least ${spec.min}`);
+  return value;
+}
+
+export function parseArgs(command: string, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedOptions {
+  const specs = optionsFor(command);
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const values = new Map<string, OptionValue>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '-h') {
+      values.set('help', true);
+      continue;
+    }
+    if (!arg.startsWith('--')) {
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const spec = byName.get(name);
+    if (!spec) throw new PitrError('Usage', `${command}: unknown option --${name}`, `run "pitr ${command} --help" for the options it takes`);
+    let raw: string;
+    if (eq !== -1) raw = arg.slice(eq + 1);
+    else if (spec.type === 'boolean') raw = 'true';
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new PitrError('Usage', `${command}: --${name} needs a value`, `e.g. --${name} ${spec.arg ?? 'VALUE'}`);
+      raw = next;
+      i++;
+    }
+    values.set(name, convert(command, spec, raw, `--${name}`));
+  }
+  for (const spec of specs) {
+    if (values.has(spec.name)) continue;
+    const fromEnv = spec.env ? env[spec.env] : undefined;
+    if (fromEnv !== undefined && fromEnv !== '') values.set(spec.name, convert(command, spec, fromEnv, spec.env as string));
+    else if (spec.default !== undefined) values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
+  }
+  return new ParsedOptions(command, values, positionals);
+}

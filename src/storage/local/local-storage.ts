@@ -1,0 +1,175 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { PitrError } from '../../errors';
+import type { ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
+
+const TMP_DIR = '.tmp';
+
+/**
+ * A repository in a local directory. Create-only durable writes: bytes go to a temporary file in the
+ * repository, which is fsynced, then hard-linked to its final name (link fails if the name exists, so
+ * nothing is ever replaced), then the directory is fsynced.
+ */
+export class LocalStorage implements Storage {
+  readonly location: string;
+
+  constructor(private readonly root: string) {
+    this.location = path.resolve(root);
+  }
+
+  private file(name: string): string {
+    if (name.startsWith('/') || name.split('/').includes('..')) throw new PitrError('Internal', `invalid object name ${name}`);
+    return path.join(this.location, ...name.split('/'));
+  }
+
+  async put(name: string, source: PutSource): Promise<PutResult> {
+    const target = this.file(name);
+    await this.mkdirp(path.dirname(target));
+    const tmp = await this.stage(source);
+    try {
+      await fs.link(tmp, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw this.wrap(error, `cannot write ${name}`);
+      if (await sameContent(tmp, target)) return 'identical';
+      throw new PitrError('Integrity', `object ${name} already exists in ${this.location} with different content`, 'an archived object is never overwritten: another archiver may be writing to this repository, or the object is corrupt; run "pitr verify"');
+    } finally {
+      await fs.rm(tmp, { force: true });
+      if (source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
+    }
+    await fsyncDir(path.dirname(target));
+    return 'created';
+  }
+
+  /** Copies (or, for an owned file, moves) the source into the repository's temp dir and fsyncs it. */
+  private async stage(source: PutSource): Promise<string> {
+    const dir = path.join(this.location, TMP_DIR);
+    await this.mkdirp(dir);
+    const tmp = path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    try {
+      if (source.kind === 'buffer') await fs.writeFile(tmp, source.data);
+      else if (source.consume) await fs.link(source.path, tmp).catch(() => fs.copyFile(source.path, tmp));
+      else await fs.copyFile(source.path, tmp);
+      const handle = await fs.open(tmp, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return tmp;
+    } catch (error) {
+      await fs.rm(tmp, { force: true });
+      throw this.wrap(error, 'cannot write to the repository');
+    }
+  }
+
+  async read(name: string): Promise<Buffer> {
+    try {
+      return await fs.readFile(this.file(name));
+    } catch (error) {
+      throw this.wrap(error, `cannot read ${name}`, name);
+    }
+  }
+
+  readStream(name: string, range?: { start: number; end?: number }): Readable {
+    const out = new PassThrough();
+    const file = createReadStream(this.file(name), range ? { start: range.start, end: range.end } : {});
+    file.on('error', (error) => out.destroy(this.wrap(error, `cannot read ${name}`, name)));
+    return file.pipe(out);
+  }
+
+  async stat(name: string): Promise<ObjectInfo | null> {
+    try {
+      const info = await fs.stat(this.file(name));
+      return { name, size: info.size };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw this.wrap(error, `cannot stat ${name}`);
+    }
+  }
+
+  async list(prefix: string, options: { delimiter?: '/' } = {}): Promise<ListResult> {
+    // Walk only the directory the prefix points into, then filter by the rest of the prefix.
+    const slash = prefix.lastIndexOf('/');
+    const dirName = slash === -1 ? '' : prefix.slice(0, slash);
+    const objects: ObjectInfo[] = [];
+    const prefixes = new Set<string>();
+    const walk = async (relDir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await fs.readdir(path.join(this.location, ...relDir.split('/').filter(Boolean)), { withFileTypes: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw this.wrap(error, `cannot list ${relDir || '/'}`);
+      }
+      for (const entry of entries) {
+        const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
+        if (rel === TMP_DIR) continue;
+        if (entry.isDirectory()) {
+          const dirPrefix = rel + '/';
+          if (!dirPrefix.startsWith(prefix) && !prefix.startsWith(dirPrefix)) continue;
+          if (options.delimiter && dirPrefix.startsWith(prefix) && dirPrefix.length > prefix.length) prefixes.add(dirPrefix);
+          else await walk(rel);
+        } else if (entry.isFile() && rel.startsWith(prefix)) {
+          const info = await fs.stat(path.join(this.location, ...rel.split('/')));
+          objects.push({ name: rel, size: info.size });
+        }
+      }
+    };
+    await walk(dirName);
+    objects.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { objects, prefixes: [...prefixes].sort() };
+  }
+
+  async remove(name: string): Promise<void> {
+    await fs.rm(this.file(name), { force: true });
+  }
+
+  async checkWritable(): Promise<void> {
+    await this.mkdirp(this.location);
+    const probe = await this.stage({ kind: 'buffer', data: Buffer.from('probe') });
+    await fs.rm(probe, { force: true });
+  }
+
+  private async mkdirp(dir: string): Promise<void> {
+    try {
+      await fs.mkdir(dir, { recursive: true });
+    } catch (error) {
+      throw this.wrap(error, `cannot create directory ${dir}`);
+    }
+  }
+
+  private wrap(error: unknown, what: string, name?: string): PitrError {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && name !== undefined) return new PitrError('NotFound', `object ${name} not found in ${this.location}`, undefined, { cause: error });
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+      return new PitrError('Repository', `${what}: repository ${this.location} is not writable (${code})`, 'check the directory permissions and the user pitr runs as', { cause: error });
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      return new PitrError('Repository', `${what}: no space left in repository ${this.location}`, 'free space or point --repo elsewhere; nothing was acknowledged past what is stored', { cause: error });
+    return new PitrError('Repository', `${what} in ${this.location}: ${(error as Error).message}`, undefined, { cause: error });
+  }
+}
+
+async function sameContent(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([fs.stat(a), fs.stat(b)]);
+  if (sa.size !== sb.size) return false;
+  const [ha, hb] = await Promise.all([hashFile(a), hashFile(b)]);
+  return ha === hb;
+}
+
+export async function hashFile(file: string, algorithm = 'sha256'): Promise<string> {
+  const hash = createHash(algorithm);
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
