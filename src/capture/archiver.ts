@@ -36,6 +36,8 @@ export interface ArchiverOptions {
 export type ArchiverState = 'starting' | 'connecting' | 'streaming' | 'backoff' | 'draining' | 'stopped';
 
 const SLOT_IN_USE = '55006';
+/** Raw bytes handed to the compressor but not yet written; past this the stream is paused. */
+const MAX_PENDING_COMPRESSION_BYTES = 16 * 1024 * 1024;
 
 /**
  * The archiver: slot → segments → repository, acknowledging the slot only with the end LSN of the last
@@ -261,7 +263,7 @@ export class Archiver {
 
   private applyBackpressure(): void {
     const limit = this.options.maxPendingSegments ?? 8;
-    const busy = this.inFlight.length >= limit || this.assembler.pendingCompressionBytes > 64 * 1024 * 1024;
+    const busy = this.inFlight.length >= limit || this.assembler.pendingCompressionBytes > MAX_PENDING_COMPRESSION_BYTES;
     if (busy && !this.paused) {
       this.paused = true;
       this.stream?.pause();
@@ -269,7 +271,7 @@ export class Archiver {
       this.paused = false;
       this.stream?.resume();
     }
-    if (busy && this.assembler.pendingCompressionBytes > 64 * 1024 * 1024) {
+    if (busy && this.assembler.pendingCompressionBytes > MAX_PENDING_COMPRESSION_BYTES) {
       // resume once the compressor has caught up
       setTimeout(() => this.applyBackpressure(), 20);
     }

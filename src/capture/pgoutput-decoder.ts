@@ -76,7 +76,7 @@ function tagName(byte: number): string {
 }
 
 function decodeError(message: string): PitrError {
-  return new PitrError('Repository', `cannot decode pgoutput message: ${message}`, 'the archived change data is corrupt or was written by an unsupported protocol version');
+  return new PitrError('Integrity', `cannot decode pgoutput message: ${message}`, 'the archived change data is corrupt or was written by an unsupported protocol version');
 }
 
 /** Sequential reader with bounds checks, so a short buffer names the field that was cut off. */

@@ -1,0 +1,109 @@
+/**
+ * Archive benchmark: throughput against pg_recvlogical (the server's decoding ceiling, output thrown
+ * away) on the same backlog in the same run, and peak memory on one very large transaction.
+ *
+ *   npm run bench:archive                       # 1M-change backlog, 10M-row transaction
+ *   BENCH_CHANGES=200000 BENCH_BIG_TXN=1000000 npm run bench:archive
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { PgCluster } from '../test/harness/pg-cluster';
+
+const execFileAsync = promisify(execFile);
+const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
+const BIG_TXN = Number(process.env.BENCH_BIG_TXN ?? 10_000_000);
+const BIN = path.resolve(__dirname, '../../bin/pitr.js');
+
+async function currentLsn(cluster: PgCluster): Promise<string> {
+  return ((await cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))[0] as { lsn: string }).lsn;
+}
+
+async function waitSlot(cluster: PgCluster, slot: string, lsn: string): Promise<void> {
+  for (;;) {
+    const rows = await cluster.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [lsn, slot]);
+    if (rows[0]?.ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Runs `pitr archive` until the slot reaches `lsn`; returns seconds and the peak RSS (VmHWM) in MB. */
+async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Promise<{ seconds: number; peakMb: number }> {
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  let peakKb = 0;
+  const sampler = setInterval(() => {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (match) peakKb = Math.max(peakKb, Number(match[1]));
+    } catch {
+      // exited
+    }
+  }, 50);
+  await waitSlot(cluster, 'pitr', lsn);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  clearInterval(sampler);
+  child.kill('SIGTERM');
+  await new Promise((r) => child.on('close', r));
+  return { seconds, peakMb: peakKb / 1024 };
+}
+
+async function recvlogicalUntil(cluster: PgCluster, slot: string, lsn: string): Promise<number> {
+  const started = process.hrtime.bigint();
+  await execFileAsync(path.join(cluster.binDir, 'pg_recvlogical'), ['-d', cluster.url(), '--slot', slot, '--start', '--no-loop', '-E', lsn, '-o', 'proto_version=1', '-o', 'publication_names=pitr', '-f', '/dev/null']);
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+async function main(): Promise<void> {
+  const cluster = await PgCluster.start({ settings: { max_wal_size: "'4GB'", logical_decoding_work_mem: "'64MB'" } });
+  const repo = mkdtempSync(path.join(tmpdir(), 'pitr-bench-repo-'));
+  try {
+    await cluster.query('CREATE TABLE bench (id bigint PRIMARY KEY, n int, v text)');
+    await execFileAsync(process.execPath, [BIN, 'init', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn']);
+    await cluster.query("SELECT pg_create_logical_replication_slot('recv', 'pgoutput')");
+
+    // Backlog: transactions of 1,000 changes, half inserts, a quarter updates, a quarter deletes.
+    const perTxn = 1000;
+    const txns = Math.ceil(CHANGES / perTxn);
+    console.log(`building a backlog of ${txns * perTxn} row changes in ${txns} transactions...`);
+    await cluster.query(`CREATE PROCEDURE load(txns int) LANGUAGE plpgsql AS $$
+      DECLARE base bigint;
+      BEGIN
+        FOR t IN 0 .. txns - 1 LOOP
+          base := t * 500;
+          INSERT INTO bench SELECT base + g, g, md5(g::text) FROM generate_series(1, 500) g;
+          UPDATE bench SET n = n + 1 WHERE id > base AND id <= base + 250;
+          DELETE FROM bench WHERE id > base + 250 AND id <= base + 500;
+          COMMIT;
+        END LOOP;
+      END $$`);
+    await cluster.query('CALL load($1)', [txns]);
+    const backlogEnd = await currentLsn(cluster);
+
+    const recvSeconds = await recvlogicalUntil(cluster, 'recv', backlogEnd);
+    const archive = await archiveUntil(cluster, repo, backlogEnd);
+    const changes = txns * perTxn;
+    console.log(`backlog: ${changes} changes`);
+    console.log(`  pg_recvlogical (pgoutput to /dev/null): ${recvSeconds.toFixed(2)} s, ${Math.round(changes / recvSeconds)} changes/s`);
+    console.log(`  pitr archive (stored, checksummed, LZ4): ${archive.seconds.toFixed(2)} s, ${Math.round(changes / archive.seconds)} changes/s, peak RSS ${archive.peakMb.toFixed(0)} MB`);
+    console.log(`  ratio pitr/pg_recvlogical time: ${(archive.seconds / recvSeconds).toFixed(2)}`);
+    await cluster.query("SELECT pg_drop_replication_slot('recv')");
+
+    console.log(`one transaction of ${BIG_TXN} rows...`);
+    await cluster.query('CREATE TABLE big (id bigint PRIMARY KEY, v text)');
+    await cluster.query("INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, $1) g", [BIG_TXN]);
+    const bigEnd = await currentLsn(cluster);
+    const big = await archiveUntil(cluster, repo, bigEnd);
+    console.log(`  pitr archive: ${big.seconds.toFixed(2)} s, ${Math.round(BIG_TXN / big.seconds)} changes/s, peak RSS ${big.peakMb.toFixed(0)} MB (limit 256 MB)`);
+    const { stdout } = await execFileAsync('du', ['-sb', repo]);
+    console.log(`  repository size: ${(Number(stdout.split('\t')[0]) / 1048576).toFixed(0)} MB`);
+    if (big.peakMb > 256) process.exitCode = 1;
+  } finally {
+    await cluster.destroy();
+    rmSync(repo, { recursive: true, force: true });
+  }
+}
+
+void main();
