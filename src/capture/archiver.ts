@@ -120,7 +120,7 @@ export class Archiver {
       try {
         const first = await Promise.race([ended, stopRequested, started]);
         if (first === 'running') {
-          this.setState('streaming', { from: formatLsn(this.durableLsn) });
+          this.setState('streaming', { startLsn: formatLsn(this.durableLsn) });
           void this.heartbeat(); // sequences and clock right away, not one interval later
           attempt = 0;
           firstConnect = false;

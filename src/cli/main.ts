@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from '../config/parse-args';
 import { PitrError, isPitrError, messageOf } from '../errors';
 import { createLogger } from '../logger';
@@ -17,7 +19,8 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (name === '--version') {
-    process.stdout.write(`${(require('../../package.json') as { version: string }).version}\n`);
+    const { version } = JSON.parse(readFileSync(path.join(__dirname, '../../package.json'), 'utf8')) as { version: string };
+    process.stdout.write(`${version}\n`);
     return;
   }
   const command = COMMANDS.find((c) => c.name === name);

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { Client } from 'pg';
 import { TYPE_ZOO_COLUMNS, TYPE_ZOO_INSERT_SQL, TYPE_ZOO_SETUP_SQL } from '../fixtures/type-zoo';
 import { ArchiveFixture, valueText } from '../harness/archive-fixture';
@@ -94,6 +96,13 @@ test('every type-zoo value, interleaved transactions, DDL and unchanged TOAST ar
   expect(ddl.map((m) => (JSON.parse(m.content.toString()) as { query: string }).query)).toEqual(
     expect.arrayContaining(['CREATE TABLE interleave (id int PRIMARY KEY, who text)', 'ALTER TABLE interleave ADD COLUMN note text']),
   );
+  // segments are plain LZ4 frames: the standard lz4 tool reads them
+  const names = await fx.repository().segmentManifestNames();
+  const largest = (await Promise.all(names.map((n) => fx.repository().readSegmentManifest(n)))).sort((x, y) => y.rawBytes - x.rawBytes)[0];
+  const raw = execFileSync('lz4', ['-dc', path.join(fx.repoDir, `${largest?.name}.lz4`)], { maxBuffer: 1 << 28 });
+  expect(raw.length).toBe(largest?.rawBytes);
+  expect(raw.subarray(0, 8).toString()).toBe('PITRSEG1');
+
   // heartbeats carry sequences
   expect(txns.some((t) => t.messages.some((m) => m.tag === 'M' && m.prefix === 'pitr.heartbeat'))).toBe(true);
 });
