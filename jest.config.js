@@ -9,6 +9,8 @@ module.exports = {
   },
   // p-queue and p-timeout ship ES modules only; jest's module loader needs them as CommonJS.
   transformIgnorePatterns: ['/node_modules/(?!(p-queue|p-timeout)/)'],
+  // sources use NodeNext-style '.js' specifiers for dynamic imports
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testTimeout: 120000,
   maxWorkers: 2,
 };

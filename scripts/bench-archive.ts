@@ -23,7 +23,10 @@ async function currentLsn(cluster: PgCluster): Promise<string> {
 
 async function waitSlot(cluster: PgCluster, slot: string, lsn: string): Promise<void> {
   for (;;) {
-    const rows = await cluster.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [lsn, slot]);
+    const rows = await cluster.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [
+      lsn,
+      slot,
+    ]);
     if (rows[0]?.ok) return;
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -32,7 +35,9 @@ async function waitSlot(cluster: PgCluster, slot: string, lsn: string): Promise<
 /** Runs `pitr archive` until the slot reaches `lsn`; returns seconds and the peak RSS (VmHWM) in MB. */
 async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Promise<{ seconds: number; peakMb: number }> {
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   let peakKb = 0;
   const sampler = setInterval(() => {
     try {
@@ -52,7 +57,22 @@ async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Prom
 
 async function recvlogicalUntil(cluster: PgCluster, slot: string, lsn: string): Promise<number> {
   const started = process.hrtime.bigint();
-  await execFileAsync(path.join(cluster.binDir, 'pg_recvlogical'), ['-d', cluster.url(), '--slot', slot, '--start', '--no-loop', '-E', lsn, '-o', 'proto_version=1', '-o', 'publication_names=pitr', '-f', '/dev/null']);
+  await execFileAsync(path.join(cluster.binDir, 'pg_recvlogical'), [
+    '-d',
+    cluster.url(),
+    '--slot',
+    slot,
+    '--start',
+    '--no-loop',
+    '-E',
+    lsn,
+    '-o',
+    'proto_version=1',
+    '-o',
+    'publication_names=pitr',
+    '-f',
+    '/dev/null',
+  ]);
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
@@ -87,7 +107,9 @@ async function main(): Promise<void> {
     const changes = txns * perTxn;
     console.log(`backlog: ${changes} changes`);
     console.log(`  pg_recvlogical (pgoutput to /dev/null): ${recvSeconds.toFixed(2)} s, ${Math.round(changes / recvSeconds)} changes/s`);
-    console.log(`  pitr archive (stored, checksummed, LZ4): ${archive.seconds.toFixed(2)} s, ${Math.round(changes / archive.seconds)} changes/s, peak RSS ${archive.peakMb.toFixed(0)} MB`);
+    console.log(
+      `  pitr archive (stored, checksummed, LZ4): ${archive.seconds.toFixed(2)} s, ${Math.round(changes / archive.seconds)} changes/s, peak RSS ${archive.peakMb.toFixed(0)} MB`,
+    );
     console.log(`  ratio pitr/pg_recvlogical time: ${(archive.seconds / recvSeconds).toFixed(2)}`);
     await cluster.query("SELECT pg_drop_replication_slot('recv')");
 
@@ -96,7 +118,9 @@ async function main(): Promise<void> {
     await cluster.query("INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, $1) g", [BIG_TXN]);
     const bigEnd = await currentLsn(cluster);
     const big = await archiveUntil(cluster, repo, bigEnd);
-    console.log(`  pitr archive: ${big.seconds.toFixed(2)} s, ${Math.round(BIG_TXN / big.seconds)} changes/s, peak RSS ${big.peakMb.toFixed(0)} MB (limit 256 MB)`);
+    console.log(
+      `  pitr archive: ${big.seconds.toFixed(2)} s, ${Math.round(BIG_TXN / big.seconds)} changes/s, peak RSS ${big.peakMb.toFixed(0)} MB (limit 256 MB)`,
+    );
     const { stdout } = await execFileAsync('du', ['-sb', repo]);
     console.log(`  repository size: ${(Number(stdout.split('\t')[0]) / 1048576).toFixed(0)} MB`);
     if (big.peakMb > 256) process.exitCode = 1;

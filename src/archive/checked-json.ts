@@ -19,7 +19,9 @@ export function decodeCheckedJson<T extends object>(bytes: Buffer, name: string)
     throw new PitrError('Integrity', `object ${name} is corrupt: not valid JSON`, 'run "pitr verify" to list damaged objects');
   }
   const { checksum, ...doc } = parsed;
-  const actual = createHash('sha256').update(JSON.stringify(doc, null, 2)).digest('hex');
+  const actual = createHash('sha256')
+    .update(JSON.stringify(doc, null, 2))
+    .digest('hex');
   if (checksum !== actual) throw new PitrError('Integrity', `object ${name} is corrupt: checksum mismatch`, 'run "pitr verify" to list damaged objects');
   return doc as T;
 }

@@ -46,7 +46,7 @@ export class Repository {
       throw new PitrError(
         'Repository',
         `repository ${this.storage.location} belongs to another database (system identifier ${identity.systemIdentifier}, database "${identity.database}"), not to this source (system identifier ${source.systemIdentifier}, database "${source.database}")`,
-        'point --repo at this source\'s own repository, or at an empty location for a new one',
+        "point --repo at this source's own repository, or at an empty location for a new one",
       );
     }
   }

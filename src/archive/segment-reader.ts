@@ -13,7 +13,11 @@ async function* checkedBytes(source: Readable, expectedSha256: string | undefine
   }
   const actual = hash.digest('hex');
   if (expectedSha256 !== undefined && actual !== expectedSha256)
-    throw new PitrError('Integrity', `segment ${name} is corrupt: sha256 ${actual} does not match its manifest (${expectedSha256})`, 'run "pitr verify" to list damaged objects');
+    throw new PitrError(
+      'Integrity',
+      `segment ${name} is corrupt: sha256 ${actual} does not match its manifest (${expectedSha256})`,
+      'run "pitr verify" to list damaged objects',
+    );
 }
 
 /**
@@ -30,7 +34,8 @@ export async function* readSegmentRecords(stored: Readable, name: string, expect
       let offset = 0;
       if (!sawMagic) {
         if (pending.length < SEGMENT_MAGIC.length) continue;
-        if (!pending.subarray(0, SEGMENT_MAGIC.length).equals(SEGMENT_MAGIC)) throw new PitrError('Integrity', `segment ${name} does not start with the pitr segment magic`);
+        if (!pending.subarray(0, SEGMENT_MAGIC.length).equals(SEGMENT_MAGIC))
+          throw new PitrError('Integrity', `segment ${name} does not start with the pitr segment magic`);
         sawMagic = true;
         offset = SEGMENT_MAGIC.length;
       }
@@ -44,7 +49,9 @@ export async function* readSegmentRecords(stored: Readable, name: string, expect
     }
   } catch (error) {
     if (error instanceof PitrError) throw error;
-    throw new PitrError('Integrity', `segment ${name} cannot be decoded: ${(error as Error).message}`, 'run "pitr verify" to list damaged objects', { cause: error });
+    throw new PitrError('Integrity', `segment ${name} cannot be decoded: ${(error as Error).message}`, 'run "pitr verify" to list damaged objects', {
+      cause: error,
+    });
   }
   if (pending.length > 0 || !sawMagic) throw new PitrError('Integrity', `segment ${name} is truncated`, 'run "pitr verify" to list damaged objects');
 }

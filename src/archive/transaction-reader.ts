@@ -27,7 +27,11 @@ export async function* readTransactions(repo: Repository, manifests?: SegmentMan
   let previous: SegmentManifest | undefined;
   for (const manifest of list) {
     if (previous && (manifest.previous?.name !== previous.name || manifest.previous.sha256 !== previous.sha256)) {
-      throw new PitrError('Integrity', `segment chain broken before ${manifest.name}: it names ${manifest.previous?.name ?? 'no'} previous segment, the archive has ${previous.name}`, 'run "pitr verify" to list missing or foreign segments');
+      throw new PitrError(
+        'Integrity',
+        `segment chain broken before ${manifest.name}: it names ${manifest.previous?.name ?? 'no'} previous segment, the archive has ${previous.name}`,
+        'run "pitr verify" to list missing or foreign segments',
+      );
     }
     previous = manifest;
     const relations = new Map<number, RelationMessage>();
@@ -36,7 +40,15 @@ export async function* readTransactions(repo: Repository, manifests?: SegmentMan
       const message = decodePgoutput(record);
       switch (message.tag) {
         case 'B':
-          current = { xid: message.xid, commitLsn: message.finalLsn, endLsn: 0n, commitTime: message.commitTime, segment: manifest.name, messages: [], relations: new Map(relations) };
+          current = {
+            xid: message.xid,
+            commitLsn: message.finalLsn,
+            endLsn: 0n,
+            commitTime: message.commitTime,
+            segment: manifest.name,
+            messages: [],
+            relations: new Map(relations),
+          };
           break;
         case 'R':
           relations.set(message.relationId, message);

@@ -88,7 +88,17 @@ export class Archiver {
     const spoolDir = this.options.spoolDir ?? path.join(tmpdir(), `pitr-spool-${this.options.slot}-${process.pid}`);
     await fs.mkdir(spoolDir, { recursive: true });
     this.assembler = new StreamAssembler(spoolDir, latest ? parseLsn(latest.lastCommitLsn) : 0n);
-    this.log.info({ event: 'resume', repo: this.repo.storage.location, source: this.source.display, slot: this.options.slot, from: formatLsn(this.durableLsn), segment: latest?.name ?? null }, 'archiver starting');
+    this.log.info(
+      {
+        event: 'resume',
+        repo: this.repo.storage.location,
+        source: this.source.display,
+        slot: this.options.slot,
+        from: formatLsn(this.durableLsn),
+        segment: latest?.name ?? null,
+      },
+      'archiver starting',
+    );
 
     const ageTimer = setInterval(() => this.maybeSeal(false), Math.min(100, this.options.segmentAgeMs));
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
@@ -154,13 +164,21 @@ export class Archiver {
     const e = error as { code?: string; message?: string };
     const message = e.message ?? '';
     if (e.code === SLOT_IN_USE && giveUpOnBusy) {
-      return new PitrError('Busy', `replication slot "${this.options.slot}" is in use by another archiver (${message})`, 'only one archiver may stream from a slot; stop the other one, or use another slot with --slot');
+      return new PitrError(
+        'Busy',
+        `replication slot "${this.options.slot}" is in use by another archiver (${message})`,
+        'only one archiver may stream from a slot; stop the other one, or use another slot with --slot',
+      );
     }
     if (e.code === '42704' || /replication slot .* does not exist/.test(message)) {
       return new PitrError('SourceConfig', `replication slot "${this.options.slot}" does not exist on ${this.source.display}`, 'run "pitr init" first');
     }
     if (/can no longer get changes|has been invalidated|wal_status/i.test(message)) {
-      return new PitrError('SourceConfig', `replication slot "${this.options.slot}" was invalidated: ${message}; changes after ${formatLsn(this.durableLsn)} are lost to the archive`, 'take a new base backup and re-create the slot with "pitr init"; the gap stays recorded in the archive');
+      return new PitrError(
+        'SourceConfig',
+        `replication slot "${this.options.slot}" was invalidated: ${message}; changes after ${formatLsn(this.durableLsn)} are lost to the archive`,
+        'take a new base backup and re-create the slot with "pitr init"; the gap stays recorded in the archive',
+      );
     }
     if (e.code === '28P01' || e.code === '28000' || e.code === '3D000') return connectionError(error, this.source.display);
     return undefined;
@@ -233,7 +251,18 @@ export class Archiver {
         try {
           const started = Date.now();
           await this.repo.storeSegment(base, contents.spooled.path, manifest);
-          this.log.info({ event: 'segment_stored', segment: base, transactions: manifest.transactions, rawBytes: manifest.rawBytes, storedBytes: manifest.storedBytes, lastCommitTime: manifest.lastCommitTime, ms: Date.now() - started }, 'segment stored');
+          this.log.info(
+            {
+              event: 'segment_stored',
+              segment: base,
+              transactions: manifest.transactions,
+              rawBytes: manifest.rawBytes,
+              storedBytes: manifest.storedBytes,
+              lastCommitTime: manifest.lastCommitTime,
+              ms: Date.now() - started,
+            },
+            'segment stored',
+          );
           break;
         } catch (error) {
           if (error instanceof PitrError && error.kind === 'Integrity') {
@@ -241,7 +270,10 @@ export class Archiver {
             return;
           }
           const waitMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
-          this.log.warn({ event: 'upload_retry', segment: base, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 }, 'segment upload failed; retrying');
+          this.log.warn(
+            { event: 'upload_retry', segment: base, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 },
+            'segment upload failed; retrying',
+          );
           await delay(waitMs);
         }
       }

@@ -24,15 +24,38 @@ export type TupleValue =
 export type TupleData = TupleValue[];
 
 /** 'K': only the replica identity key columns carry values (the rest are null); 'O': the whole old row. */
-export interface OldTuple { kind: 'K' | 'O'; values: TupleData }
+export interface OldTuple {
+  kind: 'K' | 'O';
+  values: TupleData;
+}
 
 /** flags bit 1: part of the replica identity key (every column, under REPLICA IDENTITY FULL). */
-export interface RelationColumn { flags: number; name: string; typeOid: number; typeModifier: number }
+export interface RelationColumn {
+  flags: number;
+  name: string;
+  typeOid: number;
+  typeModifier: number;
+}
 
 /** finalLsn is where the commit record starts, equal to the Commit's commitLsn; endLsn is where it ends. */
-export interface BeginMessage { tag: 'B'; finalLsn: Lsn; commitTime: bigint; xid: number }
-export interface CommitMessage { tag: 'C'; flags: number; commitLsn: Lsn; endLsn: Lsn; commitTime: bigint }
-export interface OriginMessage { tag: 'O'; commitLsn: Lsn; name: string }
+export interface BeginMessage {
+  tag: 'B';
+  finalLsn: Lsn;
+  commitTime: bigint;
+  xid: number;
+}
+export interface CommitMessage {
+  tag: 'C';
+  flags: number;
+  commitLsn: Lsn;
+  endLsn: Lsn;
+  commitTime: bigint;
+}
+export interface OriginMessage {
+  tag: 'O';
+  commitLsn: Lsn;
+  name: string;
+}
 /** Sent before a table's first change in each decoding session and again after its cache entry is
  * invalidated (ALTER TABLE, TRUNCATE), never per change: tuples cannot be read without the latest one. */
 export interface RelationMessage {
@@ -45,16 +68,54 @@ export interface RelationMessage {
   columns: RelationColumn[];
 }
 /** For a domain, typeOid is the domain's own OID but namespace/name are those of its base type. */
-export interface TypeMessage { tag: 'Y'; typeOid: number; namespace: string; name: string }
-export interface InsertMessage { tag: 'I'; relationId: number; newTuple: TupleData }
-export interface UpdateMessage { tag: 'U'; relationId: number; oldTuple?: OldTuple; newTuple: TupleData }
-export interface DeleteMessage { tag: 'D'; relationId: number; oldTuple: OldTuple }
-export interface TruncateMessage { tag: 'T'; relationIds: number[]; cascade: boolean; restartIdentity: boolean }
+export interface TypeMessage {
+  tag: 'Y';
+  typeOid: number;
+  namespace: string;
+  name: string;
+}
+export interface InsertMessage {
+  tag: 'I';
+  relationId: number;
+  newTuple: TupleData;
+}
+export interface UpdateMessage {
+  tag: 'U';
+  relationId: number;
+  oldTuple?: OldTuple;
+  newTuple: TupleData;
+}
+export interface DeleteMessage {
+  tag: 'D';
+  relationId: number;
+  oldTuple: OldTuple;
+}
+export interface TruncateMessage {
+  tag: 'T';
+  relationIds: number[];
+  cascade: boolean;
+  restartIdentity: boolean;
+}
 /** lsn is the end of the message's WAL record (what pg_logical_emit_message returns). */
-export interface LogicalMessage { tag: 'M'; transactional: boolean; lsn: Lsn; prefix: string; content: Buffer }
+export interface LogicalMessage {
+  tag: 'M';
+  transactional: boolean;
+  lsn: Lsn;
+  prefix: string;
+  content: Buffer;
+}
 
-export type PgoutputMessage = BeginMessage | CommitMessage | OriginMessage | RelationMessage | TypeMessage
-  | InsertMessage | UpdateMessage | DeleteMessage | TruncateMessage | LogicalMessage;
+export type PgoutputMessage =
+  | BeginMessage
+  | CommitMessage
+  | OriginMessage
+  | RelationMessage
+  | TypeMessage
+  | InsertMessage
+  | UpdateMessage
+  | DeleteMessage
+  | TruncateMessage
+  | LogicalMessage;
 
 export type PgoutputTag = PgoutputMessage['tag'];
 
@@ -64,8 +125,15 @@ const MESSAGE_TRANSACTIONAL = 1;
 
 /** Tags of later protocol versions (streaming, two-phase), named so the error says what was met. */
 const LATER_PROTOCOL_TAGS: Record<string, string> = {
-  S: 'Stream Start', E: 'Stream Stop', c: 'Stream Commit', A: 'Stream Abort',
-  b: 'Begin Prepare', P: 'Prepare', K: 'Commit Prepared', r: 'Rollback Prepared', p: 'Stream Prepare',
+  S: 'Stream Start',
+  E: 'Stream Stop',
+  c: 'Stream Commit',
+  A: 'Stream Abort',
+  b: 'Begin Prepare',
+  P: 'Prepare',
+  K: 'Commit Prepared',
+  r: 'Rollback Prepared',
+  p: 'Stream Prepare',
 };
 
 // fatal: invalid UTF-8 must fail rather than turn into U+FFFD; ignoreBOM: a leading U+FEFF is data.
@@ -76,7 +144,11 @@ function tagName(byte: number): string {
 }
 
 function decodeError(message: string): PitrError {
-  return new PitrError('Integrity', `cannot decode pgoutput message: ${message}`, 'the archived change data is corrupt or was written by an unsupported protocol version');
+  return new PitrError(
+    'Integrity',
+    `cannot decode pgoutput message: ${message}`,
+    'the archived change data is corrupt or was written by an unsupported protocol version',
+  );
 }
 
 /** Sequential reader with bounds checks, so a short buffer names the field that was cut off. */
@@ -93,13 +165,25 @@ class Reader {
     this.offset += bytes;
     return at;
   }
-  u8(field: string): number { return this.buf.readUInt8(this.need(1, field)); }
-  i16(field: string): number { return this.buf.readInt16BE(this.need(2, field)); }
-  u32(field: string): number { return this.buf.readUInt32BE(this.need(4, field)); }
-  i32(field: string): number { return this.buf.readInt32BE(this.need(4, field)); }
-  lsn(field: string): Lsn { return readLsn(this.buf, this.need(8, field)); }
+  u8(field: string): number {
+    return this.buf.readUInt8(this.need(1, field));
+  }
+  i16(field: string): number {
+    return this.buf.readInt16BE(this.need(2, field));
+  }
+  u32(field: string): number {
+    return this.buf.readUInt32BE(this.need(4, field));
+  }
+  i32(field: string): number {
+    return this.buf.readInt32BE(this.need(4, field));
+  }
+  lsn(field: string): Lsn {
+    return readLsn(this.buf, this.need(8, field));
+  }
   /** PostgreSQL-epoch microseconds on the wire, Unix-epoch microseconds out. */
-  timestamp(field: string): bigint { return pgMicrosToUnixMicros(this.buf.readBigInt64BE(this.need(8, field))); }
+  timestamp(field: string): bigint {
+    return pgMicrosToUnixMicros(this.buf.readBigInt64BE(this.need(8, field)));
+  }
   bytes(length: number, field: string): Buffer {
     const at = this.need(length, field);
     // A copy: callers keep values long after the (possibly pooled) message buffer is reused.
@@ -125,7 +209,8 @@ class Reader {
     }
   }
   finish(): void {
-    if (this.offset !== this.buf.length) throw decodeError(`${this.what} message has ${this.buf.length - this.offset} unexpected trailing bytes at offset ${this.offset}`);
+    if (this.offset !== this.buf.length)
+      throw decodeError(`${this.what} message has ${this.buf.length - this.offset} unexpected trailing bytes at offset ${this.offset}`);
   }
 }
 
@@ -172,11 +257,17 @@ function decodeBody(tag: string, r: Reader): PgoutputMessage {
       const namespace = r.cstring('namespace');
       const name = r.cstring('relation name');
       const identity = String.fromCharCode(r.u8('replica identity'));
-      if (identity !== 'd' && identity !== 'n' && identity !== 'f' && identity !== 'i') throw decodeError(`relation ${relationId} has unknown replica identity '${identity}'`);
+      if (identity !== 'd' && identity !== 'n' && identity !== 'f' && identity !== 'i')
+        throw decodeError(`relation ${relationId} has unknown replica identity '${identity}'`);
       const count = r.i16('column count');
       const columns: RelationColumn[] = [];
       for (let i = 0; i < count; i++) {
-        columns.push({ flags: r.u8(`column ${i} flags`), name: r.cstring(`column ${i} name`), typeOid: r.u32(`column ${i} type`), typeModifier: r.i32(`column ${i} typmod`) });
+        columns.push({
+          flags: r.u8(`column ${i} flags`),
+          name: r.cstring(`column ${i} name`),
+          typeOid: r.u32(`column ${i} type`),
+          typeModifier: r.i32(`column ${i} typmod`),
+        });
       }
       return { tag, relationId, namespace, name, replicaIdentity: identity, columns };
     }
@@ -225,7 +316,16 @@ function decodeBody(tag: string, r: Reader): PgoutputMessage {
 }
 
 const TAG_NAMES: Record<string, string> = {
-  B: 'Begin', C: 'Commit', O: 'Origin', R: 'Relation', Y: 'Type', I: 'Insert', U: 'Update', D: 'Delete', T: 'Truncate', M: 'Message',
+  B: 'Begin',
+  C: 'Commit',
+  O: 'Origin',
+  R: 'Relation',
+  Y: 'Type',
+  I: 'Insert',
+  U: 'Update',
+  D: 'Delete',
+  T: 'Truncate',
+  M: 'Message',
 };
 
 /** The tag byte as a character; cheap enough for routing before a full decode. */

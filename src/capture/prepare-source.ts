@@ -14,19 +14,37 @@ export interface PrepareResult {
  * before the slot (pgoutput looks the publication up as of each change). If the slot cannot be
  * created, what this run created is dropped again, so nothing is left half-made.
  */
-export async function prepareSource(client: Client, names: { slot: string; publication: string }, log: Logger, openWatcher: () => Promise<Client>): Promise<PrepareResult> {
+export async function prepareSource(
+  client: Client,
+  names: { slot: string; publication: string },
+  log: Logger,
+  openWatcher: () => Promise<Client>,
+): Promise<PrepareResult> {
   const created: string[] = [];
   const existing: string[] = [];
-  const publication = await client.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1', [names.publication]);
+  const publication = await client.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1', [
+    names.publication,
+  ]);
   const pub = publication.rows[0];
   if (pub && !pub.puballtables) {
-    throw new PitrError('SourceConfig', `publication "${names.publication}" exists but is not FOR ALL TABLES`, `DROP PUBLICATION ${quoteIdent(names.publication)}; then run "pitr init" again, or choose another name with --publication`);
+    throw new PitrError(
+      'SourceConfig',
+      `publication "${names.publication}" exists but is not FOR ALL TABLES`,
+      `DROP PUBLICATION ${quoteIdent(names.publication)}; then run "pitr init" again, or choose another name with --publication`,
+    );
   }
-  const slotRow = await client.query<{ plugin: string; database: string; slot_type: string }>('SELECT plugin, database, slot_type FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [names.slot]);
+  const slotRow = await client.query<{ plugin: string; database: string; slot_type: string }>(
+    'SELECT plugin, database, slot_type FROM pg_catalog.pg_replication_slots WHERE slot_name = $1',
+    [names.slot],
+  );
   const slot = slotRow.rows[0];
   const db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
   if (slot && (slot.slot_type !== 'logical' || slot.plugin !== 'pgoutput' || slot.database !== db)) {
-    throw new PitrError('SourceConfig', `replication slot "${names.slot}" exists but is not a pgoutput slot of database "${db}"`, `choose another name with --slot, or drop it with SELECT pg_drop_replication_slot('${names.slot}');`);
+    throw new PitrError(
+      'SourceConfig',
+      `replication slot "${names.slot}" exists but is not a pgoutput slot of database "${db}"`,
+      `choose another name with --slot, or drop it with SELECT pg_drop_replication_slot('${names.slot}');`,
+    );
   }
   const trigger = await client.query('SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1', [DDL_EVENT_TRIGGER]);
 
@@ -57,8 +75,10 @@ export async function prepareSource(client: Client, names: { slot: string; publi
     created.push(`replication slot ${names.slot}`);
   } catch (error) {
     // undo only what this run created
-    if (created.includes(`event trigger ${DDL_EVENT_TRIGGER}`)) await client.query(`DROP EVENT TRIGGER IF EXISTS ${quoteIdent(DDL_EVENT_TRIGGER)}`).catch(() => undefined);
-    if (created.includes(`publication ${names.publication}`)) await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(names.publication)}`).catch(() => undefined);
+    if (created.includes(`event trigger ${DDL_EVENT_TRIGGER}`))
+      await client.query(`DROP EVENT TRIGGER IF EXISTS ${quoteIdent(DDL_EVENT_TRIGGER)}`).catch(() => undefined);
+    if (created.includes(`publication ${names.publication}`))
+      await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(names.publication)}`).catch(() => undefined);
     throw error;
   }
   return { created, existing };
@@ -83,7 +103,10 @@ export async function reportWaits<T>(openWatcher: () => Promise<Client>, log: Lo
             ORDER BY xact_start LIMIT 3`,
         );
         for (const row of rows)
-          log.warn({ event: 'waiting_for_transaction', pid: row.pid, user: row.usename, state: row.state, seconds: Number(row.age), query: row.query }, `waiting for the transaction of backend ${row.pid} (open ${row.age}s) to finish before the slot can be created`);
+          log.warn(
+            { event: 'waiting_for_transaction', pid: row.pid, user: row.usename, state: row.state, seconds: Number(row.age), query: row.query },
+            `waiting for the transaction of backend ${row.pid} (open ${row.age}s) to finish before the slot can be created`,
+          );
       } catch {
         // best effort only
       }

@@ -61,7 +61,10 @@ export class ReplicationStream {
     private readonly publication: string,
     handlers: StreamHandlers,
   ) {
-    this.service = new LogicalReplicationService({ ...config, options: DECODING_SESSION_OPTIONS }, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } });
+    this.service = new LogicalReplicationService(
+      { ...config, options: DECODING_SESSION_OPTIONS },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
+    );
     this.service.on('data', (_lsn: string, message: Buffer) => handlers.onMessage(message));
     this.service.on('heartbeat', (lsn: string, _time: number, reply: boolean) => handlers.onKeepalive(parseLsn(lsn), reply));
   }
@@ -74,9 +77,7 @@ export class ReplicationStream {
     return new Promise<void>((resolve, reject) => {
       this.service.once('error', reject);
       this.service.once('start', onStart);
-      this.service
-        .subscribe(new RawPgoutputPlugin({ publication: this.publication }), this.slot, formatLsn(startLsn))
-        .then(() => resolve(), reject);
+      this.service.subscribe(new RawPgoutputPlugin({ publication: this.publication }), this.slot, formatLsn(startLsn)).then(() => resolve(), reject);
     });
   }
 

@@ -33,14 +33,20 @@ export async function checkSource(client: Client, slot: string): Promise<CheckFa
   const failures: CheckFailure[] = [];
   const facts = await sourceFacts(client);
   if (facts.serverVersionNum < 140000) {
-    failures.push({ problem: `server version ${facts.serverVersion} is too old: PostgreSQL 14 or newer is required`, fix: 'upgrade the server to PostgreSQL 14 or newer' });
+    failures.push({
+      problem: `server version ${facts.serverVersion} is too old: PostgreSQL 14 or newer is required`,
+      fix: 'upgrade the server to PostgreSQL 14 or newer',
+    });
   }
   const settings = await client.query<{ name: string; setting: string }>(
     `SELECT name, setting FROM pg_catalog.pg_settings WHERE name IN ('wal_level', 'max_replication_slots', 'max_wal_senders')`,
   );
   const setting = (name: string): string => settings.rows.find((r) => r.name === name)?.setting ?? '';
   if (setting('wal_level') !== 'logical') {
-    failures.push({ problem: `wal_level is "${setting('wal_level')}", logical decoding needs "logical"`, fix: "ALTER SYSTEM SET wal_level = 'logical'; then restart PostgreSQL" });
+    failures.push({
+      problem: `wal_level is "${setting('wal_level')}", logical decoding needs "logical"`,
+      fix: "ALTER SYSTEM SET wal_level = 'logical'; then restart PostgreSQL",
+    });
   }
   const role = await client.query<{ rolsuper: boolean; rolreplication: boolean; rds: boolean }>(
     `SELECT rolsuper, rolreplication,
@@ -65,10 +71,16 @@ export async function checkSource(client: Client, slot: string): Promise<CheckFa
   );
   const s = slots.rows[0];
   if (s && !s.ours && Number(s.used) >= Number(setting('max_replication_slots'))) {
-    failures.push({ problem: `no free replication slot (${s.used} of max_replication_slots = ${setting('max_replication_slots')} in use)`, fix: 'ALTER SYSTEM SET max_replication_slots = <more>; then restart PostgreSQL, or drop an unused slot with pg_drop_replication_slot()' });
+    failures.push({
+      problem: `no free replication slot (${s.used} of max_replication_slots = ${setting('max_replication_slots')} in use)`,
+      fix: 'ALTER SYSTEM SET max_replication_slots = <more>; then restart PostgreSQL, or drop an unused slot with pg_drop_replication_slot()',
+    });
   }
   if (s && Number(s.senders) >= Number(setting('max_wal_senders'))) {
-    failures.push({ problem: `no free WAL sender (${s.senders} of max_wal_senders = ${setting('max_wal_senders')} in use)`, fix: 'ALTER SYSTEM SET max_wal_senders = <more>; then restart PostgreSQL' });
+    failures.push({
+      problem: `no free WAL sender (${s.senders} of max_wal_senders = ${setting('max_wal_senders')} in use)`,
+      fix: 'ALTER SYSTEM SET max_wal_senders = <more>; then restart PostgreSQL',
+    });
   }
   failures.push(...(await tablesWithoutReplicaIdentity(client)));
   return failures;

@@ -20,7 +20,12 @@ export function connectionError(error: unknown, display: string): PitrError {
   const detail = (e.message ?? String(error)).replace(/password=[^\s]*/g, 'password=****');
   switch (e.code) {
     case 'ECONNREFUSED':
-      return new PitrError('Connection', `cannot connect to ${display}: connection refused`, 'check that PostgreSQL is running and the host and port are right', { cause: error });
+      return new PitrError(
+        'Connection',
+        `cannot connect to ${display}: connection refused`,
+        'check that PostgreSQL is running and the host and port are right',
+        { cause: error },
+      );
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return new PitrError('Connection', `cannot connect to ${display}: host not found`, 'check the host name in the connection URL', { cause: error });
@@ -30,11 +35,17 @@ export function connectionError(error: unknown, display: string): PitrError {
       return new PitrError('Connection', `cannot connect to ${display}: host unreachable`, 'check the network path and firewall', { cause: error });
     case '28P01':
     case '28000':
-      return new PitrError('Connection', `cannot connect to ${display}: authentication failed`, 'check the user and password (PGPASSWORD or the URL) and pg_hba.conf', { cause: error });
+      return new PitrError(
+        'Connection',
+        `cannot connect to ${display}: authentication failed`,
+        'check the user and password (PGPASSWORD or the URL) and pg_hba.conf',
+        { cause: error },
+      );
     case '3D000':
       return new PitrError('Connection', `cannot connect to ${display}: ${detail}`, 'check the database name in the connection URL', { cause: error });
     default:
-      if (/timeout/i.test(detail)) return new PitrError('Connection', `cannot connect to ${display}: timed out`, 'check that the host is reachable', { cause: error });
+      if (/timeout/i.test(detail))
+        return new PitrError('Connection', `cannot connect to ${display}: timed out`, 'check that the host is reachable', { cause: error });
       return new PitrError('Connection', `cannot connect to ${display}: ${detail}`, undefined, { cause: error });
   }
 }
@@ -58,7 +69,11 @@ export async function identifySystem(config: ClientConfig, display: string): Pro
     if (error instanceof PitrError) throw error;
     const e = error as { code?: string; message?: string };
     if (e.code === '42501' || /must be superuser or replication role/i.test(e.message ?? ''))
-      throw new PitrError('SourceConfig', `role may not replicate on ${display}`, 'ALTER ROLE <user> REPLICATION; and allow "replication" connections in pg_hba.conf');
+      throw new PitrError(
+        'SourceConfig',
+        `role may not replicate on ${display}`,
+        'ALTER ROLE <user> REPLICATION; and allow "replication" connections in pg_hba.conf',
+      );
     throw error;
   } finally {
     await client.end().catch(() => undefined);

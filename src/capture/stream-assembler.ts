@@ -136,7 +136,18 @@ export class StreamAssembler {
         builder: SegmentBuilder.create(file, this.chunkBytes),
         startedAt: Date.now(),
         relationsWritten: new Set(),
-        stats: { firstCommitLsn: 0n, lastCommitLsn: 0n, endLsn: 0n, firstCommitTime: 0n, lastCommitTime: 0n, transactions: 0, changes: { insert: 0, update: 0, delete: 0, truncate: 0, message: 0 }, tables: new Set(), marks: [], ddl: 0 },
+        stats: {
+          firstCommitLsn: 0n,
+          lastCommitLsn: 0n,
+          endLsn: 0n,
+          firstCommitTime: 0n,
+          lastCommitTime: 0n,
+          transactions: 0,
+          changes: { insert: 0, update: 0, delete: 0, truncate: 0, message: 0 },
+          tables: new Set(),
+          marks: [],
+          ddl: 0,
+        },
       };
     }
     return this.open;

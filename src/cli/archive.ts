@@ -7,7 +7,10 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'stream every committed change into the repository until stopped (SIGTERM/SIGINT)',
   usage: 'pitr archive --source URL [--repo REPO] [--segment-size SIZE] [--segment-age DURATION] [--heartbeat DURATION]',
-  examples: ['pitr archive --source postgresql://postgres@db1/shop --repo gs://backups/shop', 'PITR_SOURCE=postgresql://postgres@db1/shop pitr archive --repo /var/lib/pitr/shop --segment-age 500ms'],
+  examples: [
+    'pitr archive --source postgresql://postgres@db1/shop --repo gs://backups/shop',
+    'PITR_SOURCE=postgresql://postgres@db1/shop pitr archive --repo /var/lib/pitr/shop --segment-age 500ms',
+  ],
   async run({ options, log, signal }) {
     const source = sourceConnection(options.string('source'), 'pitr archive');
     const spoolDir = options.string('spool-dir');

@@ -47,9 +47,13 @@ export async function main(argv: string[]): Promise<void> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.exitCode = await command.run({ options, log, out: process.stdout, signal: controller.signal });
   } catch (error) {
-    const pitrError = isPitrError(error) ? error : new PitrError('Internal', `internal error: ${messageOf(error)}`, 'please report this with the log above', { cause: error });
+    const pitrError = isPitrError(error)
+      ? error
+      : new PitrError('Internal', `internal error: ${messageOf(error)}`, 'please report this with the log above', { cause: error });
     if (json) {
-      process.stdout.write(JSON.stringify({ error: { kind: pitrError.kind, code: pitrError.exitCode, message: pitrError.message, hint: pitrError.hint ?? null } }) + '\n');
+      process.stdout.write(
+        JSON.stringify({ error: { kind: pitrError.kind, code: pitrError.exitCode, message: pitrError.message, hint: pitrError.hint ?? null } }) + '\n',
+      );
     }
     process.stderr.write(`pitr: error: ${pitrError.message}\n${pitrError.hint ? `hint: ${pitrError.hint}\n` : ''}`);
     if (pitrError.kind === 'Internal' && process.env.PITR_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);

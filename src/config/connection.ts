@@ -32,7 +32,11 @@ export function sourceConnection(url: string | undefined, applicationName: strin
   try {
     new URL(url);
   } catch {
-    throw new PitrError('Usage', `invalid connection URL ${redactUrl(url)}`, 'use postgresql://user:password@host:port/database; percent-encode special characters in the password');
+    throw new PitrError(
+      'Usage',
+      `invalid connection URL ${redactUrl(url)}`,
+      'use postgresql://user:password@host:port/database; percent-encode special characters in the password',
+    );
   }
   return { config: { connectionString: url, application_name: applicationName }, display: redactUrl(url) };
 }

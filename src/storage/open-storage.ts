@@ -12,11 +12,13 @@ export async function openStorage(repo: string, options: { gcsEndpoint?: string 
     const slash = rest.indexOf('/');
     const bucket = slash === -1 ? rest : rest.slice(0, slash);
     const prefix = slash === -1 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
-    if (!/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(bucket)) throw new PitrError('Usage', `invalid bucket name in repository ${repo}`, 'use gs://bucket/prefix with a valid bucket name');
-    const { GcsStorage } = await import('./gcs/gcs-storage');
+    if (!/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(bucket))
+      throw new PitrError('Usage', `invalid bucket name in repository ${repo}`, 'use gs://bucket/prefix with a valid bucket name');
+    const { GcsStorage } = await import('./gcs/gcs-storage.js');
     return new GcsStorage({ bucket, prefix, apiEndpoint: options.gcsEndpoint });
   }
   if (repo.startsWith('file://')) return new LocalStorage(fileURLToPath(repo));
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo)) throw new PitrError('Usage', `unsupported repository ${repo}`, 'use a directory path, file:///path or gs://bucket/prefix');
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo))
+    throw new PitrError('Usage', `unsupported repository ${repo}`, 'use a directory path, file:///path or gs://bucket/prefix');
   return new LocalStorage(path.resolve(repo));
 }

@@ -68,7 +68,11 @@ test('every type-zoo value, interleaved transactions, DDL and unchanged TOAST ar
       const id = valueText(insert.newTuple[0]);
       const select = TYPE_ZOO_COLUMNS.join(', ');
       // the row as it was inserted (row 1 was updated later: compare its other columns)
-      const { rows } = await source.query<Record<string, string | null>>({ text: `SELECT ${select} FROM type_zoo WHERE id = $1`, values: [id], rowMode: 'array' } as never);
+      const { rows } = await source.query<Record<string, string | null>>({
+        text: `SELECT ${select} FROM type_zoo WHERE id = $1`,
+        values: [id],
+        rowMode: 'array',
+      } as never);
       const expected = rows[0] as unknown as (string | null)[];
       TYPE_ZOO_COLUMNS.forEach((column, i) => {
         if (id === '1' && column === 'c_text') return;
@@ -81,7 +85,9 @@ test('every type-zoo value, interleaved transactions, DDL and unchanged TOAST ar
 
   // interleaved: b's transaction is archived before a's, each whole
   const interleaveRows = txns
-    .map((t) => t.messages.filter((m): m is InsertMessage => m.tag === 'I' && t.relations.get(m.relationId)?.name === 'interleave').map((m) => valueText(m.newTuple[0])))
+    .map((t) =>
+      t.messages.filter((m): m is InsertMessage => m.tag === 'I' && t.relations.get(m.relationId)?.name === 'interleave').map((m) => valueText(m.newTuple[0])),
+    )
     .filter((ids) => ids.length > 0);
   expect(interleaveRows).toEqual([['2'], ['1', '3']]);
 

@@ -20,7 +20,8 @@ async function archivedLedger(): Promise<{ ids: number[]; commitLsns: bigint[] }
   const commitLsns: bigint[] = [];
   for (const txn of await fx.transactions()) {
     commitLsns.push(txn.commitLsn);
-    for (const m of txn.messages) if (m.tag === 'I' && txn.relations.get(m.relationId)?.name === 'ledger') ids.push(Number(valueText((m as InsertMessage).newTuple[0])));
+    for (const m of txn.messages)
+      if (m.tag === 'I' && txn.relations.get(m.relationId)?.name === 'ledger') ids.push(Number(valueText((m as InsertMessage).newTuple[0])));
   }
   return { ids, commitLsns };
 }
@@ -49,7 +50,10 @@ test('kill -9 of the archiver at random points under load loses and doubles noth
   await fx.waitCaughtUp();
   expect(await last.stop()).toBe(0);
   expect(load.committed.length).toBeGreaterThan(100);
-  expectExactlyOnce(await archivedLedger(), [...load.committed].sort((a, b) => a - b));
+  expectExactlyOnce(
+    await archivedLedger(),
+    [...load.committed].sort((a, b) => a - b),
+  );
 });
 
 test('a source restart under load: the archiver reconnects and nothing is lost', async () => {

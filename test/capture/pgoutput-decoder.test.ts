@@ -4,15 +4,33 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { parseLsn, type Lsn } from '../../src/capture/lsn';
 import { nowUnixMicros, PG_EPOCH_OFFSET_MICROS } from '../../src/capture/pg-time';
-import { decodePgoutput, messageTag, peekRelationId, type BeginMessage, type CommitMessage, type PgoutputMessage, type TupleData } from '../../src/capture/pgoutput-decoder';
+import {
+  decodePgoutput,
+  messageTag,
+  peekRelationId,
+  type BeginMessage,
+  type CommitMessage,
+  type PgoutputMessage,
+  type TupleData,
+} from '../../src/capture/pgoutput-decoder';
 import { PgCluster } from '../harness/pg-cluster';
 import { expectedTextRows, TYPE_ZOO_COLUMNS, TYPE_ZOO_INSERT_SQL, TYPE_ZOO_SETUP_SQL, ZOO_NULL_ROW } from '../fixtures/type-zoo';
 
 const PEEK = `SELECT lsn::text AS lsn, xid::text AS xid, data FROM pg_logical_slot_peek_binary_changes('s', NULL, NULL,
   'proto_version', '1', 'publication_names', 'pub', 'messages', 'true')`;
 
-interface Change { lsn: Lsn; xid: number; raw: Buffer; message: PgoutputMessage }
-interface Txn { begin: BeginMessage; body: PgoutputMessage[]; commit: CommitMessage; peekXid: number }
+interface Change {
+  lsn: Lsn;
+  xid: number;
+  raw: Buffer;
+  message: PgoutputMessage;
+}
+interface Txn {
+  begin: BeginMessage;
+  body: PgoutputMessage[];
+  commit: CommitMessage;
+  peekXid: number;
+}
 
 async function peek(client: Client): Promise<Change[]> {
   // Decoding stops at the flushed WAL position, and the test clusters commit asynchronously.
@@ -139,8 +157,13 @@ describe('pgoutput decoder against PostgreSQL', () => {
       const id = Number(m.newTuple[0]?.kind === 'text' ? m.newTuple[0].value : NaN);
       expectZooTuple(m.newTuple, asTuple(inserted.get(id) ?? []));
     }
-    const row = (id: number): TupleData => zooTxn().body.flatMap((m) => (m.tag === 'I' && m.newTuple[0]?.kind === 'text' && m.newTuple[0].value === String(id) ? m.newTuple : []));
-    expect(row(ZOO_NULL_ROW).slice(1).every((v) => v.kind === 'null')).toBe(true);
+    const row = (id: number): TupleData =>
+      zooTxn().body.flatMap((m) => (m.tag === 'I' && m.newTuple[0]?.kind === 'text' && m.newTuple[0].value === String(id) ? m.newTuple : []));
+    expect(
+      row(ZOO_NULL_ROW)
+        .slice(1)
+        .every((v) => v.kind === 'null'),
+    ).toBe(true);
     const textColumn = TYPE_ZOO_COLUMNS.indexOf('c_text');
     expect(row(5)[textColumn]).toEqual(text('')); // empty string, not NULL
     expect(inserted.get(3)?.[textColumn]?.startsWith('\uFEFF')).toBe(true); // and the row compared above kept its BOM
@@ -155,17 +178,23 @@ describe('pgoutput decoder against PostgreSQL', () => {
       [oids.type_zoo],
     );
     expect(relation).toEqual({
-      tag: 'R', relationId: oids.type_zoo, namespace: 'public', name: 'type_zoo', replicaIdentity: 'd',
+      tag: 'R',
+      relationId: oids.type_zoo,
+      namespace: 'public',
+      name: 'type_zoo',
+      replicaIdentity: 'd',
       columns: rows.map((r) => ({ flags: r.attname === 'id' ? 1 : 0, name: r.attname, typeOid: r.atttypid, typeModifier: r.atttypmod })),
     });
     const types = zooTxn().body.filter((m) => m.tag === 'Y');
-    expect(types).toEqual(expect.arrayContaining([
-      { tag: 'Y', typeOid: oids.zoo_mood, namespace: 'public', name: 'zoo_mood' },
-      { tag: 'Y', typeOid: oids._zoo_mood, namespace: 'public', name: '_zoo_mood' },
-      { tag: 'Y', typeOid: oids.zoo_pair, namespace: 'public', name: 'zoo_pair' },
-      // A domain is announced under its own OID but with its base type's name, and pg_catalog as ''.
-      { tag: 'Y', typeOid: oids.zoo_short_text, namespace: '', name: 'text' },
-    ]));
+    expect(types).toEqual(
+      expect.arrayContaining([
+        { tag: 'Y', typeOid: oids.zoo_mood, namespace: 'public', name: 'zoo_mood' },
+        { tag: 'Y', typeOid: oids._zoo_mood, namespace: 'public', name: '_zoo_mood' },
+        { tag: 'Y', typeOid: oids.zoo_pair, namespace: 'public', name: 'zoo_pair' },
+        // A domain is announced under its own OID but with its base type's name, and pg_catalog as ''.
+        { tag: 'Y', typeOid: oids.zoo_short_text, namespace: '', name: 'text' },
+      ]),
+    );
     expect(types).toHaveLength(4); // built-in types are never announced
   });
 
@@ -173,7 +202,8 @@ describe('pgoutput decoder against PostgreSQL', () => {
     const ofZoo = txns.flatMap((t) => t.body).filter((m) => (m.tag === 'U' || m.tag === 'D') && m.relationId === oids.type_zoo);
     const [small, keyChange, del] = ofZoo;
     const bigColumn = TYPE_ZOO_COLUMNS.indexOf('c_big_text');
-    const expectUnchangedBig = (row: readonly (string | null)[] | undefined): TupleData => asTuple(row ?? []).map((v, i) => (i === bigColumn ? { kind: 'unchanged' } : v));
+    const expectUnchangedBig = (row: readonly (string | null)[] | undefined): TupleData =>
+      asTuple(row ?? []).map((v, i) => (i === bigColumn ? { kind: 'unchanged' } : v));
     if (small?.tag !== 'U' || keyChange?.tag !== 'U' || del?.tag !== 'D') throw new Error(`unexpected ${ofZoo.map((m) => m.tag).join()}`);
     expect(small.oldTuple).toBeUndefined();
     expectZooTuple(small.newTuple, expectUnchangedBig(updated.get(1)));
@@ -278,7 +308,14 @@ test('xids beyond 2^31 from a real server decode unsigned', async () => {
     if (process.getuid?.() === 0) execFileSync('runuser', ['-u', 'postgres', '--', ...resetwal]);
     else execFileSync(resetwal[0] ?? 'pg_resetwal', resetwal.slice(1));
     const xactsPerSegment = 32 * 8192 * 4; // SLRU pages per segment × bytes per page × transactions per byte
-    const segment = path.join(cluster.dataDir, 'pg_xact', Math.floor(nextXid / xactsPerSegment).toString(16).toUpperCase().padStart(4, '0'));
+    const segment = path.join(
+      cluster.dataDir,
+      'pg_xact',
+      Math.floor(nextXid / xactsPerSegment)
+        .toString(16)
+        .toUpperCase()
+        .padStart(4, '0'),
+    );
     writeFileSync(segment, Buffer.alloc(256 * 1024));
     const owner = statSync(cluster.dataDir);
     chownSync(segment, owner.uid, owner.gid);
@@ -313,9 +350,22 @@ describe('pgoutput decoder on hand-built messages', () => {
   });
 
   test('relation ids and type OIDs above 2^31 are unsigned, typmods signed', () => {
-    const relation = Buffer.concat([Buffer.from('R'), Buffer.from([0xff, 0xff, 0xff, 0xf0]), Buffer.from('\0t\0n\x00\x01', 'latin1'),
-      Buffer.from([1]), Buffer.from('c\0'), Buffer.from([0x80, 0, 0, 1, 0xff, 0xff, 0xff, 0xff])]);
-    expect(decodePgoutput(relation)).toEqual({ tag: 'R', relationId: 0xfffffff0, namespace: '', name: 't', replicaIdentity: 'n', columns: [{ flags: 1, name: 'c', typeOid: 0x80000001, typeModifier: -1 }] });
+    const relation = Buffer.concat([
+      Buffer.from('R'),
+      Buffer.from([0xff, 0xff, 0xff, 0xf0]),
+      Buffer.from('\0t\0n\x00\x01', 'latin1'),
+      Buffer.from([1]),
+      Buffer.from('c\0'),
+      Buffer.from([0x80, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]),
+    ]);
+    expect(decodePgoutput(relation)).toEqual({
+      tag: 'R',
+      relationId: 0xfffffff0,
+      namespace: '',
+      name: 't',
+      replicaIdentity: 'n',
+      columns: [{ flags: 1, name: 'c', typeOid: 0x80000001, typeModifier: -1 }],
+    });
     expect(peekRelationId(relation)).toBe(0xfffffff0);
   });
 

@@ -53,7 +53,9 @@ describe('fake GCS server', () => {
   test('create-only upload of an existing name is refused with 412', async () => {
     server.putObjectRaw(BUCKET, 'x', 'one');
     const file = storage.bucket(BUCKET).file('x');
-    const error: unknown = await file.save(Buffer.from('two'), { resumable: false, validation: false, preconditionOpts: { ifGenerationMatch: 0 } }).catch((e: unknown) => e);
+    const error: unknown = await file
+      .save(Buffer.from('two'), { resumable: false, validation: false, preconditionOpts: { ifGenerationMatch: 0 } })
+      .catch((e: unknown) => e);
     expect(statusOf(error)).toBe(412);
     expect(server.getObject(BUCKET, 'x')?.data.toString()).toBe('one');
   });

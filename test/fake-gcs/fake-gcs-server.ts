@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { faultName, FaultQueue, type Fault, type LoggedRequest, type RequestFilter, type RequestInfo } from './faults';
+import { serveMedia } from './download';
 import { readBody, Reply } from './http-util';
 import { objectResource, ObjectStore, type FakeObject } from './object-store';
 import { Uploads } from './uploads';
@@ -31,7 +32,11 @@ export class FakeGcsServer {
     options: FakeGcsOptions,
   ) {
     this.pageSize = options.pageSize ?? 1000;
-    this.uploads = new Uploads(this.store, () => this.url, (object) => this.resource(object));
+    this.uploads = new Uploads(
+      this.store,
+      () => this.url,
+      (object) => this.resource(object),
+    );
     server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res));
   }
 
@@ -203,31 +208,7 @@ export class FakeGcsServer {
   private download(req: IncomingMessage, bucket: string, name: string, reply: Reply): void {
     const object = this.store.get(bucket, name);
     if (!object) return reply.error(404, `No such object: ${bucket}/${name}`, 'notFound');
-    const size = object.data.length;
-    const headers: Record<string, string> = {
-      'content-type': object.contentType,
-      'accept-ranges': 'bytes',
-      // The client validates whole downloads against these (stored, not recomputed: corruption shows).
-      'x-goog-hash': `crc32c=${object.crc32c},md5=${object.md5Hash}`,
-      'x-goog-generation': String(object.generation),
-      'x-goog-stored-content-encoding': 'identity',
-      'x-goog-stored-content-length': String(size),
-    };
-    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-    if (!range || (range[1] === '' && range[2] === '')) return reply.send(200, headers, object.data);
-    let start: number;
-    let end: number;
-    if (range[1] === '') {
-      start = Math.max(0, size - Number(range[2]));
-      end = size - 1;
-    } else {
-      start = Number(range[1]);
-      end = range[2] === '' ? size - 1 : Math.min(Number(range[2]), size - 1);
-    }
-    if (start >= size || end < start) {
-      return reply.send(416, { 'content-range': `bytes */${size}`, 'content-type': 'text/plain' }, 'Requested range not satisfiable');
-    }
-    reply.send(206, { ...headers, 'content-range': `bytes ${start}-${end}/${size}` }, object.data.subarray(start, end + 1));
+    serveMedia(object, req.headers.range, reply);
   }
 
   private resource(object: FakeObject): Record<string, unknown> {

@@ -75,5 +75,8 @@ export const on = {
   metadata: (r: RequestInfo): boolean => r.method === 'GET' && /\/o\/.+/.test(r.path) && r.query.alt !== 'media',
   lists: (r: RequestInfo): boolean => r.method === 'GET' && /\/o$/.test(r.path),
   deletes: (r: RequestInfo): boolean => r.method === 'DELETE',
-  method: (method: string) => (r: RequestInfo): boolean => r.method === method,
+  method:
+    (method: string) =>
+    (r: RequestInfo): boolean =>
+      r.method === method,
 };

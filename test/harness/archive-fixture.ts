@@ -51,7 +51,10 @@ export class ArchiveFixture {
     const [{ lsn }] = (await this.cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const rows = await this.cluster.query<{ ok: boolean }>("SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'pitr'", [lsn]);
+      const rows = await this.cluster.query<{ ok: boolean }>(
+        "SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'pitr'",
+        [lsn],
+      );
       if (rows[0]?.ok) return;
       await new Promise((r) => setTimeout(r, 50));
     }

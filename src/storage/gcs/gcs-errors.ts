@@ -17,8 +17,17 @@ export class GaveUp extends Error {
 }
 
 const TRANSIENT_ERRNOS = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'EPIPE', 'EAI_AGAIN',
-  'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'ESOCKETTIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
 function field(value: unknown, key: string): unknown {
@@ -49,6 +58,11 @@ export function isTransient(error: unknown): boolean {
   const type = field(error, 'type'); // node-fetch FetchError: 'request-timeout', 'body-timeout', 'system'
   if (type === 'request-timeout' || type === 'body-timeout' || type === 'system') return true;
   return /socket hang up|network timeout|timed? ?out|premature close|ECONNRESET|aborted/i.test(rawMessage(error));
+}
+
+/** A 404 about the bucket rather than the object (GCS: "The specified bucket does not exist."). */
+export function isBucketMissing(error: unknown): boolean {
+  return statusOf(error) === 404 && /bucket does not exist/i.test(describe(error));
 }
 
 /** The client found a whole download not matching the checksum the server recorded. */
@@ -82,6 +96,7 @@ export function describe(error: unknown): string {
   else if (status !== undefined && !text.includes(String(status))) text = `${text} (HTTP ${status})`;
   const clean = text
     .replace(/(https?:\/\/[^\s"'?]+)\?[^\s"']*/g, '$1')
+    .replace(/(https?:\/\/)[^\s"'/@]+@/g, '$1')
     .replace(/\b(Bearer|Basic)\s+[^\s"']+/gi, '$1 [redacted]')
     .replace(/\b(access_token|upload_id|key|token|X-Goog-Signature|X-Goog-Credential)=[^&\s"']+/gi, '$1=[redacted]')
     .replace(/\s+/g, ' ')
@@ -124,7 +139,7 @@ export function toPitrError(error: unknown, what: string, location: string): Pit
       'grant the account pitr runs as the Storage Object Admin role (roles/storage.objectAdmin) on the bucket',
     );
   }
-  if (status === 404 && /bucket/i.test(detail)) {
+  if (isBucketMissing(error)) {
     return new PitrError('Repository', `${what} failed: bucket of ${location} does not exist (${detail})`, 'create the bucket, or fix the repository URL');
   }
   if (isTransient(error)) {

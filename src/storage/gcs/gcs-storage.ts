@@ -6,10 +6,11 @@ import type { Bucket, File } from '@google-cloud/storage';
 import { messageOf, PitrError } from '../../errors';
 import type { ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
 import { openBucket } from './gcs-client';
-import { GaveUp, isDigestMismatch, isDownloadMismatch, isTransient, statusOf, toPitrError } from './gcs-errors';
+import { GaveUp, isBucketMissing, isDownloadMismatch, isTransient, statusOf, toPitrError } from './gcs-errors';
+import { fetchMetadata, objectInfo } from './gcs-metadata';
 import { resumingReadStream } from './gcs-read-stream';
 import { retry, retryPolicy, type RetryOptions, type RetryPolicy } from './gcs-retry';
-import { digestOf, uploadOnce, type Digest, type UploadPlan, type UploadSession } from './gcs-upload';
+import { createAttempt, digestOf, type Digest, type UploadPlan, type UploadSession } from './gcs-upload';
 
 const MiB = 1024 * 1024;
 
@@ -44,8 +45,12 @@ export class GcsStorage implements Storage {
   private readonly chunkSize: number;
 
   constructor(options: GcsStorageOptions) {
-    if (!/^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$/.test(options.bucket)) {
-      throw new PitrError('Usage', `invalid bucket name ${JSON.stringify(options.bucket)}`, 'bucket names are 3-222 lowercase letters, digits, dots, dashes and underscores');
+    if (!/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(options.bucket)) {
+      throw new PitrError(
+        'Usage',
+        `invalid bucket name ${JSON.stringify(options.bucket)}`,
+        'bucket names are 3 to 222 lowercase letters, digits, dots, dashes and underscores',
+      );
     }
     const prefix = options.prefix.replace(/^\/+|\/+$/g, '');
     this.root = prefix ? `${prefix}/` : '';
@@ -54,7 +59,12 @@ export class GcsStorage implements Storage {
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.resumableThreshold = options.resumableThresholdBytes ?? 8 * MiB;
     this.chunkSize = options.chunkSizeBytes ?? 8 * MiB;
-    this.bucket = openBucket({ bucket: options.bucket, apiEndpoint: options.apiEndpoint, projectId: options.projectId, timeoutMs: this.timeoutMs });
+    this.bucket = openBucket({
+      bucket: options.bucket,
+      apiEndpoint: options.apiEndpoint,
+      projectId: options.projectId,
+      timeoutMs: this.timeoutMs,
+    });
   }
 
   async put(name: string, source: PutSource): Promise<PutResult> {
@@ -63,47 +73,25 @@ export class GcsStorage implements Storage {
     try {
       digest = await digestOf(source);
     } catch (error) {
-      throw new PitrError('Internal', `cannot read ${source.kind === 'file' ? source.path : 'buffer'} to upload ${name}: ${messageOf(error)}`);
+      const what = source.kind === 'file' ? source.path : 'buffer';
+      throw new PitrError('Internal', `cannot read ${what} to upload ${name}: ${messageOf(error)}`);
     }
-    const plan: UploadPlan = { digest, resumable: digest.size > this.resumableThreshold, chunkSize: this.chunkSize, timeoutMs: this.timeoutMs };
+    const resumable = digest.size > this.resumableThreshold;
+    const plan: UploadPlan = { digest, resumable, chunkSize: this.chunkSize, timeoutMs: this.timeoutMs };
     // An object deleted between our 412 and our stat is simply uploaded again; a few rounds cover any race.
     for (let round = 1; round <= 3; round++) {
       const session: UploadSession = {}; // shared by the attempts, so a retry resumes the same upload
-      const outcome = await this.run(`upload of ${name}`, (attempt) => this.uploadAttempt(name, source, plan, session, attempt));
+      const outcome = await this.run(`upload of ${name}`, (attempt) => createAttempt(this.file(name), source, plan, session, attempt));
       const result = outcome === 'created' ? 'created' : await this.compareExisting(name, digest);
       if (result === undefined) continue;
       if (source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
       return result;
     }
-    throw new PitrError('Repository', `object ${name} in ${this.location} keeps disappearing while being uploaded`, 'another process is deleting objects in this repository');
-  }
-
-  private async uploadAttempt(name: string, source: PutSource, plan: UploadPlan, session: UploadSession, attempt: number): Promise<'created' | 'exists'> {
-    const file = this.file(name);
-    // Resuming a session whose last request landed would re-send bytes to a finished upload (the client then
-    // stalls); an existing object is also what a landed-but-unanswered simple upload leaves behind.
-    if (attempt > 1 && session.uri && (await this.statFile(file))) return 'exists';
-    let restarted = false;
-    for (;;) {
-      try {
-        const stored = await uploadOnce(file, source, plan, session);
-        if (stored.md5Hash !== plan.digest.md5 || Number(stored.size) !== plan.digest.size) {
-          throw new PitrError('Integrity', `object ${name} was stored in ${this.location} with another checksum or size than sent`, 'run "pitr verify"; the bucket may be served by a misbehaving proxy');
-        }
-        return 'created';
-      } catch (error) {
-        const status = statusOf(error);
-        if (status === 412) return 'exists';
-        if (session.uri && (status === 404 || status === 410 || isDigestMismatch(error))) {
-          session.uri = undefined; // the session expired or holds bad bytes: start a new one
-          if (!restarted && status !== 400) {
-            restarted = true;
-            continue;
-          }
-        }
-        throw error;
-      }
-    }
+    throw new PitrError(
+      'Repository',
+      `object ${name} in ${this.location} keeps disappearing while being uploaded`,
+      'another process is deleting objects in this repository',
+    );
   }
 
   /** After a 412: 'identical' when the stored object has our bytes, undefined when it vanished meanwhile. */
@@ -136,25 +124,31 @@ export class GcsStorage implements Storage {
       (r) => file.createReadStream(r ? { start: r.start, ...(r.end !== undefined ? { end: r.end } : {}) } : {}),
       range,
       this.policy,
-      (error, attempts) => this.readError(error, name) ?? toPitrError(attempts > 1 && isTransient(error) ? new GaveUp(error, attempts) : error, `read of ${name}`, this.location),
+      (error, attempts) =>
+        this.readError(error, name) ?? toPitrError(isTransient(error) ? new GaveUp(error, attempts) : error, `read of ${name}`, this.location),
     );
   }
 
   async stat(name: string): Promise<ObjectInfo | null> {
     const file = this.file(name);
-    const metadata = await this.run(`stat of ${name}`, () => this.statFile(file));
+    const metadata = await this.run(`stat of ${name}`, () => fetchMetadata(file));
     if (!metadata) return null;
-    return { name, size: Number(metadata.size), ...(metadata.md5Hash ? { md5: metadata.md5Hash } : {}) };
+    return objectInfo(name, metadata);
   }
 
   async list(prefix: string, options: { delimiter?: '/' } = {}): Promise<ListResult> {
     const result: ListResult = { objects: [], prefixes: [] };
     let pageToken: string | undefined;
     do {
-      const query = { prefix: this.root + prefix, autoPaginate: false, ...(options.delimiter ? { delimiter: options.delimiter } : {}), ...(pageToken ? { pageToken } : {}) };
+      const query = {
+        prefix: this.root + prefix,
+        autoPaginate: false, // page by page, so that each page is retried on its own
+        ...(options.delimiter ? { delimiter: options.delimiter } : {}),
+        ...(pageToken ? { pageToken } : {}),
+      };
       const [files, , response] = await this.run(`listing of ${prefix || '/'}`, () => this.bucket.getFiles(query));
       for (const f of files) {
-        result.objects.push({ name: f.name.slice(this.root.length), size: Number(f.metadata.size), ...(f.metadata.md5Hash ? { md5: f.metadata.md5Hash } : {}) });
+        result.objects.push(objectInfo(f.name.slice(this.root.length), f.metadata));
       }
       const page = response as { prefixes?: unknown; nextPageToken?: unknown } | undefined;
       if (Array.isArray(page?.prefixes)) {
@@ -186,34 +180,34 @@ export class GcsStorage implements Storage {
       await this.remove(name);
     } catch (error) {
       if (error instanceof PitrError && (error.kind === 'Repository' || error.kind === 'Connection')) {
-        throw new PitrError(error.kind, `repository ${this.location} is not writable: ${error.message}`, error.hint ?? 'check that the bucket exists and that pitr may create and delete objects in it');
+        throw new PitrError(
+          error.kind,
+          `repository ${this.location} is not writable: ${error.message}`,
+          error.hint ?? 'check that the bucket exists and that pitr may create and delete objects in it',
+        );
       }
       throw error;
     }
   }
 
   private file(name: string): File {
-    if (name === '' || name.startsWith('/') || name.split('/').includes('..')) throw new PitrError('Internal', `invalid object name ${name}`);
-    return this.bucket.file(this.root + name);
-  }
-
-  private async statFile(file: File): Promise<File['metadata'] | null> {
-    try {
-      const [metadata] = await file.getMetadata();
-      return metadata;
-    } catch (error) {
-      if (statusOf(error) === 404) return null;
-      throw error;
+    if (name === '' || name.startsWith('/') || name.split('/').includes('..')) {
+      throw new PitrError('Internal', `invalid object name ${name}`);
     }
+    return this.bucket.file(this.root + name);
   }
 
   /** Read failures that have a specific meaning; undefined for the rest. */
   private readError(error: unknown, name: string): PitrError | undefined {
-    if (statusOf(error) === 404 && !/bucket/i.test(messageOf(error))) {
+    if (statusOf(error) === 404 && !isBucketMissing(error)) {
       return new PitrError('NotFound', `object ${name} not found in ${this.location}`);
     }
     if (isDownloadMismatch(error)) {
-      return new PitrError('Integrity', `object ${name} in ${this.location} does not match its stored checksum`, 'the stored object is corrupt; run "pitr verify" and restore it from another copy if there is one');
+      return new PitrError(
+        'Integrity',
+        `object ${name} in ${this.location} does not match its stored checksum`,
+        'the stored object is corrupt; run "pitr verify" and restore it from another copy if there is one',
+      );
     }
     return undefined;
   }

@@ -3,7 +3,10 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { CreateWriteStreamOptions, File } from '@google-cloud/storage';
+import { PitrError } from '../../errors';
 import type { PutSource } from '../storage';
+import { isDigestMismatch, statusOf } from './gcs-errors';
+import { fetchMetadata } from './gcs-metadata';
 
 /** What we know about the bytes before sending them: the server checks the MD5, we check the size after. */
 export interface Digest {
@@ -66,4 +69,40 @@ export async function uploadOnce(file: File, source: PutSource, plan: UploadPlan
   });
   await pipeline(openSource(source), sink);
   return file.metadata;
+}
+
+/**
+ * One attempt at creating the object, for the retry loop: 'exists' when the name is taken (by us, on an
+ * earlier attempt whose answer was lost, or by someone else; the caller compares contents).
+ */
+export async function createAttempt(file: File, source: PutSource, plan: UploadPlan, session: UploadSession, attempt: number): Promise<'created' | 'exists'> {
+  // Resuming a session whose last request landed would re-send bytes to a finished upload, and with a
+  // streamed source the client then stalls for ever; an existing object is also what a landed-but-unanswered
+  // simple upload leaves behind.
+  if (attempt > 1 && session.uri && (await fetchMetadata(file))) return 'exists';
+  let restarted = false;
+  for (;;) {
+    try {
+      const stored = await uploadOnce(file, source, plan, session);
+      if (stored.md5Hash !== plan.digest.md5 || Number(stored.size) !== plan.digest.size) {
+        throw new PitrError(
+          'Integrity',
+          `object gs://${file.bucket.name}/${file.name} was stored with another checksum or size than sent`,
+          'run "pitr verify"; the bucket may be served by a misbehaving proxy',
+        );
+      }
+      return 'created';
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 412) return 'exists';
+      if (session.uri && (status === 404 || status === 410 || isDigestMismatch(error))) {
+        session.uri = undefined; // the session expired, or holds bad bytes: the next try starts a new one
+        if (!restarted && status !== 400) {
+          restarted = true; // an expired session costs no attempt
+          continue;
+        }
+      }
+      throw error;
+    }
+  }
 }

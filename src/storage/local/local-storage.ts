@@ -34,7 +34,11 @@ export class LocalStorage implements Storage {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw this.wrap(error, `cannot write ${name}`);
       if (await sameContent(tmp, target)) return 'identical';
-      throw new PitrError('Integrity', `object ${name} already exists in ${this.location} with different content`, 'an archived object is never overwritten: another archiver may be writing to this repository, or the object is corrupt; run "pitr verify"');
+      throw new PitrError(
+        'Integrity',
+        `object ${name} already exists in ${this.location} with different content`,
+        'an archived object is never overwritten: another archiver may be writing to this repository, or the object is corrupt; run "pitr verify"',
+      );
     } finally {
       await fs.rm(tmp, { force: true });
       if (source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
@@ -145,9 +149,19 @@ export class LocalStorage implements Storage {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && name !== undefined) return new PitrError('NotFound', `object ${name} not found in ${this.location}`, undefined, { cause: error });
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
-      return new PitrError('Repository', `${what}: repository ${this.location} is not writable (${code})`, 'check the directory permissions and the user pitr runs as', { cause: error });
+      return new PitrError(
+        'Repository',
+        `${what}: repository ${this.location} is not writable (${code})`,
+        'check the directory permissions and the user pitr runs as',
+        { cause: error },
+      );
     if (code === 'ENOSPC' || code === 'EDQUOT')
-      return new PitrError('Repository', `${what}: no space left in repository ${this.location}`, 'free space or point --repo elsewhere; nothing was acknowledged past what is stored', { cause: error });
+      return new PitrError(
+        'Repository',
+        `${what}: no space left in repository ${this.location}`,
+        'free space or point --repo elsewhere; nothing was acknowledged past what is stored',
+        { cause: error },
+      );
     return new PitrError('Repository', `${what} in ${this.location}: ${(error as Error).message}`, undefined, { cause: error });
   }
 }
