@@ -2,7 +2,7 @@
  * Segment layout (docs/format.md): the LZ4 frame(s) of an uncompressed stream that is
  *   magic "PITRSEG1" (8 bytes)
  *   records: u32 big-endian length, then that many bytes of one pgoutput message exactly as the server
- *   sent it (tag byte first: B, C, R, Y, O, I, U, D, T, M).
+ *   sent it (tag byte first: B, C, R, O, I, U, D, T, M; Type messages are not kept).
  * A segment holds whole transactions in commit order; every Relation message a change needs is in the
  * same segment before the change, so one segment decodes without the source or other segments.
  */

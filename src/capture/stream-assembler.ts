@@ -93,8 +93,12 @@ export class StreamAssembler {
       }
       case Tag.Relation: {
         const relationId = message.readUInt32BE(1);
-        this.relations.set(relationId, { message: Buffer.from(message), name: relationName(message) });
-        if (!this.skipping && this.inTransaction) {
+        const known = this.relations.get(relationId);
+        const unchanged = known !== undefined && known.message.equals(message);
+        if (!unchanged) this.relations.set(relationId, { message: Buffer.from(message), name: relationName(message) });
+        // The server repeats Relation messages once per session; keep a segment's bytes independent of
+        // where sessions began (a segment re-sent after a crash must come out byte-identical).
+        if (!this.skipping && this.inTransaction && !(unchanged && this.open?.relationsWritten.has(relationId))) {
           this.write(message);
           this.open?.relationsWritten.add(relationId);
         }
@@ -121,6 +125,9 @@ export class StreamAssembler {
         this.logicalMessage(message);
         return;
       case Tag.Type:
+        // Sent once per session for non-built-in types, so not deterministic per segment; values are
+        // text and the Relation message carries each column's type OID, so nothing needs it.
+        return;
       case Tag.Origin:
         if (!this.skipping && this.inTransaction) this.write(message);
         return;
