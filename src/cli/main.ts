@@ -4,12 +4,13 @@ import { parseArgs } from '../config/parse-args';
 import { PitrError, isPitrError, messageOf } from '../errors';
 import { createLogger } from '../logger';
 import { archiveCommand } from './archive';
+import { backupCommand } from './backup';
 import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
 import { initCommand } from './init';
 import { markCommand } from './mark';
 
-const COMMANDS: Command[] = [initCommand, archiveCommand, markCommand];
+const COMMANDS: Command[] = [initCommand, archiveCommand, backupCommand, markCommand];
 
 /** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */
 export async function main(argv: string[]): Promise<void> {

@@ -1,0 +1,115 @@
+import { execFile, spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { ClientConfig } from 'pg';
+import { Lz4FileWriter, type WrittenFile } from '../archive/lz4-file-writer';
+import { DDL_EVENT_TRIGGER, PITR_SCHEMA } from '../capture/in-band-sql';
+import { PitrError } from '../errors';
+import type { PgTool } from './pg-tools';
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * libpq environment for a child program, so the password never appears on a command line (where
+ * `ps` would show it).
+ */
+export function libpqEnv(config: ClientConfig): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (config.connectionString) {
+    const url = new URL(config.connectionString);
+    if (url.hostname) env.PGHOST = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, ''));
+    if (url.port) env.PGPORT = url.port;
+    if (url.username) env.PGUSER = decodeURIComponent(url.username);
+    if (url.password) env.PGPASSWORD = decodeURIComponent(url.password);
+    const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    if (database) env.PGDATABASE = database;
+    for (const [key, value] of url.searchParams) {
+      if (key === 'sslmode') env.PGSSLMODE = value;
+      if (key === 'host') env.PGHOST = value;
+    }
+  }
+  return env;
+}
+
+export interface SchemaFiles {
+  dump: WrittenFile;
+  preData: WrittenFile;
+  postData: WrittenFile;
+}
+
+/**
+ * The schema as of the exported snapshot: `pg_dump -Fc --schema-only --snapshot`, without pitr's own
+ * schema, event trigger and publications, then split by pg_restore into pre-data (types, tables,
+ * functions: before the data) and post-data (indexes, constraints, triggers: built once after it),
+ * each kept as plain SQL so a person can read it. Files are written LZ4-compressed into `dir`.
+ */
+export async function dumpSchema(pgDump: PgTool, pgRestore: PgTool, config: ClientConfig, snapshotName: string, dir: string): Promise<SchemaFiles> {
+  const env = libpqEnv(config);
+  const dumpFile = path.join(dir, 'schema.dump');
+  try {
+    await execFileAsync(
+      pgDump.path,
+      [
+        '--schema-only',
+        '--format=custom',
+        `--snapshot=${snapshotName}`,
+        `--exclude-schema=${PITR_SCHEMA}`,
+        '--no-publications',
+        '--no-subscriptions',
+        '--file',
+        dumpFile,
+      ],
+      { env, maxBuffer: 16 * 1024 * 1024 },
+    );
+    const { stdout: toc } = await execFileAsync(pgRestore.path, ['--list', dumpFile], { maxBuffer: 256 * 1024 * 1024 });
+    const listFile = path.join(dir, 'schema.list');
+    await fs.writeFile(
+      listFile,
+      toc
+        .split('\n')
+        .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `))
+        .join('\n'),
+    );
+    const preData = await restoreSection(pgRestore, dumpFile, listFile, 'pre-data', path.join(dir, 'pre-data.sql.lz4'));
+    const postData = await restoreSection(pgRestore, dumpFile, listFile, 'post-data', path.join(dir, 'post-data.sql.lz4'));
+    const dump = await compressFile(dumpFile, path.join(dir, 'schema.dump.lz4'));
+    return { dump, preData, postData };
+  } catch (error) {
+    if (error instanceof PitrError) throw error;
+    const stderr =
+      String((error as { stderr?: unknown }).stderr ?? (error as Error).message)
+        .trim()
+        .split('\n')[0] ?? '';
+    throw new PitrError(
+      'SourceConfig',
+      `schema dump failed: ${stderr.replace(/password=\S+/g, 'password=****')}`,
+      'check that the role may read every schema (pg_dump needs it), or run the backup as a superuser',
+      { cause: error },
+    );
+  }
+}
+
+function restoreSection(pgRestore: PgTool, dumpFile: string, listFile: string, section: string, target: string): Promise<WrittenFile> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(pgRestore.path, ['--use-list', listFile, `--section=${section}`, '--file', '-', dumpFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const writer = new Lz4FileWriter(target);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => writer.write(d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) {
+        void writer.discard();
+        reject(new PitrError('Internal', `pg_restore --section=${section} failed: ${stderr.trim().split('\n')[0] ?? ''}`));
+      } else writer.finish().then(resolve, reject);
+    });
+  });
+}
+
+async function compressFile(source: string, target: string): Promise<WrittenFile> {
+  const writer = new Lz4FileWriter(target);
+  for await (const chunk of createReadStream(source)) writer.write(chunk as Buffer);
+  return writer.finish();
+}
