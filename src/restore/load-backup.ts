@@ -1,0 +1,117 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import type { Client, ClientConfig } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { decodeCheckedJson } from '../archive/checked-json';
+import { decompressFrames } from '../archive/lz4-frames';
+import type { Repository } from '../archive/repository';
+import { backupPrefix, MANIFEST_FILE, type BackupManifest, type StoredPart } from '../backup/backup-manifest';
+import type { PgTool } from '../backup/pg-tools';
+import { libpqEnv } from '../backup/schema-dump';
+import { DDL_EVENT_TRIGGER } from '../capture/in-band-sql';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
+import { PitrError } from '../errors';
+
+const execFileAsync = promisify(execFile);
+
+export async function readBackupManifest(repo: Repository, id: string): Promise<BackupManifest> {
+  const name = `${backupPrefix(id)}${MANIFEST_FILE}`;
+  return decodeCheckedJson<BackupManifest>(await repo.storage.read(name), name);
+}
+
+/** Decompressed bytes of a stored part, its SHA-256 checked as the stream ends (before it completes). */
+export async function* partBytes(repo: Repository, manifest: BackupManifest, part: StoredPart): AsyncGenerator<Buffer> {
+  const name = `${backupPrefix(manifest.id)}${part.name}`;
+  const hash = createHash('sha256');
+  async function* hashed(): AsyncGenerator<Buffer> {
+    for await (const chunk of repo.storage.readStream(name)) {
+      hash.update(chunk as Buffer);
+      yield chunk as Buffer;
+    }
+    const actual = hash.digest('hex');
+    if (actual !== part.sha256)
+      throw new PitrError(
+        'Integrity',
+        `backup object ${name} is corrupt: sha256 ${actual} does not match the manifest`,
+        'run "pitr verify"; use another backup',
+      );
+  }
+  yield* decompressFrames(hashed());
+}
+
+/** Runs one schema section from the backup's pg_dump archive with pg_restore (pitr's own trigger left out). */
+export async function restoreSchemaSection(
+  repo: Repository,
+  manifest: BackupManifest,
+  pgRestore: PgTool,
+  target: ClientConfig,
+  section: 'pre-data' | 'post-data',
+): Promise<void> {
+  const dir = await fs.mkdtemp(path.join(tmpdir(), 'pitr-schema-'));
+  try {
+    const dumpFile = path.join(dir, 'schema.dump');
+    const handle = await fs.open(dumpFile, 'w');
+    for await (const bytes of partBytes(repo, manifest, manifest.schema.dump)) await handle.write(bytes);
+    await handle.close();
+    const { stdout: toc } = await execFileAsync(pgRestore.path, ['--list', dumpFile], { maxBuffer: 256 * 1024 * 1024 });
+    const listFile = path.join(dir, 'schema.list');
+    await fs.writeFile(
+      listFile,
+      toc
+        .split('\n')
+        .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `))
+        .join('\n'),
+    );
+    const env = libpqEnv(target);
+    await execFileAsync(
+      pgRestore.path,
+      ['--exit-on-error', '--no-owner', `--section=${section}`, '--use-list', listFile, '--dbname', env.PGDATABASE ?? env.PGUSER ?? '', dumpFile],
+      {
+        env,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    ).catch((error: unknown) => {
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      throw new PitrError(
+        'Internal',
+        `restoring the ${section} schema failed: ${stderr.split('\n').find((l) => l.includes('error')) ?? stderr.split('\n')[0]}`,
+      );
+    });
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** COPY one table's chunks into the target, each chunk in its own transaction (nothing of a corrupt chunk lands). */
+export async function loadTable(repo: Repository, manifest: BackupManifest, client: Client, table: BackupManifest['tables'][number]): Promise<number> {
+  let rows = 0;
+  const columns = table.columns.map(quoteIdent).join(', ');
+  for (const chunk of table.chunks) {
+    await client.query('BEGIN');
+    try {
+      const stream = client.query(copyFrom(`COPY ${qualifiedName(table.schema, table.name)} (${columns}) FROM STDIN`));
+      await pipeline(Readable.from(partBytes(repo, manifest, chunk)), stream);
+      rows += Number(stream.rowCount ?? 0);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+  return rows;
+}
+
+/** Sets each sequence as recorded (never-used ones back to their start, is_called false). */
+export async function restoreSequences(client: Client, sequences: BackupManifest['sequences']): Promise<void> {
+  for (const seq of sequences) {
+    const name = quoteLiteral(qualifiedName(seq.schema, seq.name));
+    if (seq.lastValue === null) await client.query(`SELECT setval(${name}, (SELECT seqstart FROM pg_sequence WHERE seqrelid = ${name}::regclass), false)`);
+    else await client.query(`SELECT setval(${name}, ${BigInt(seq.lastValue).toString()}, true)`);
+  }
+}
