@@ -13,6 +13,8 @@ export async function removeIncompleteBackups(repo: Repository, source: Client, 
   const { prefixes } = await repo.storage.list(BACKUPS_PREFIX, { delimiter: '/' });
   for (const prefix of prefixes) {
     if (await repo.storage.stat(`${prefix}${MANIFEST_FILE}`)) continue;
+    // already removed: a local repository keeps the emptied directories, which still list as prefixes
+    if ((await repo.storage.list(prefix)).objects.length === 0) continue;
     let slot: string | undefined;
     try {
       slot = decodeCheckedJson<{ slot: string }>(await repo.storage.read(`${prefix}${STARTED_FILE}`), `${prefix}${STARTED_FILE}`).slot;

@@ -22,15 +22,27 @@ export interface ExportedSnapshot {
 
 export const BACKUP_SLOT_PREFIX = 'pitr_backup_';
 
+/** How often a backup waiting for its slot names the transactions holding it up; PITR_WAIT_REPORT_MS overrides (tests). */
+export const WAIT_REPORT_MS = 5000;
+
+export function waitReportMs(env: NodeJS.ProcessEnv = process.env): number {
+  const value = Number(env.PITR_WAIT_REPORT_MS);
+  return Number.isInteger(value) && value > 0 ? value : WAIT_REPORT_MS;
+}
+
 export async function exportSnapshot(config: ClientConfig, display: string, log: Logger, openWatcher: () => Promise<Client>): Promise<ExportedSnapshot> {
   const client = await connectSource(config, display, { replication: 'database', application_name: 'pitr backup' } as Partial<ClientConfig>);
   const slotName = `${BACKUP_SLOT_PREFIX}${randomBytes(6).toString('hex')}`;
   try {
     // The pre-15 spelling, still accepted by 15+, so PostgreSQL 14 works too.
-    const result = await reportWaits(openWatcher, log, () =>
-      client.query<{ consistent_point: string; snapshot_name: string }>(
-        `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT`,
-      ),
+    const result = await reportWaits(
+      openWatcher,
+      log,
+      () =>
+        client.query<{ consistent_point: string; snapshot_name: string }>(
+          `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT`,
+        ),
+      waitReportMs(),
     );
     const row = result.rows[0] as { consistent_point: string; snapshot_name: string };
     return {

@@ -1,6 +1,7 @@
 import type { Client } from 'pg';
 import { PITR_SCHEMA } from '../capture/in-band-sql';
 import { qualifiedName, quoteIdent } from '../capture/sql-quote';
+import { PitrError } from '../errors';
 
 export interface TablePlan {
   oid: number;
@@ -61,12 +62,24 @@ export function chunkCopySql(table: TablePlan, chunk: TablePlan['chunks'][number
   return `COPY (SELECT ${columns} FROM ONLY ${relation} WHERE ctid >= '(${chunk.fromPage},0)'::tid${upper}) TO STDOUT`;
 }
 
-/** Sequence values. Sequences are not transactional: these are the values when read, under the snapshot's session. */
+/**
+ * Sequence values. Sequences are not transactional: these are the values when read, under the snapshot's session.
+ * pg_sequences shows last_value NULL both for a never-used sequence and for one the role may not read: the latter
+ * is refused, or the restore would silently reset the sequence to its start.
+ */
 export async function readSequences(client: Client): Promise<SequenceValue[]> {
-  const { rows } = await client.query<{ schema: string; name: string; last_value: string | null }>(
-    `SELECT schemaname AS schema, sequencename AS name, last_value::text AS last_value
+  const { rows } = await client.query<{ schema: string; name: string; last_value: string | null; readable: boolean }>(
+    `SELECT schemaname AS schema, sequencename AS name, last_value::text AS last_value,
+            pg_catalog.has_sequence_privilege(pg_catalog.format('%I.%I', schemaname, sequencename), 'SELECT, USAGE') AS readable
        FROM pg_catalog.pg_sequences WHERE schemaname <> $1 ORDER BY 1, 2`,
     [PITR_SCHEMA],
   );
+  const unreadable = rows.find((r) => !r.readable);
+  if (unreadable)
+    throw new PitrError(
+      'SourceConfig',
+      `permission denied to read sequence ${qualifiedName(unreadable.schema, unreadable.name)}`,
+      `GRANT SELECT ON SEQUENCE ${qualifiedName(unreadable.schema, unreadable.name)} TO <backup role>; or run the backup as a superuser`,
+    );
   return rows.map((r) => ({ schema: r.schema, name: r.name, lastValue: r.last_value }));
 }

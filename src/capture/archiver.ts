@@ -9,6 +9,8 @@ import { segmentBaseName, type SegmentManifest } from '../archive/segment-manife
 import type { SourceConnection } from '../config/connection';
 import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
+import type { BackupOptions } from '../backup/run-backup';
+import { BackupSchedule } from './backup-schedule';
 import { EMIT_HEARTBEAT_SQL } from './in-band-sql';
 import { formatLsn, parseLsn, type Lsn } from './lsn';
 import { formatUnixMicros } from './pg-time';
@@ -26,6 +28,8 @@ export interface ArchiverOptions {
   spoolDir?: string;
   /** Pause the stream while this many sealed segments wait for upload. */
   maxPendingSegments?: number;
+  /** Take base backups on this schedule while archiving. */
+  backups?: { everyMs: number; options: BackupOptions };
 }
 
 /**
@@ -102,9 +106,12 @@ export class Archiver {
 
     const ageTimer = setInterval(() => this.maybeSeal(false), Math.min(100, this.options.segmentAgeMs));
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
+    const backups = this.options.backups && new BackupSchedule(this.repo, this.source, this.log, this.options.backups.everyMs, this.options.backups.options);
+    backups?.start();
     try {
       await this.streamUntilStopped(signal);
     } finally {
+      await backups?.stop();
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
       await this.heartbeatClient?.end().catch(() => undefined);

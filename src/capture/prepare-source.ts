@@ -104,7 +104,7 @@ export async function reportWaits<T>(openWatcher: () => Promise<Client>, log: Lo
         );
         for (const row of rows)
           log.warn(
-            { event: 'waiting_for_transaction', pid: row.pid, user: row.usename, state: row.state, seconds: Number(row.age), query: row.query },
+            { event: 'waiting_for_transaction', backendPid: row.pid, user: row.usename, state: row.state, seconds: Number(row.age), query: row.query },
             `waiting for the transaction of backend ${row.pid} (open ${row.age}s) to finish before the slot can be created`,
           );
       } catch {

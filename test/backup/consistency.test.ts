@@ -63,3 +63,20 @@ test('a backup taken under concurrent transfers is exactly the state at its alig
   const snapshot = (db: string): Promise<unknown[]> => fx.cluster.query('SELECT id, balance, updated_at FROM accounts ORDER BY id', [], db);
   expect(await snapshot('restored')).toEqual(await snapshot('postgres'));
 });
+
+test('archive --backup-every takes a backup beside the stream, and not another one after a restart', async () => {
+  const load = new TransferLoad(fx.source, ACCOUNTS).start(1);
+  // the newest backup (from the test above, or none) is older than 2 s within a check or two
+  const archiver = fx.startArchiver(['--backup-every', '2s']);
+  const done = await archiver.waitFor((l) => l.event === 'backup_done', 60_000);
+  await archiver.waitFor((l) => l.event === 'segment_stored', 30_000, archiver.lines.length);
+  await load.stop();
+  expect(await archiver.stop()).toBe(0);
+
+  const restarted = fx.startArchiver(['--backup-every', '1h']);
+  await restarted.waitForState('streaming');
+  await new Promise((r) => setTimeout(r, 1500));
+  expect(await restarted.stop()).toBe(0);
+  expect(restarted.lines.filter((l) => l.event === 'scheduled_backup')).toHaveLength(0);
+  expect(typeof done.id).toBe('string');
+});

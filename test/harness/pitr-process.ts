@@ -54,9 +54,10 @@ export class PitrProcess {
     this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
   }
 
-  async waitFor(predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+  /** Waits for a log line matching `predicate`, looking at lines from index `from` on. */
+  async waitFor(predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 30_000, from = 0): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
-    let seen = 0;
+    let seen = from;
     while (Date.now() < deadline) {
       for (; seen < this.lines.length; seen++) {
         const line = this.lines[seen] as Record<string, unknown>;

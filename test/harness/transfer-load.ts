@@ -35,12 +35,14 @@ export class TransferLoad {
           await client.query('UPDATE accounts SET balance = balance + $2, updated_at = clock_timestamp() WHERE id = $1', [b, amount]);
           await client.query('COMMIT');
           this.transfers++;
-        } catch {
-          await client.query('ROLLBACK').catch(() => undefined); // deadlock between the two loops: retry
+        } catch (error) {
+          // a deadlock between two loops: retry; anything else (the cluster went away): stop this loop
+          if ((error as { code?: string }).code !== '40P01') break;
+          await client.query('ROLLBACK').catch(() => undefined);
         }
       }
     } finally {
-      await client.end();
+      await client.end().catch(() => undefined);
     }
   }
 

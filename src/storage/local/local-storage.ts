@@ -129,6 +129,16 @@ export class LocalStorage implements Storage {
 
   async remove(name: string): Promise<void> {
     await fs.rm(this.file(name), { force: true });
+    // prune directories the removal left empty, so listings do not show them as prefixes
+    let dir = path.dirname(this.file(name));
+    while (dir.startsWith(this.location + path.sep)) {
+      try {
+        await fs.rmdir(dir);
+      } catch {
+        break; // not empty (or already gone)
+      }
+      dir = path.dirname(dir);
+    }
   }
 
   async checkWritable(): Promise<void> {
@@ -155,6 +165,10 @@ export class LocalStorage implements Storage {
         'check the directory permissions and the user pitr runs as',
         { cause: error },
       );
+    if (code === 'ENOTDIR' || code === 'EEXIST')
+      return new PitrError('Repository', `${what}: a part of the repository path ${this.location} is a file, not a directory`, 'point --repo at a directory', {
+        cause: error,
+      });
     if (code === 'ENOSPC' || code === 'EDQUOT')
       return new PitrError(
         'Repository',

@@ -1,0 +1,25 @@
+import { decodeCheckedJson } from '../archive/checked-json';
+import type { Repository } from '../archive/repository';
+import { BACKUPS_PREFIX, MANIFEST_FILE, type BackupManifest } from './backup-manifest';
+
+/** Complete backups (those with a manifest), oldest aligned LSN first. */
+export async function listBackups(repo: Repository): Promise<BackupManifest[]> {
+  const { prefixes } = await repo.storage.list(BACKUPS_PREFIX, { delimiter: '/' });
+  const manifests: BackupManifest[] = [];
+  for (const prefix of prefixes) {
+    const name = `${prefix}${MANIFEST_FILE}`;
+    if (!(await repo.storage.stat(name))) continue;
+    manifests.push(decodeCheckedJson<BackupManifest>(await repo.storage.read(name), name));
+  }
+  return manifests;
+}
+
+/** The newest complete backup, reading only as many manifests as needed. */
+export async function newestBackup(repo: Repository): Promise<BackupManifest | undefined> {
+  const { prefixes } = await repo.storage.list(BACKUPS_PREFIX, { delimiter: '/' });
+  for (const prefix of [...prefixes].reverse()) {
+    const name = `${prefix}${MANIFEST_FILE}`;
+    if (await repo.storage.stat(name)) return decodeCheckedJson<BackupManifest>(await repo.storage.read(name), name);
+  }
+  return undefined;
+}
