@@ -83,9 +83,25 @@ async function measure<T>(cluster: PgCluster, fn: () => Promise<T>): Promise<Mea
   return { seconds, clientCpu: clientCpu() - client0, serverCpu: serverCpu(cluster) - server0, result };
 }
 
+/** Peak resident memory (VmHWM, MB) of the last process started by `run`. */
+let lastPeakMb = 0;
+
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let peakKb = 0;
+    const sampler = setInterval(() => {
+      try {
+        const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (match) peakKb = Math.max(peakKb, Number(match[1]));
+      } catch {
+        // exited
+      }
+    }, 20);
+    child.on('exit', () => {
+      clearInterval(sampler);
+      lastPeakMb = peakKb / 1024;
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -104,13 +120,21 @@ async function duBytes(dir: string): Promise<number> {
 }
 
 const mb = (bytes: number): string => `${(bytes / 1048576).toFixed(0)} MB`;
-const cpu = (m: Measured<unknown>, client: string): string => `cpu: ${client} ${m.clientCpu.toFixed(1)} s, server ${m.serverCpu.toFixed(1)} s`;
+const cpu = (m: Measured<unknown>, client: string): string => {
+  const peak = (m.result as { peakMb?: number } | undefined)?.peakMb;
+  return `cpu: ${client} ${m.clientCpu.toFixed(1)} s, server ${m.serverCpu.toFixed(1)} s${peak !== undefined ? `, peak RSS ${peak.toFixed(0)} MB` : ''}`;
+};
 
-async function pitrBackup(cluster: PgCluster, url: string, repo: string, chunkSize: string): Promise<{ id: string; chunks: number; seconds: number }> {
+async function pitrBackup(
+  cluster: PgCluster,
+  url: string,
+  repo: string,
+  chunkSize: string,
+): Promise<{ id: string; chunks: number; seconds: number; peakMb: number }> {
   const args = [BIN, 'backup', '--source', url, '--repo', repo, '--jobs', String(JOBS), '--log-level', 'warn', '--json'];
   if (chunkSize) args.push('--chunk-size', chunkSize);
   const out = await run(process.execPath, args);
-  return JSON.parse(out) as { id: string; chunks: number; seconds: number };
+  return { ...(JSON.parse(out) as { id: string; chunks: number; seconds: number }), peakMb: lastPeakMb };
 }
 
 async function rowCounts(cluster: PgCluster, database: string, tables: string[]): Promise<Record<string, number>> {
