@@ -8,30 +8,35 @@ export const DDL_EVENT_TRIGGER = 'pitr_capture_ddl';
 /**
  * DDL is not decoded by PostgreSQL. An event trigger at ddl_command_end emits the statement as a
  * transactional logical message, so it lands in the stream at exactly its transaction's commit.
- * current_query() is the whole client string: a multi-statement string fires the trigger once per
- * command, so it is emitted once per (string, statement start). SECURITY DEFINER because emitting needs
- * privileges ordinary DDL authors may lack; search_path is pinned for safety.
+ * current_query() is the whole client string: a string of several statements fires the trigger once
+ * per DDL command, so each emission carries `index`, its rank among the string's DDL commands, and
+ * replay runs only that statement of the string. SECURITY DEFINER because emitting needs privileges
+ * ordinary DDL authors may lack; search_path is not pinned (the caller's is recorded for replay), so
+ * every name inside is qualified with pg_catalog instead.
  */
 export const CAPTURE_DDL_FUNCTION_SQL = `
 CREATE OR REPLACE FUNCTION ${PITR_SCHEMA}.capture_ddl() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
-  query text := current_query();
-  seen_key text := md5(coalesce(current_query(), '')) || statement_timestamp()::text;
+  query text := pg_catalog.current_query();
+  string_key text := pg_catalog.md5(COALESCE(query, '')) OPERATOR(pg_catalog.||) pg_catalog.statement_timestamp()::text;
+  previous text := pg_catalog.current_setting('pitr.ddl_string', true);
+  counter int := 0;
   commands json;
 BEGIN
-  IF current_setting('pitr.ddl_seen', true) IS NOT DISTINCT FROM seen_key THEN
-    RETURN;
+  IF previous IS NOT NULL AND pg_catalog.split_part(previous, '|', 1) OPERATOR(pg_catalog.=) string_key THEN
+    counter := pg_catalog.split_part(previous, '|', 2)::int OPERATOR(pg_catalog.+) 1;
   END IF;
-  PERFORM set_config('pitr.ddl_seen', seen_key, true);
-  SELECT json_agg(json_build_object('tag', command_tag, 'type', object_type, 'schema', schema_name, 'identity', object_identity))
-    INTO commands FROM pg_event_trigger_ddl_commands();
-  PERFORM pg_logical_emit_message(true, ${quoteLiteral(MessagePrefix.Ddl)}, json_build_object(
+  PERFORM pg_catalog.set_config('pitr.ddl_string', string_key OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) counter::text, true);
+  SELECT pg_catalog.json_agg(pg_catalog.json_build_object('tag', command_tag, 'type', object_type, 'schema', schema_name, 'identity', object_identity))
+    INTO commands FROM pg_catalog.pg_event_trigger_ddl_commands();
+  PERFORM pg_catalog.pg_logical_emit_message(true, ${quoteLiteral(MessagePrefix.Ddl)}, pg_catalog.json_build_object(
     'query', query,
+    'index', counter,
     'tag', tg_tag,
-    'search_path', current_setting('search_path'),
+    'search_path', pg_catalog.current_setting('search_path'),
     'role', session_user,
-    'commands', coalesce(commands, '[]'::json))::text);
+    'commands', COALESCE(commands, '[]'::json))::text);
 END
 $fn$`;
 

@@ -9,8 +9,9 @@ import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
 import { initCommand } from './init';
 import { markCommand } from './mark';
+import { restoreCommand } from './restore';
 
-const COMMANDS: Command[] = [initCommand, archiveCommand, backupCommand, markCommand];
+const COMMANDS: Command[] = [initCommand, archiveCommand, backupCommand, restoreCommand, markCommand];
 
 /** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */
 export async function main(argv: string[]): Promise<void> {

@@ -146,7 +146,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     type: 'string',
     arg: 'PATH',
     env: 'PITR_PG_DUMP',
-    commands: ['backup', 'archive'],
+    commands: ['backup', 'archive', 'restore'],
     description: 'pg_dump to use for the schema (default: found on PATH, through pg_config, or in /usr/lib/postgresql)',
   },
   {
@@ -157,6 +157,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ['archive'],
     description: 'also take a base backup this often while archiving (e.g. 24h); off when unset',
   },
+  { name: 'target', type: 'url', arg: 'URL', secret: true, commands: ['restore', 'drill'], description: 'database to restore into (created when missing)' },
+  { name: 'to', type: 'string', arg: 'TARGET', commands: ['restore', 'drill'], description: 'restore point: a timestamp, latest, lsn:X/Y, xid:N or mark:NAME' },
+  { name: 'exclusive', type: 'boolean', commands: ['restore'], description: 'stop just before the target instead of just after it' },
+  { name: 'tables', type: 'string', arg: 'LIST', commands: ['restore'], description: 'restore only these tables (comma-separated, schema.table or table)' },
+  { name: 'dry-run', type: 'boolean', commands: ['restore', 'prune'], description: 'print the plan, change nothing' },
+  { name: 'force', type: 'boolean', commands: ['restore'], description: 'replace a non-empty target database (or the source itself)' },
   { name: 'json', type: 'boolean', commands: ALL, description: 'machine-readable output on stdout' },
   { name: 'help', type: 'boolean', commands: ALL, description: 'show help for the command' },
 ];

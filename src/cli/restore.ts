@@ -1,0 +1,60 @@
+import { runRestore } from '../restore/run-restore';
+import { PitrError } from '../errors';
+import type { Command } from './command';
+import { repositoryFrom } from './repository-option';
+
+export const restoreCommand: Command = {
+  name: 'restore',
+  summary: 'restore the database (or some tables) as it was at a point in time, into a target database',
+  usage: 'pitr restore --repo REPO --target URL --to TARGET [--exclusive] [--tables LIST] [--jobs N] [--dry-run] [--force] [--json]',
+  examples: [
+    "pitr restore --repo gs://backups/shop --target postgresql://postgres@db2/shop_at_1041 --to '2026-11-22 10:41:59.5+01'",
+    'pitr restore --repo /var/lib/pitr/shop --target postgresql://postgres@localhost/orders_back --to xid:912345 --exclusive --tables public.orders',
+    'pitr restore --repo /var/lib/pitr/shop --target postgresql://postgres@localhost/drill --to latest --json',
+  ],
+  async run({ options, log, out }) {
+    const targetUrl = options.requireString('target', 'e.g. --target postgresql://postgres@localhost/shop_restored');
+    const to = options.requireString('to', 'e.g. --to latest, --to "2026-11-22 10:41:59.5", --to xid:N, --to lsn:X/Y, --to mark:NAME');
+    if (!/^postgres(ql)?:\/\//.test(targetUrl))
+      throw new PitrError('Usage', 'restore: --target must be a postgresql:// URL naming the database to restore into');
+    const tables = options.string('tables');
+    const pgDump = options.string('pg-dump');
+    const summary = await runRestore(
+      await repositoryFrom(options),
+      {
+        targetUrl,
+        to,
+        exclusive: options.flag('exclusive'),
+        ...(tables
+          ? {
+              tables: tables
+                .split(',')
+                .map((t) => t.trim())
+                .filter(Boolean),
+            }
+          : {}),
+        jobs: options.number('jobs') as number,
+        dryRun: options.flag('dry-run'),
+        force: options.flag('force'),
+        ...(pgDump ? { pgDump } : {}),
+      },
+      log,
+    );
+    if (options.flag('json')) out.write(JSON.stringify(summary, null, 2) + '\n');
+    else if (summary.plan) {
+      out.write(
+        `plan: backup ${summary.backup.id} (aligned at ${summary.backup.alignedLsn}), then ${summary.plan.segments} segment(s), ${summary.plan.bytes} bytes, up to ${summary.target.resolved}\n` +
+          `recoverable window: ${summary.plan.window.earliest} to ${summary.plan.window.latest}\n`,
+      );
+    } else {
+      const last = summary.lastApplied
+        ? `last applied commit ${summary.lastApplied.commitLsn} at ${summary.lastApplied.commitTime} (xid ${summary.lastApplied.xid})`
+        : 'no transaction after the backup';
+      out.write(
+        `restored "${summary.database}" to ${summary.target.resolved}${summary.resumed ? ' (resumed)' : ''}: backup ${summary.backup.id}, ${summary.transactions} transactions replayed, ${last}; ` +
+          `${summary.seconds.total.toFixed(1)} s (load ${summary.seconds.load.toFixed(1)} s, replay ${summary.seconds.replay.toFixed(1)} s)\n`,
+      );
+    }
+    return 0;
+  },
+};

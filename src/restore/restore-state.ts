@@ -1,0 +1,71 @@
+import type { Client } from 'pg';
+import { PITR_SCHEMA } from '../capture/in-band-sql';
+
+/** Progress of a restore, kept in the target so an interrupted restore resumes where it stopped. */
+export interface RestoreState {
+  backupId: string;
+  target: string;
+  phase: 'load' | 'replay' | 'done';
+  lastCommitLsn: string | null;
+  lastCommitTime: string | null;
+  lastXid: string | null;
+  transactions: number;
+  changes: number;
+}
+
+const TABLE = `${PITR_SCHEMA}.restore_state`;
+
+export async function createStateTable(client: Client, backupId: string, target: string): Promise<void> {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${PITR_SCHEMA}`);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${TABLE} (id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), backup_id text NOT NULL, target text NOT NULL, phase text NOT NULL,
+       last_commit_lsn pg_lsn, last_commit_time text, last_xid bigint, transactions bigint NOT NULL DEFAULT 0, changes bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())`,
+  );
+  await client.query(`INSERT INTO ${TABLE} (backup_id, target, phase) VALUES ($1, $2, 'load') ON CONFLICT (id) DO NOTHING`, [backupId, target]);
+}
+
+export async function readState(client: Client): Promise<RestoreState | null> {
+  const exists = await client.query(`SELECT to_regclass('${TABLE}') IS NOT NULL AS ok`);
+  if (!(exists.rows[0] as { ok: boolean }).ok) return null;
+  const { rows } = await client.query<{
+    backup_id: string;
+    target: string;
+    phase: RestoreState['phase'];
+    lsn: string | null;
+    time: string | null;
+    xid: string | null;
+    transactions: string;
+    changes: string;
+  }>(
+    `SELECT backup_id, target, phase, last_commit_lsn::text AS lsn, last_commit_time AS time, last_xid::text AS xid, transactions::text, changes::text FROM ${TABLE}`,
+  );
+  const row = rows[0];
+  if (!row) return null;
+  return {
+    backupId: row.backup_id,
+    target: row.target,
+    phase: row.phase,
+    lastCommitLsn: row.lsn,
+    lastCommitTime: row.time,
+    lastXid: row.xid,
+    transactions: Number(row.transactions),
+    changes: Number(row.changes),
+  };
+}
+
+export async function setPhase(client: Client, phase: RestoreState['phase']): Promise<void> {
+  await client.query(`UPDATE ${TABLE} SET phase = $1, updated_at = now()`, [phase]);
+}
+
+/** Called inside the transaction that applied the changes, so state and data commit together. */
+export async function recordProgress(
+  client: Client,
+  last: { commitLsn: string; commitTime: string; xid: number },
+  transactions: number,
+  changes: number,
+): Promise<void> {
+  await client.query(
+    `UPDATE ${TABLE} SET last_commit_lsn = $1::pg_lsn, last_commit_time = $2, last_xid = $3, transactions = transactions + $4, changes = changes + $5, updated_at = now()`,
+    [last.commitLsn, last.commitTime, last.xid, transactions, changes],
+  );
+}

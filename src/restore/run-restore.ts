@@ -1,0 +1,303 @@
+import { Client, type ClientConfig } from 'pg';
+import PQueue from 'p-queue';
+import type { Repository } from '../archive/repository';
+import { segmentDataName } from '../archive/segment-manifest';
+import { readSegmentRecords } from '../archive/segment-reader';
+import { findPgTool } from '../backup/pg-tools';
+import { decodePgoutput } from '../capture/pgoutput-decoder';
+import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
+import { formatUnixMicros } from '../capture/pg-time';
+import { DECODING_SESSION_OPTIONS } from '../capture/replication-stream';
+import { connectSource } from '../capture/source';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
+import { PitrError } from '../errors';
+import type { Logger } from '../logger';
+import { ChangeApplier } from './change-applier';
+import { loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
+import { planRestore, type RestorePlan } from './plan';
+import { createStateTable, readState, recordProgress, setPhase } from './restore-state';
+import { describeTarget, parseTarget } from './target';
+
+export interface RestoreOptions {
+  targetUrl: string;
+  to: string;
+  exclusive: boolean;
+  tables?: string[];
+  jobs: number;
+  dryRun: boolean;
+  force: boolean;
+  pgDump?: string;
+}
+
+export interface RestoreSummary {
+  database: string;
+  target: { kind: string; input: string; resolved: string };
+  backup: { id: string; alignedLsn: string };
+  lastApplied: { xid: string; commitLsn: string; commitTime: string } | null;
+  transactions: number;
+  changes: number;
+  seconds: { total: number; load: number; replay: number };
+  resumed: boolean;
+  plan?: { segments: number; bytes: number; window: RestorePlan['window'] };
+}
+
+function targetConfig(url: string, database?: string): ClientConfig {
+  if (!database) return { connectionString: url };
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return { connectionString: parsed.toString() };
+}
+
+/**
+ * Restores the database as it was at a point of the archive: the newest usable backup, then the
+ * archived transactions after its aligned LSN in commit order, up to the target. Each segment is
+ * applied in one transaction of the target together with the restore's progress, and committed only
+ * once the segment's checksum is verified; a re-run continues after the last committed segment.
+ */
+export async function runRestore(repo: Repository, options: RestoreOptions, log: Logger): Promise<RestoreSummary> {
+  const started = Date.now();
+  const database = decodeURIComponent(new URL(options.targetUrl).pathname.replace(/^\//, ''));
+  if (!database) throw new PitrError('Usage', 'restore: --target must name a database', 'e.g. --target postgresql://postgres@localhost/shop_restored');
+  const display = options.targetUrl.replace(/:\/\/([^:@/]*):[^@/]*@/, '://$1:****@');
+  const admin = await connectSource(targetConfig(options.targetUrl, 'postgres'), display, { application_name: 'pitr restore' });
+  try {
+    const spec = await parseTarget(options.to, admin);
+    const plan = await planRestore(repo, spec, options.exclusive);
+    const target = { kind: spec.kind, input: describeTarget(spec), resolved: plan.resolved };
+    const base: Omit<RestoreSummary, 'seconds'> = {
+      database,
+      target,
+      backup: { id: plan.backup.id, alignedLsn: plan.backup.alignedLsn },
+      lastApplied: null,
+      transactions: 0,
+      changes: 0,
+      resumed: false,
+    };
+    if (options.dryRun) {
+      return {
+        ...base,
+        seconds: { total: (Date.now() - started) / 1000, load: 0, replay: 0 },
+        plan: { segments: plan.segments.length, bytes: plan.segments.reduce((n, s) => n + s.storedBytes, 0), window: plan.window },
+      };
+    }
+    await refuseSource(repo, admin, database, options.force);
+    const exists = (await admin.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database])).rowCount === 1;
+    let client: Client | undefined;
+    if (exists) {
+      client = await connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
+      const state = await readState(client);
+      const sameRestore = state && state.backupId === plan.backup.id && state.target === `${target.input}${options.exclusive ? ' exclusive' : ''}`;
+      const empty = !state && (await isEmpty(client));
+      if ((state && !sameRestore) || (!state && !empty) || (state?.phase === 'load' && sameRestore)) {
+        if (!options.force && !(state?.phase === 'load' && sameRestore)) {
+          throw new PitrError(
+            'Repository',
+            `target database "${database}" is not empty${state ? ' (it holds a restore to another point)' : ''}`,
+            'restore into a new database name, or add --force to replace this database',
+          );
+        }
+        await client.end();
+        client = undefined;
+        await admin.query(`DROP DATABASE ${quoteIdent(database)} WITH (FORCE)`);
+      }
+    }
+    if (!client) {
+      const stillThere = (await admin.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database])).rowCount === 1;
+      if (!stillThere) await admin.query(`CREATE DATABASE ${quoteIdent(database)} TEMPLATE template0 ENCODING 'UTF8'`);
+      client = await connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
+    }
+    try {
+      return await restoreInto(repo, client, plan, options, log, base, display, started);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+async function isEmpty(client: Client): Promise<boolean> {
+  const { rows } = await client.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`,
+  );
+  return rows[0]?.n === '0';
+}
+
+/** Restoring over the archived database itself would destroy the source: only with --force. */
+async function refuseSource(repo: Repository, admin: Client, database: string, force: boolean): Promise<void> {
+  const identity = await repo.identity();
+  if (!identity || force || identity.database !== database) return;
+  const system = await admin.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_catalog.pg_control_system()').catch(() => undefined);
+  if (system?.rows[0]?.id === identity.systemIdentifier) {
+    throw new PitrError(
+      'Usage',
+      `target database "${database}" is the archived source itself: restoring would replace its current data`,
+      'restore into a side database and copy rows back, or add --force if replacing the source is really meant',
+    );
+  }
+}
+
+async function restoreInto(
+  repo: Repository,
+  client: Client,
+  plan: RestorePlan,
+  options: RestoreOptions,
+  log: Logger,
+  base: Omit<RestoreSummary, 'seconds'>,
+  display: string,
+  started: number,
+): Promise<RestoreSummary> {
+  const targetKey = `${base.target.input}${options.exclusive ? ' exclusive' : ''}`;
+  const tables = options.tables ? new Set(options.tables.map((t) => (t.includes('.') ? t : `public.${t}`))) : undefined;
+  let state = await readState(client);
+  const resumed = state?.phase === 'replay' || state?.phase === 'done';
+  const loadStarted = Date.now();
+  if (!state) {
+    const pgRestore = await findPgTool('pg_restore', Math.floor(plan.backup.serverVersionNum / 10000), options.pgDump);
+    log.info({ event: 'restore_load', backup: plan.backup.id, alignedLsn: plan.backup.alignedLsn }, `loading backup ${plan.backup.id}`);
+    // pg_restore connects on its own, through the environment (no password on its command line)
+    await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'pre-data');
+    await createStateTable(client, plan.backup.id, targetKey);
+    const chosen = plan.backup.tables.filter((t) => !tables || tables.has(`${t.schema}.${t.name}`));
+    const unknown = [...(tables ?? [])].filter((name) => !plan.backup.tables.some((t) => `${t.schema}.${t.name}` === name));
+    if (unknown.length) log.warn({ event: 'unknown_tables', tables: unknown }, `not in the backup (created later, or misspelled): ${unknown.join(', ')}`);
+    const sessions: Client[] = [client];
+    for (let i = 1; i < options.jobs; i++) sessions.push(await connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }));
+    try {
+      const queue = new PQueue({ concurrency: sessions.length });
+      let failure: unknown;
+      for (const table of chosen) {
+        queue
+          .add(async () => {
+            const session = sessions.pop() as Client;
+            try {
+              await loadTable(repo, plan.backup, session, table);
+            } finally {
+              sessions.push(session);
+            }
+          })
+          .catch((error: unknown) => {
+            failure ??= error;
+            queue.clear();
+          });
+      }
+      await queue.onIdle();
+      if (failure) throw failure;
+    } finally {
+      for (const session of sessions) if (session !== client) await session.end().catch(() => undefined);
+    }
+    await restoreSequences(client, plan.backup.sequences);
+    await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'post-data');
+    await setPhase(client, 'replay');
+    state = await readState(client);
+  }
+  const loadSeconds = (Date.now() - loadStarted) / 1000;
+  const replayStarted = Date.now();
+  const result = await replay(repo, client, plan, state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined, tables, log);
+  await setPhase(client, 'done');
+  const final = await readState(client);
+  return {
+    ...base,
+    resumed,
+    lastApplied: final?.lastCommitLsn ? { xid: final.lastXid ?? '', commitLsn: final.lastCommitLsn, commitTime: final.lastCommitTime ?? '' } : null,
+    transactions: final?.transactions ?? result.transactions,
+    changes: final?.changes ?? result.changes,
+    seconds: { total: (Date.now() - started) / 1000, load: loadSeconds, replay: (Date.now() - replayStarted) / 1000 },
+  };
+}
+
+/** Applies the plan's segments after `resumeAfter` (a commit LSN already applied), segment by segment. */
+async function replay(
+  repo: Repository,
+  client: Client,
+  plan: RestorePlan,
+  resumeAfter: Lsn | undefined,
+  tables: Set<string> | undefined,
+  log: Logger,
+): Promise<{ transactions: number; changes: number }> {
+  const aligned = parseLsn(plan.backup.alignedLsn);
+  await client.query('SET session_replication_role = replica');
+  const applier = new ChangeApplier(client, tables);
+  let stopped = false;
+  let total = 0;
+  for (const segment of plan.segments) {
+    if (stopped) break;
+    if (resumeAfter !== undefined && parseLsn(segment.lastCommitLsn) <= resumeAfter) continue;
+    await client.query('BEGIN');
+    let applying = false;
+    let transactions = 0;
+    const changesBefore = applier.changes;
+    let last: { commitLsn: string; commitTime: string; xid: number } | undefined;
+    let current: { commitLsn: Lsn; commitTime: bigint; xid: number } | undefined;
+    try {
+      for await (const record of readSegmentRecords(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256)) {
+        const message = decodePgoutput(record);
+        if (message.tag === 'R') {
+          await applier.apply(message); // relation messages are needed even for skipped transactions
+          continue;
+        }
+        if (stopped) continue; // read on to the end: the checksum must pass before anything commits
+        if (message.tag === 'B') {
+          current = { commitLsn: message.finalLsn, commitTime: message.commitTime, xid: message.xid };
+          if (!plan.stop.includes(message.finalLsn, message.commitTime)) {
+            stopped = true;
+            continue;
+          }
+          applying = message.finalLsn >= aligned && (resumeAfter === undefined || message.finalLsn > resumeAfter);
+          continue;
+        }
+        if (message.tag === 'C') {
+          if (applying && current) {
+            await applier.flush();
+            transactions++;
+            last = { commitLsn: formatLsn(current.commitLsn), commitTime: formatUnixMicros(current.commitTime), xid: current.xid };
+          }
+          applying = false;
+          continue;
+        }
+        if (applying) await applier.apply(message);
+      }
+      await applier.flush();
+      if (last) await recordProgress(client, last, transactions, applier.changes - changesBefore);
+      await client.query('COMMIT');
+      total += transactions;
+      if (transactions) log.info({ event: 'segment_applied', segment: segment.name, transactions, lastCommitLsn: last?.commitLsn }, 'segment applied');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+  await client.query('SET session_replication_role = origin');
+  await setSequences(client, applier.sequences, tables);
+  return { transactions: total, changes: applier.changes };
+}
+
+/**
+ * Sequences from the last heartbeat applied, then never below the largest value their owning column
+ * holds (a heartbeat can be up to one interval old).
+ */
+async function setSequences(client: Client, fromHeartbeat: [string, string, string | null][] | undefined, tables: Set<string> | undefined): Promise<void> {
+  for (const [schema, name, value] of fromHeartbeat ?? []) {
+    const seq = quoteLiteral(qualifiedName(schema, name));
+    const exists = await client.query(`SELECT to_regclass(${seq}) IS NOT NULL AS ok`);
+    if (!(exists.rows[0] as { ok: boolean }).ok) continue;
+    if (value === null) continue;
+    await client.query(`SELECT setval(${seq}, ${BigInt(value).toString()}, true)`);
+  }
+  const { rows } = await client.query<{ seq: string; tab_schema: string; tab: string; col: string }>(
+    `SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq, tn.nspname AS tab_schema, t.relname AS tab, a.attname AS col
+       FROM pg_catalog.pg_depend d
+       JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+       JOIN pg_catalog.pg_class t ON t.oid = d.refobjid JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')`,
+  );
+  for (const row of rows) {
+    if (tables && !tables.has(`${row.tab_schema}.${row.tab}`)) continue;
+    await client.query(
+      `SELECT setval(${quoteLiteral(row.seq)}, m) FROM (SELECT max(${quoteIdent(row.col)})::bigint AS m FROM ${qualifiedName(row.tab_schema, row.tab)}) x
+        WHERE m IS NOT NULL AND m > (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${row.seq})`,
+    );
+  }
+}

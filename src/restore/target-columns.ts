@@ -1,0 +1,37 @@
+import type { Client } from 'pg';
+
+export interface TargetColumn {
+  name: string;
+  /** format_type() of the column, for casts of text values. */
+  type: string;
+  /** The type has its own `=` operator (else rows are matched on their text form). */
+  hasEquality: boolean;
+}
+
+/** Column facts of target tables, cached until the next DDL. */
+export class TargetColumns {
+  private readonly cache = new Map<string, Map<string, TargetColumn>>();
+
+  constructor(private readonly client: Client) {}
+
+  clear(): void {
+    this.cache.clear();
+  }
+
+  async get(schema: string, table: string): Promise<Map<string, TargetColumn>> {
+    const key = `${schema}\u0000${table}`;
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    const { rows } = await this.client.query<{ name: string; type: string; eq: boolean }>(
+      `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+              EXISTS (SELECT 1 FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid) AS eq
+         FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)
+          AND a.attnum > 0 AND NOT a.attisdropped`,
+      [schema, table],
+    );
+    const columns = new Map(rows.map((r) => [r.name, { name: r.name, type: r.type, hasEquality: r.eq }]));
+    this.cache.set(key, columns);
+    return columns;
+  }
+}
