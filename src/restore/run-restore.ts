@@ -1,4 +1,4 @@
-import { Client, type ClientConfig } from 'pg';
+import { type Client, type ClientConfig } from 'pg';
 import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
 import { segmentDataName } from '../archive/segment-manifest';
