@@ -80,7 +80,18 @@ export class ChangeApplier {
         this.changes++;
         const keyIndexes = relation.columns.map((c, i) => ((c.flags & 1) === 1 ? i : -1)).filter((i) => i >= 0);
         const old = message.oldTuple?.values ?? message.newTuple;
-        const setIndexes = message.newTuple.map((v, i) => (v.kind === 'unchanged' ? -1 : i)).filter((i) => i >= 0);
+        const target = await this.targetColumns.get(relation.namespace, relation.name);
+        // Assign what changed: not unchanged TOAST values, not key columns that kept their value, never
+        // GENERATED ALWAYS columns (an UPDATE cannot assign them; they cannot change on the source either).
+        const setIndexes = message.newTuple
+          .map((v, i) => {
+            const column = relation.columns[i];
+            if (v.kind === 'unchanged' || !column || target.get(column.name)?.neverUpdated) return -1;
+            if ((column.flags & 1) === 1 && message.oldTuple && textOf(message.oldTuple.values[i]) === textOf(v)) return -1;
+            if ((column.flags & 1) === 1 && !message.oldTuple) return -1;
+            return i;
+          })
+          .filter((i) => i >= 0);
         if (relation.replicaIdentity === 'f' || keyIndexes.length === 0) {
           await this.flush();
           await this.singleRow('update', relation, old, message.newTuple, setIndexes);

@@ -6,6 +6,8 @@ export interface TargetColumn {
   type: string;
   /** The type has its own `=` operator (else rows are matched on their text form). */
   hasEquality: boolean;
+  /** GENERATED ALWAYS (identity or stored expression): never assigned by an UPDATE. */
+  neverUpdated: boolean;
 }
 
 /** Column facts of target tables, cached until the next DDL. */
@@ -22,15 +24,15 @@ export class TargetColumns {
     const key = `${schema}\u0000${table}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
-    const { rows } = await this.client.query<{ name: string; type: string; eq: boolean }>(
-      `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+    const { rows } = await this.client.query<{ name: string; type: string; eq: boolean; always: boolean }>(
+      `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, (a.attidentity = 'a' OR a.attgenerated <> '') AS always,
               EXISTS (SELECT 1 FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid) AS eq
          FROM pg_catalog.pg_attribute a
         WHERE a.attrelid = (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)
           AND a.attnum > 0 AND NOT a.attisdropped`,
       [schema, table],
     );
-    const columns = new Map(rows.map((r) => [r.name, { name: r.name, type: r.type, hasEquality: r.eq }]));
+    const columns = new Map(rows.map((r) => [r.name, { name: r.name, type: r.type, hasEquality: r.eq, neverUpdated: r.always }]));
     this.cache.set(key, columns);
     return columns;
   }
