@@ -68,15 +68,7 @@ export async function dumpSchema(pgDump: PgTool, pgRestore: PgTool, config: Clie
       ],
       { env, maxBuffer: 16 * 1024 * 1024 },
     );
-    const { stdout: toc } = await execFileAsync(pgRestore.path, ['--list', dumpFile], { maxBuffer: 256 * 1024 * 1024 });
-    const listFile = path.join(dir, 'schema.list');
-    await fs.writeFile(
-      listFile,
-      toc
-        .split('\n')
-        .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `))
-        .join('\n'),
-    );
+    const listFile = await writeRestoreList(pgRestore, dumpFile, dir);
     const preData = await restoreSection(pgRestore, dumpFile, listFile, 'pre-data', path.join(dir, 'pre-data.sql.lz4'));
     const postData = await restoreSection(pgRestore, dumpFile, listFile, 'post-data', path.join(dir, 'post-data.sql.lz4'));
     const dump = await compressFile(dumpFile, path.join(dir, 'schema.dump.lz4'));
@@ -94,6 +86,23 @@ export async function dumpSchema(pgDump: PgTool, pgRestore: PgTool, config: Clie
       { cause: error },
     );
   }
+}
+
+/**
+ * The dump's table of contents without pitr's own event trigger (pg_dump cannot leave it out), for
+ * `pg_restore --use-list`. Returns the list file's path.
+ */
+export async function writeRestoreList(pgRestore: PgTool, dumpFile: string, dir: string): Promise<string> {
+  const { stdout: toc } = await execFileAsync(pgRestore.path, ['--list', dumpFile], { maxBuffer: 256 * 1024 * 1024 });
+  const listFile = path.join(dir, 'schema.list');
+  await fs.writeFile(
+    listFile,
+    toc
+      .split('\n')
+      .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `))
+      .join('\n'),
+  );
+  return listFile;
 }
 
 function restoreSection(pgRestore: PgTool, dumpFile: string, listFile: string, section: string, target: string): Promise<WrittenFile> {

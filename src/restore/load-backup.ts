@@ -13,8 +13,7 @@ import { decompressFrames } from '../archive/lz4-frames';
 import type { Repository } from '../archive/repository';
 import { backupPrefix, MANIFEST_FILE, type BackupManifest, type StoredPart } from '../backup/backup-manifest';
 import type { PgTool } from '../backup/pg-tools';
-import { libpqEnv } from '../backup/schema-dump';
-import { DDL_EVENT_TRIGGER } from '../capture/in-band-sql';
+import { libpqEnv, writeRestoreList } from '../backup/schema-dump';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
 import { PitrError } from '../errors';
 
@@ -59,15 +58,7 @@ export async function restoreSchemaSection(
     const handle = await fs.open(dumpFile, 'w');
     for await (const bytes of partBytes(repo, manifest, manifest.schema.dump)) await handle.write(bytes);
     await handle.close();
-    const { stdout: toc } = await execFileAsync(pgRestore.path, ['--list', dumpFile], { maxBuffer: 256 * 1024 * 1024 });
-    const listFile = path.join(dir, 'schema.list');
-    await fs.writeFile(
-      listFile,
-      toc
-        .split('\n')
-        .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `))
-        .join('\n'),
-    );
+    const listFile = await writeRestoreList(pgRestore, dumpFile, dir);
     const env = libpqEnv(target);
     await execFileAsync(
       pgRestore.path,
