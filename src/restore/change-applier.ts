@@ -39,6 +39,9 @@ export class ChangeApplier {
   private readonly relations = new Map<number, RelationMessage>();
   private readonly targetColumns: TargetColumns;
   private batch: Batch | undefined;
+  /** Statements sent and not yet answered: decoding goes on while the server applies them. */
+  private outstanding: Promise<unknown>[] = [];
+  private failure: unknown;
   changes = 0;
   /** The latest sequence values carried by a heartbeat. */
   sequences: [string, string, string | null][] | undefined;
@@ -93,7 +96,7 @@ export class ChangeApplier {
           })
           .filter((i) => i >= 0);
         if (relation.replicaIdentity === 'f' || keyIndexes.length === 0) {
-          await this.flush();
+          await this.drain();
           await this.singleRow('update', relation, old, message.newTuple, setIndexes);
           return;
         }
@@ -114,7 +117,7 @@ export class ChangeApplier {
         this.changes++;
         const keyIndexes = relation.columns.map((c, i) => ((c.flags & 1) === 1 ? i : -1)).filter((i) => i >= 0);
         if (relation.replicaIdentity === 'f' || keyIndexes.length === 0) {
-          await this.flush();
+          await this.drain();
           await this.singleRow('delete', relation, message.oldTuple.values, [], []);
           return;
         }
@@ -129,7 +132,7 @@ export class ChangeApplier {
         return;
       }
       case 'T': {
-        await this.flush();
+        await this.drain();
         const names = message.relationIds.map((id) => this.relation(id)).filter((r) => this.wanted(r));
         if (names.length === 0) return;
         this.changes++;
@@ -139,7 +142,7 @@ export class ChangeApplier {
         return;
       }
       case 'M':
-        await this.flush();
+        await this.drain();
         await this.logicalMessage(message.prefix, message.content);
         return;
       case 'B':
@@ -246,7 +249,32 @@ export class ChangeApplier {
       if (sets.length === 0) return;
       sql = `UPDATE ${table} AS t SET ${sets.join(', ')} FROM ${source} WHERE ${batch.keyColumns.map(match).join(' AND ')}`;
     }
-    await this.client.query(sql, batch.columns);
+    await this.send(sql, batch.columns);
+  }
+
+  /**
+   * Sends a statement without waiting for its answer (the connection runs them in order), so the
+   * next batch is decoded while the server applies this one. At most a few are in flight.
+   */
+  private async send(sql: string, params: unknown[]): Promise<void> {
+    if (this.failure) throw this.failure;
+    const pending = this.client.query(sql, params);
+    pending.catch((error: unknown) => (this.failure ??= error));
+    this.outstanding.push(pending);
+    if (this.outstanding.length > 4) await this.outstanding.shift();
+  }
+
+  /** Waits for every statement sent; throws the first failure. Call before committing. */
+  async drain(): Promise<void> {
+    await this.flush();
+    const pending = this.outstanding;
+    this.outstanding = [];
+    await Promise.allSettled(pending);
+    if (this.failure) {
+      const failure = this.failure;
+      this.failure = undefined;
+      throw failure;
+    }
   }
 
   /** One row of a table without a usable key: exactly one of possibly identical rows, by ctid. */

@@ -249,7 +249,7 @@ async function replay(
         }
         if (message.tag === 'C') {
           if (applying && current) {
-            await applier.flush();
+            // no flush here: batches may span the transactions of one segment, which commits as a whole
             transactions++;
             last = { commitLsn: formatLsn(current.commitLsn), commitTime: formatUnixMicros(current.commitTime), xid: current.xid };
           }
@@ -258,7 +258,7 @@ async function replay(
         }
         if (applying) await applier.apply(message);
       }
-      await applier.flush();
+      await applier.drain();
       if (last) await recordProgress(client, last, transactions, applier.changes - changesBefore);
       await client.query('COMMIT');
       total += transactions;

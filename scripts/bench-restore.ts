@@ -1,0 +1,357 @@
+/**
+ * Restore benchmark: replay of one backlog of row changes by `pitr restore` (from the archive) and by
+ * PostgreSQL's own logical replication (a subscription on a slot created at the same point), in the
+ * same run, into the same subscriber cluster, with both results checked against the source.
+ *
+ *   npm run bench:restore                       # 1,000,000-change backlog
+ *   BENCH_CHANGES=200000 npm run bench:restore
+ *
+ * The backlog: transactions of 1,000 changes over two tables (per table 250 inserts, 125 updates of
+ * rows committed by the previous transaction, 125 deletes). `pitr archive` stores it (not part of the
+ * ratio); then `pitr restore --to latest` is timed from start to exit (backup load included), and the
+ * subscription from CREATE SUBSCRIPTION until its replication origin shows the last backlog commit
+ * applied on the subscriber. CPU seconds are shown per side: the pitr process (and the pg_restore it
+ * runs) and every PostgreSQL process of each cluster, to tell where the time goes.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { PgCluster } from '../test/harness/pg-cluster';
+
+const execFileAsync = promisify(execFile);
+const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
+const BIN = path.resolve(__dirname, '../../bin/pitr.js');
+const TICKS = 100; // CLK_TCK on Linux
+const TABLES = ['bench', 'bench2'];
+
+/** Fields of /proc/<pid>/stat from #3 (state) on; undefined once the process is gone. */
+function procStat(pid: number | string): ((field: number) => number) | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (i: number): number => Number(fields[i - 3]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime+stime (+ waited-for children) of a process, in ticks; 0 once it is gone. */
+function procTicks(pid: number | string, withChildren: boolean): number {
+  const n = procStat(pid);
+  if (!n) return 0;
+  return n(14) + n(15) + (withChildren ? n(16) + n(17) : 0);
+}
+
+/** CPU seconds of the whole cluster so far: the postmaster, the backends it reaped, and the live ones. */
+function serverCpu(cluster: PgCluster): number {
+  const postmaster = readFileSync(path.join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0] as string;
+  let ticks = procTicks(postmaster, true);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
+      if (ppid === postmaster) ticks += procTicks(entry, true);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / TICKS;
+}
+
+/** CPU seconds of the children this process has waited for (and of their own waited-for children). */
+function reapedChildrenCpu(): number {
+  const n = procStat('self');
+  return n ? (n(16) + n(17)) / TICKS : 0;
+}
+
+async function one<R extends Record<string, unknown>>(cluster: PgCluster, sql: string, params: unknown[] = [], database = 'postgres'): Promise<R> {
+  return (await cluster.query<R>(sql, params, database))[0] as R;
+}
+
+async function waitSlot(cluster: PgCluster, slot: string, lsn: string): Promise<void> {
+  for (;;) {
+    const row = await one<{ ok: boolean }>(cluster, 'SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [
+      lsn,
+      slot,
+    ]);
+    if (row?.ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Runs `pitr archive` until its slot has confirmed `lsn`; returns seconds and the peak RSS (VmHWM) in MB. */
+async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Promise<{ seconds: number; peakMb: number }> {
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  let peakKb = 0;
+  const sampler = setInterval(() => {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (match) peakKb = Math.max(peakKb, Number(match[1]));
+    } catch {
+      // exited
+    }
+  }, 50);
+  const exited = new Promise<number | null>((r) => child.on('close', r));
+  const reached = await Promise.race([waitSlot(cluster, 'pitr', lsn).then(() => true), exited.then(() => false)]);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  clearInterval(sampler);
+  if (!reached) throw new Error(`pitr archive exited with ${await exited} before the slot reached ${lsn}`);
+  child.kill('SIGTERM');
+  const code = await exited;
+  if (code !== 0) throw new Error(`pitr archive exited with ${code} after SIGTERM`);
+  return { seconds, peakMb: peakKb / 1024 };
+}
+
+interface RestoreJson {
+  transactions: number;
+  changes: number;
+  lastApplied: { xid: string; commitLsn: string; commitTime: string } | null;
+  seconds: { total: number; load: number; replay: number };
+}
+
+interface RestoreRun {
+  seconds: number;
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  peakMb: number;
+  pitrCpu: number;
+  serverCpu: number;
+}
+
+/** Runs `pitr restore` to completion: wall time, exit code, output, peak RSS, CPU of pitr and of the target cluster. */
+async function timedRestore(target: PgCluster, repo: string, targetUrl: string): Promise<RestoreRun> {
+  const cpu0 = reapedChildrenCpu();
+  const server0 = serverCpu(target);
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, [BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let peakKb = 0;
+  const sampler = setInterval(() => {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (match) peakKb = Math.max(peakKb, Number(match[1]));
+    } catch {
+      // exited
+    }
+  }, 20);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  clearInterval(sampler);
+  return { seconds, code, stdout, stderr, peakMb: peakKb / 1024, pitrCpu: reapedChildrenCpu() - cpu0, serverCpu: serverCpu(target) - server0 };
+}
+
+interface SubscriptionRun {
+  /** Until the subscriber's origin shows the last backlog commit applied. */
+  seconds: number;
+  /** Until the source slot's confirmed_flush_lsn reached the WAL end after the backlog (null: not within 15 s more). */
+  slotSeconds: number | null;
+  sourceCpu: number;
+  targetCpu: number;
+}
+
+/**
+ * Creates the subscription on the slot made right after the backup and waits until it has applied
+ * the transaction whose commit follows `lastTxnLsn` (the WAL insert position inside the backlog's last
+ * transaction, before its commit): the replication origin's remote_lsn is the end of the last remote
+ * commit applied, advanced by the local commit.
+ */
+async function timedSubscription(source: PgCluster, subscriber: PgCluster, lastTxnLsn: string, backlogEnd: string): Promise<SubscriptionRun> {
+  const source0 = serverCpu(source);
+  const target0 = serverCpu(subscriber);
+  const started = process.hrtime.bigint();
+  const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+  await subscriber.query(
+    `CREATE SUBSCRIPTION s CONNECTION '${source.url()}' PUBLICATION pitr WITH (create_slot = false, slot_name = 'sub_slot', copy_data = false)`,
+    [],
+    'sub_target',
+  );
+  let seconds: number | undefined;
+  let slotSeconds: number | null | undefined;
+  let sourceCpu = 0;
+  let targetCpu = 0;
+  const deadline = Date.now() + 3_600_000;
+  while (seconds === undefined || slotSeconds === undefined) {
+    if (seconds === undefined) {
+      const row = await one<{ ok: boolean | null }>(
+        subscriber,
+        `SELECT o.remote_lsn > $1::pg_lsn AS ok FROM pg_catalog.pg_replication_origin_status o
+           JOIN pg_catalog.pg_subscription s ON o.external_id = 'pg_' || s.oid WHERE s.subname = 's'`,
+        [lastTxnLsn],
+        'sub_target',
+      );
+      if (row?.ok) {
+        seconds = elapsed();
+        sourceCpu = serverCpu(source) - source0;
+        targetCpu = serverCpu(subscriber) - target0;
+      }
+    }
+    if (slotSeconds === undefined) {
+      const row = await one<{ ok: boolean | null }>(
+        source,
+        "SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'sub_slot'",
+        [backlogEnd],
+      );
+      if (row?.ok) slotSeconds = elapsed();
+      else if (seconds !== undefined && elapsed() > seconds + 15) slotSeconds = null;
+    }
+    if (Date.now() > deadline) throw new Error('the subscription did not catch up within an hour');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { seconds, slotSeconds, sourceCpu, targetCpu };
+}
+
+/** md5 of a table's rows in id order, and its row count. */
+async function fingerprint(cluster: PgCluster, database: string, table: string): Promise<string> {
+  const row = await one<{ n: string; md5: string | null }>(
+    cluster,
+    `SELECT count(*)::text AS n, md5(string_agg(t::text, E'\\n' ORDER BY id)) AS md5 FROM public.${table} t`,
+    [],
+    database,
+  );
+  return `${row.n} rows, md5 ${row.md5 ?? '-'}`;
+}
+
+const DDL = TABLES.map((t) => `CREATE TABLE ${t} (id bigint PRIMARY KEY, n int, v text)`);
+
+async function main(): Promise<void> {
+  const settings = {
+    max_wal_size: "'16GB'",
+    checkpoint_timeout: "'30min'",
+    shared_buffers: "'256MB'",
+    logical_decoding_work_mem: "'64MB'",
+  };
+  const source = await PgCluster.start({ settings });
+  const subscriber = await PgCluster.start({ settings });
+  const repo = mkdtempSync(path.join(tmpdir(), 'pitr-bench-restore-'));
+  try {
+    const [version] = await source.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+    for (const sql of DDL) await source.query(sql);
+    // Backlog: transactions of 1,000 changes over both tables: per table 250 inserts, 125 updates of
+    // rows the previous transaction committed (its own first rows in the first transaction), 125
+    // deletes of rows it inserted. last_lsn: the WAL insert position before the last commit. Created
+    // before the backup, so that its DDL is not part of the backlog.
+    await source.query(`CREATE PROCEDURE load(txns int, INOUT last_lsn pg_lsn DEFAULT NULL) LANGUAGE plpgsql AS $$
+      DECLARE base bigint; prev bigint;
+      BEGIN
+        FOR t IN 0 .. txns - 1 LOOP
+          base := t * 250;
+          prev := greatest(base - 250, 0);
+          INSERT INTO bench SELECT base + g, g, md5((base + g)::text) FROM generate_series(1, 250) g;
+          INSERT INTO bench2 SELECT base + g, -g, 'row ' || (base + g) FROM generate_series(1, 250) g;
+          UPDATE bench SET n = n + 1 WHERE id > prev AND id <= prev + 125;
+          UPDATE bench2 SET n = n + 1, v = v || ' updated in ' || t WHERE id > prev AND id <= prev + 125;
+          DELETE FROM bench WHERE id > base + 125 AND id <= base + 250;
+          DELETE FROM bench2 WHERE id > base + 125 AND id <= base + 250;
+          IF t = txns - 1 THEN last_lsn := pg_current_wal_insert_lsn(); END IF;
+          COMMIT;
+        END LOOP;
+      END $$`);
+    await execFileAsync(process.execPath, [BIN, 'init', '--source', source.url(), '--repo', repo, '--log-level', 'warn']);
+    const { stdout: backupOut } = await execFileAsync(process.execPath, [
+      BIN,
+      'backup',
+      '--source',
+      source.url(),
+      '--repo',
+      repo,
+      '--log-level',
+      'warn',
+      '--json',
+    ]);
+    const backup = JSON.parse(backupOut) as { id: string; alignedLsn: string };
+    // the subscription's starting point: right after the backup, before any change
+    const [slot] = await source.query<{ lsn: string }>("SELECT lsn::text AS lsn FROM pg_create_logical_replication_slot('sub_slot', 'pgoutput')");
+
+    const perTxn = 1000;
+    const txns = Math.ceil(CHANGES / perTxn);
+    const changes = txns * perTxn;
+    console.log(
+      `PostgreSQL ${version?.v}; backup ${backup.id} (aligned at ${backup.alignedLsn}), slot sub_slot at ${slot?.lsn}; building a backlog of ${changes} row changes in ${txns} transactions...`,
+    );
+    const loadStarted = process.hrtime.bigint();
+    const [called] = await source.query<{ last_lsn: string }>('CALL load($1)', [txns]);
+    const loadSeconds = Number(process.hrtime.bigint() - loadStarted) / 1e9;
+    const lastTxnLsn = called?.last_lsn as string;
+    const [end] = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    const backlogEnd = end?.lsn as string;
+    console.log(`  generated in ${loadSeconds.toFixed(2)} s; WAL ${slot?.lsn} to ${backlogEnd}, last transaction after ${lastTxnLsn}`);
+
+    const archive = await archiveUntil(source, repo, backlogEnd);
+    const { stdout: du } = await execFileAsync('du', ['-sb', path.join(repo, 'segments')]);
+    const segmentFiles = (await execFileAsync('find', [path.join(repo, 'segments'), '-name', '*.lz4'])).stdout.split('\n').filter(Boolean).length;
+    console.log(
+      `  archived by pitr archive in ${archive.seconds.toFixed(2)} s (not part of the ratio): ${segmentFiles} segments, ${(Number(du.split('\t')[0]) / 1048576).toFixed(1)} MB`,
+    );
+
+    // A: pitr restore into a new database of the subscriber cluster
+    const restore = await timedRestore(subscriber, repo, subscriber.url('pitr_target'));
+    let summary: RestoreJson | undefined;
+    if (restore.code === 0) summary = JSON.parse(restore.stdout) as RestoreJson;
+
+    // B: a subscription on sub_slot into sub_target, same cluster
+    await subscriber.query('CREATE DATABASE sub_target');
+    for (const sql of DDL) await subscriber.query(sql, [], 'sub_target');
+    const sub = await timedSubscription(source, subscriber, lastTxnLsn, backlogEnd);
+    await subscriber.query('DROP SUBSCRIPTION s', [], 'sub_target');
+
+    console.log(`backlog: ${changes} changes in ${txns} transactions, tables ${TABLES.join(', ')}`);
+    if (summary) {
+      console.log(
+        `  pitr restore --to latest: ${restore.seconds.toFixed(2)} s to exit, ${Math.round(changes / restore.seconds)} changes/s (its own seconds: total ${summary.seconds.total.toFixed(2)}, load ${summary.seconds.load.toFixed(2)}, replay ${summary.seconds.replay.toFixed(2)}); ${summary.transactions} transactions, ${summary.changes} changes replayed`,
+      );
+      console.log(
+        `    cpu: pitr (with its pg_restore) ${restore.pitrCpu.toFixed(1)} s, target server ${restore.serverCpu.toFixed(1)} s; peak RSS ${restore.peakMb.toFixed(0)} MB`,
+      );
+    } else {
+      console.log(`  pitr restore FAILED: exit code ${restore.code} after ${restore.seconds.toFixed(2)} s`);
+      console.log(`    stdout: ${restore.stdout.trim()}`);
+      console.log(`    stderr: ${restore.stderr.trim()}`);
+    }
+    console.log(
+      `  subscription (pgoutput, default options): ${sub.seconds.toFixed(2)} s until the last commit was applied, ${Math.round(changes / sub.seconds)} changes/s; slot confirmed the WAL end after ${sub.slotSeconds === null ? 'more than 15 s more' : `${sub.slotSeconds.toFixed(2)} s`}`,
+    );
+    console.log(`    cpu: source server (walsender decoding) ${sub.sourceCpu.toFixed(1)} s, subscriber server (apply worker) ${sub.targetCpu.toFixed(1)} s`);
+    if (summary) console.log(`  ratio pitr restore/subscription time: ${(restore.seconds / sub.seconds).toFixed(2)} (target < 1)`);
+
+    let equal = summary !== undefined;
+    if (summary && summary.changes !== changes) {
+      console.log(`  pitr restore reported ${summary.changes} changes, expected ${changes}`);
+      equal = false;
+    }
+    console.log('contents (source / pitr restore / subscription):');
+    for (const table of TABLES) {
+      const want = await fingerprint(source, 'postgres', table);
+      const fromPitr = summary ? await fingerprint(subscriber, 'pitr_target', table) : 'not restored';
+      const fromSub = await fingerprint(subscriber, 'sub_target', table);
+      const ok = fromPitr === want && fromSub === want;
+      equal &&= ok;
+      console.log(`  ${table}: ${want}${ok ? ' (all three)' : ` / ${fromPitr} / ${fromSub}  MISMATCH`}`);
+    }
+    console.log(equal ? 'contents equal' : 'contents NOT equal');
+    if (!equal) process.exitCode = 1;
+  } finally {
+    await subscriber.destroy();
+    await source.destroy();
+    rmSync(repo, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
