@@ -26,6 +26,11 @@ async function* checkedBytes(source: Readable, expectedSha256: string | undefine
  * buffer the records (or verify first) before applying them.
  */
 export async function* readSegmentRecords(stored: Readable, name: string, expectedSha256?: string): AsyncGenerator<Buffer> {
+  for await (const batch of readSegmentRecordBatches(stored, name, expectedSha256)) yield* batch;
+}
+
+/** The same records, grouped by decompressed frame: one await per frame rather than per record. */
+export async function* readSegmentRecordBatches(stored: Readable, name: string, expectedSha256?: string): AsyncGenerator<Buffer[]> {
   let pending: Buffer = Buffer.alloc(0);
   let sawMagic = false;
   try {
@@ -39,13 +44,15 @@ export async function* readSegmentRecords(stored: Readable, name: string, expect
         sawMagic = true;
         offset = SEGMENT_MAGIC.length;
       }
+      const records: Buffer[] = [];
       while (pending.length - offset >= RECORD_HEADER_BYTES) {
         const length = pending.readUInt32BE(offset);
         if (pending.length - offset - RECORD_HEADER_BYTES < length) break;
-        yield pending.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length);
+        records.push(pending.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length));
         offset += RECORD_HEADER_BYTES + length;
       }
       pending = pending.subarray(offset);
+      if (records.length > 0) yield records;
     }
   } catch (error) {
     if (error instanceof PitrError) throw error;

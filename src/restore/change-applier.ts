@@ -25,6 +25,9 @@ interface Batch {
 const MAX_ROWS = 2000;
 const MAX_BYTES = 8 * 1024 * 1024;
 
+/** A key's values as one string for the batch's set of touched keys (NUL-separated; \u0001 = NULL). */
+const keyText = (values: Text[]): string => (values.length === 1 ? (values[0] ?? '\u0001') : values.map((v) => v ?? '\u0001').join('\u0000'));
+
 const textOf = (value: TupleValue | undefined): Text =>
   value?.kind === 'text' ? value.value : value?.kind === 'binary' ? `\\x${value.value.toString('hex')}` : null;
 
@@ -83,7 +86,7 @@ export class ChangeApplier {
         this.changes++;
         const keyIndexes = relation.columns.map((c, i) => ((c.flags & 1) === 1 ? i : -1)).filter((i) => i >= 0);
         const old = message.oldTuple?.values ?? message.newTuple;
-        const target = await this.targetColumns.get(relation.namespace, relation.name);
+        const target = this.targetColumns.peek(relation.namespace, relation.name) ?? (await this.targetColumns.get(relation.namespace, relation.name));
         // Assign what changed: not unchanged TOAST values, not key columns that kept their value, never
         // GENERATED ALWAYS columns (an UPDATE cannot assign them; they cannot change on the source either).
         const setIndexes = message.newTuple
@@ -189,7 +192,7 @@ export class ChangeApplier {
     newKeyValues?: Text[],
   ): Promise<void> {
     const shape = `${kind}|${relation.relationId}|${keyColumns.join(',')}|${setColumns.join(',')}`;
-    const rowKeys = kind === 'insert' ? [] : [JSON.stringify(keyValues), ...(newKeyValues ? [JSON.stringify(newKeyValues)] : [])];
+    const rowKeys = kind === 'insert' ? [] : newKeyValues ? [keyText(keyValues), keyText(newKeyValues)] : [keyText(keyValues)];
     let batch = this.batch;
     if (
       batch &&

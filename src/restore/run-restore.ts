@@ -2,7 +2,7 @@ import { type Client, type ClientConfig } from 'pg';
 import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
 import { segmentDataName } from '../archive/segment-manifest';
-import { readSegmentRecords } from '../archive/segment-reader';
+import { readSegmentRecordBatches } from '../archive/segment-reader';
 import { findPgTool } from '../backup/pg-tools';
 import { decodePgoutput } from '../capture/pgoutput-decoder';
 import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
@@ -231,32 +231,34 @@ async function replay(
     let last: { commitLsn: string; commitTime: string; xid: number } | undefined;
     let current: { commitLsn: Lsn; commitTime: bigint; xid: number } | undefined;
     try {
-      for await (const record of readSegmentRecords(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256)) {
-        const message = decodePgoutput(record);
-        if (message.tag === 'R') {
-          await applier.apply(message); // relation messages are needed even for skipped transactions
-          continue;
-        }
-        if (stopped) continue; // read on to the end: the checksum must pass before anything commits
-        if (message.tag === 'B') {
-          current = { commitLsn: message.finalLsn, commitTime: message.commitTime, xid: message.xid };
-          if (!plan.stop.includes(message.finalLsn, message.commitTime)) {
-            stopped = true;
+      for await (const records of readSegmentRecordBatches(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256)) {
+        for (const record of records) {
+          const message = decodePgoutput(record);
+          if (message.tag === 'R') {
+            await applier.apply(message); // relation messages are needed even for skipped transactions
             continue;
           }
-          applying = message.finalLsn >= aligned && (resumeAfter === undefined || message.finalLsn > resumeAfter);
-          continue;
-        }
-        if (message.tag === 'C') {
-          if (applying && current) {
-            // no flush here: batches may span the transactions of one segment, which commits as a whole
-            transactions++;
-            last = { commitLsn: formatLsn(current.commitLsn), commitTime: formatUnixMicros(current.commitTime), xid: current.xid };
+          if (stopped) continue; // read on to the end: the checksum must pass before anything commits
+          if (message.tag === 'B') {
+            current = { commitLsn: message.finalLsn, commitTime: message.commitTime, xid: message.xid };
+            if (!plan.stop.includes(message.finalLsn, message.commitTime)) {
+              stopped = true;
+              continue;
+            }
+            applying = message.finalLsn >= aligned && (resumeAfter === undefined || message.finalLsn > resumeAfter);
+            continue;
           }
-          applying = false;
-          continue;
+          if (message.tag === 'C') {
+            if (applying && current) {
+              // no flush here: batches may span the transactions of one segment, which commits as a whole
+              transactions++;
+              last = { commitLsn: formatLsn(current.commitLsn), commitTime: formatUnixMicros(current.commitTime), xid: current.xid };
+            }
+            applying = false;
+            continue;
+          }
+          if (applying) await applier.apply(message);
         }
-        if (applying) await applier.apply(message);
       }
       await applier.drain();
       if (last) await recordProgress(client, last, transactions, applier.changes - changesBefore);

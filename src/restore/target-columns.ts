@@ -20,6 +20,11 @@ export class TargetColumns {
     this.cache.clear();
   }
 
+  /** The cached columns, without a round trip (undefined when not cached yet). */
+  peek(schema: string, table: string): Map<string, TargetColumn> | undefined {
+    return this.cache.get(`${schema}\u0000${table}`);
+  }
+
   async get(schema: string, table: string): Promise<Map<string, TargetColumn>> {
     const key = `${schema}\u0000${table}`;
     const cached = this.cache.get(key);
