@@ -86,7 +86,7 @@ export class ChangeApplier {
         this.changes++;
         const keyIndexes = relation.columns.map((c, i) => ((c.flags & 1) === 1 ? i : -1)).filter((i) => i >= 0);
         const old = message.oldTuple?.values ?? message.newTuple;
-        const target = this.targetColumns.peek(relation.namespace, relation.name) ?? (await this.targetColumns.get(relation.namespace, relation.name));
+        const target = this.targetColumns.peek(relation.namespace, relation.name) ?? (await this.columnsOf(relation));
         // Assign what changed: not unchanged TOAST values, not key columns that kept their value, never
         // GENERATED ALWAYS columns (an UPDATE cannot assign them; they cannot change on the source either).
         const setIndexes = message.newTuple
@@ -165,9 +165,16 @@ export class ChangeApplier {
       const ddl = JSON.parse(content.toString('utf8')) as { query: string; index?: number; search_path: string };
       const statement = capturedStatement(ddl.query, ddl.index ?? 0);
       await this.client.query("SELECT set_config('search_path', $1, true)", [ddl.search_path]);
+      // With --tables, DDL on a table not restored fails: skip it, inside a savepoint.
+      if (this.tables) await this.client.query('SAVEPOINT pitr_ddl');
       try {
         await this.client.query(statement);
+        if (this.tables) await this.client.query('RELEASE SAVEPOINT pitr_ddl');
       } catch (error) {
+        if (this.tables && (error as { code?: string }).code === '42P01') {
+          await this.client.query('ROLLBACK TO SAVEPOINT pitr_ddl');
+          return;
+        }
         throw new PitrError('Internal', `replaying DDL failed: ${(error as Error).message}: ${statement.slice(0, 200)}`, undefined, { cause: error });
       }
       await this.client.query("SELECT set_config('search_path', 'pg_catalog, public', true)");
@@ -229,7 +236,7 @@ export class ChangeApplier {
     this.batch = undefined;
     const relation = this.relation(batch.relationId);
     const table = qualifiedName(relation.namespace, relation.name);
-    const target = await this.targetColumns.get(relation.namespace, relation.name);
+    const target = this.targetColumns.peek(relation.namespace, relation.name) ?? (await this.columnsOf(relation));
     const type = (name: string): TargetColumn => {
       const column = target.get(name);
       if (!column) throw new PitrError('Internal', `column ${name} of ${table} is missing in the target`);
@@ -260,16 +267,14 @@ export class ChangeApplier {
    * next batch is decoded while the server applies this one. At most a few are in flight.
    */
   private async send(sql: string, params: unknown[]): Promise<void> {
-    if (this.failure) throw this.failure;
+    await this.settle();
     const pending = this.client.query(sql, params);
     pending.catch((error: unknown) => (this.failure ??= error));
     this.outstanding.push(pending);
-    if (this.outstanding.length > 4) await this.outstanding.shift();
   }
 
-  /** Waits for every statement sent; throws the first failure. Call before committing. */
-  async drain(): Promise<void> {
-    await this.flush();
+  /** Waits for the statement in flight (one at a time: the connection does not queue). */
+  private async settle(): Promise<void> {
     const pending = this.outstanding;
     this.outstanding = [];
     await Promise.allSettled(pending);
@@ -280,10 +285,22 @@ export class ChangeApplier {
     }
   }
 
+  /** Waits for every statement sent; throws the first failure. Call before committing. */
+  async drain(): Promise<void> {
+    await this.flush();
+    await this.settle();
+  }
+
+  /** Column facts from the target's catalog, once no statement is in flight. */
+  private async columnsOf(relation: RelationMessage): Promise<Map<string, TargetColumn>> {
+    await this.settle();
+    return this.targetColumns.get(relation.namespace, relation.name);
+  }
+
   /** One row of a table without a usable key: exactly one of possibly identical rows, by ctid. */
   private async singleRow(kind: 'update' | 'delete', relation: RelationMessage, old: TupleData, next: TupleData, setIndexes: number[]): Promise<void> {
     const table = qualifiedName(relation.namespace, relation.name);
-    const target = await this.targetColumns.get(relation.namespace, relation.name);
+    const target = await this.columnsOf(relation);
     const params: Text[] = [];
     const conditions = relation.columns.map((column, i) => {
       const value = textOf(old[i]);

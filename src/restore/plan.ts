@@ -32,12 +32,28 @@ interface Point {
 
 const pointText = (p: Point): string => `${formatUnixMicros(p.time)} (${formatLsn(p.lsn)})`;
 
-/** Upper bound of the commit times inside a backup: its end, or the last segment that began before its aligned LSN. */
-function backupBound(backup: BackupManifest, segments: SegmentManifest[]): Point {
+/**
+ * The newest commit inside a backup (it holds the commits below its aligned LSN): from the manifests
+ * of the segments wholly before it, and by decoding the one segment that straddles it, if any.
+ */
+async function backupBound(repo: Repository, backup: BackupManifest, segments: SegmentManifest[]): Promise<Point> {
   const aligned = parseLsn(backup.alignedLsn);
-  let time = parseIsoMicros(backup.endTime.replace(/(\.\d{3})Z$/, '$1000Z'));
-  for (const s of segments) if (parseLsn(s.firstCommitLsn) < aligned && parseIsoMicros(s.lastCommitTime) < time) time = parseIsoMicros(s.lastCommitTime);
-  return { lsn: aligned, time };
+  let newest: bigint | undefined;
+  for (const s of segments) {
+    if (parseLsn(s.firstCommitLsn) >= aligned) break;
+    if (parseLsn(s.lastCommitLsn) < aligned) {
+      const last = parseIsoMicros(s.lastCommitTime);
+      if (newest === undefined || last > newest) newest = last;
+      continue;
+    }
+    for await (const record of readSegmentRecords(repo.storage.readStream(segmentDataName(s.name)), s.name, s.sha256)) {
+      if (record[0] !== 0x42) continue; // Begin: commit LSN and time
+      const message = decodePgoutput(record);
+      if (message.tag === 'B' && message.finalLsn < aligned && (newest === undefined || message.commitTime > newest)) newest = message.commitTime;
+    }
+  }
+  const end = parseIsoMicros(backup.endTime.replace(/(\.\d{3})Z$/, '$1000Z'));
+  return { lsn: aligned, time: newest !== undefined && newest < end ? newest : end };
 }
 
 /** Commit LSN of the first transaction accepted by `match`, decoding only the segments given. */
@@ -71,7 +87,9 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
     );
   const names = await repo.segmentManifestNames();
   const segments = await Promise.all(names.map((n) => repo.readSegmentManifest(n)));
-  const earliest = backupBound(backups[0] as BackupManifest, segments);
+  const bounds = new Map<string, Point>();
+  for (const b of backups) bounds.set(b.id, await backupBound(repo, b, segments));
+  const earliest = bounds.get((backups[0] as BackupManifest).id) as Point;
   const last = segments[segments.length - 1];
   const latest: Point = last ? { lsn: parseLsn(last.lastCommitLsn), time: parseIsoMicros(last.lastCommitTime) } : earliest;
   const window = { earliest: pointText(earliest), latest: pointText(latest) };
@@ -137,7 +155,7 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
 
   // The newest backup holding nothing past the target.
   const usable = backups.filter((b) => {
-    const bound = backupBound(b, segments);
+    const bound = bounds.get(b.id) as Point;
     if (stopLsn !== undefined) return exclusive ? bound.lsn <= stopLsn : bound.lsn <= stopLsn + 1n;
     return stop.includes(bound.lsn, bound.time) || target.kind === 'latest';
   });

@@ -1,7 +1,8 @@
-import { type Client, type ClientConfig } from 'pg';
+import { createHash } from 'node:crypto';
+import type { Client, ClientConfig } from 'pg';
 import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
-import { segmentDataName } from '../archive/segment-manifest';
+import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentRecordBatches } from '../archive/segment-reader';
 import { findPgTool } from '../backup/pg-tools';
 import { decodePgoutput } from '../capture/pgoutput-decoder';
@@ -90,6 +91,7 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
       const empty = !state && (await isEmpty(client));
       if ((state && !sameRestore) || (!state && !empty) || (state?.phase === 'load' && sameRestore)) {
         if (!options.force && !(state?.phase === 'load' && sameRestore)) {
+          await client.end().catch(() => undefined);
           throw new PitrError(
             'Repository',
             `target database "${database}" is not empty${state ? ' (it holds a restore to another point)' : ''}`,
@@ -114,6 +116,31 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
   } finally {
     await admin.end().catch(() => undefined);
   }
+}
+
+/** `--tables` names partitioned tables too: their changes arrive under the partitions' names. */
+async function expandPartitions(client: Client, tables: Set<string>): Promise<Set<string>> {
+  const expanded = new Set(tables);
+  for (const name of tables) {
+    const { rows } = await client.query<{ name: string }>(
+      `SELECT n.nspname || '.' || c.relname AS name FROM pg_catalog.pg_partition_tree(to_regclass($1)) t
+         JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+      [qualifiedName(...(name.split('.', 2) as [string, string]))],
+    );
+    for (const row of rows) expanded.add(row.name);
+  }
+  return expanded;
+}
+
+/** With `--tables`, the other tables are not restored: drop what the schema load created for them. */
+async function dropUnselected(client: Client, tables: Set<string>): Promise<void> {
+  const { rows } = await client.query<{ name: string; qualified: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pitr') AND n.nspname NOT LIKE 'pg_toast%'`,
+  );
+  for (const row of rows) if (!tables.has(row.name)) await client.query(`DROP TABLE IF EXISTS ${row.qualified} CASCADE`);
 }
 
 async function isEmpty(client: Client): Promise<boolean> {
@@ -149,7 +176,7 @@ async function restoreInto(
   started: number,
 ): Promise<RestoreSummary> {
   const targetKey = `${base.target.input}${options.exclusive ? ' exclusive' : ''}`;
-  const tables = options.tables ? new Set(options.tables.map((t) => (t.includes('.') ? t : `public.${t}`))) : undefined;
+  let tables = options.tables ? new Set(options.tables.map((t) => (t.includes('.') ? t : `public.${t}`))) : undefined;
   let state = await readState(client);
   const resumed = state?.phase === 'replay' || state?.phase === 'done';
   const loadStarted = Date.now();
@@ -159,6 +186,7 @@ async function restoreInto(
     // pg_restore connects on its own, through the environment (no password on its command line)
     await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'pre-data');
     await createStateTable(client, plan.backup.id, targetKey);
+    if (tables) tables = await expandPartitions(client, tables);
     const chosen = plan.backup.tables.filter((t) => !tables || tables.has(`${t.schema}.${t.name}`));
     const unknown = [...(tables ?? [])].filter((name) => !plan.backup.tables.some((t) => `${t.schema}.${t.name}` === name));
     if (unknown.length) log.warn({ event: 'unknown_tables', tables: unknown }, `not in the backup (created later, or misspelled): ${unknown.join(', ')}`);
@@ -189,9 +217,11 @@ async function restoreInto(
     }
     await restoreSequences(client, plan.backup.sequences);
     await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'post-data');
+    if (tables) await dropUnselected(client, tables);
     await setPhase(client, 'replay');
     state = await readState(client);
   }
+  if (tables && resumed) tables = await expandPartitions(client, tables);
   const loadSeconds = (Date.now() - loadStarted) / 1000;
   const replayStarted = Date.now();
   const result = await replay(repo, client, plan, state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined, tables, log);
@@ -266,13 +296,37 @@ async function replay(
       total += transactions;
       if (transactions) log.info({ event: 'segment_applied', segment: segment.name, transactions, lastCommitLsn: last?.commitLsn }, 'segment applied');
     } catch (error) {
+      await applier.drain().catch(() => undefined);
       await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
+      throw await explainSegmentFailure(repo, segment, error);
     }
   }
   await client.query('SET session_replication_role = origin');
   await setSequences(client, applier.sequences, tables);
   return { transactions: total, changes: applier.changes };
+}
+
+/**
+ * A segment that fails part-way (undecodable record, a value the target rejects) may be corrupt in a
+ * way found before its checksum is: check the whole stored object and name it if so.
+ */
+async function explainSegmentFailure(repo: Repository, segment: SegmentManifest, error: unknown): Promise<unknown> {
+  if (error instanceof PitrError && error.kind === 'Integrity' && error.message.includes(segment.name)) return error;
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of repo.storage.readStream(segmentDataName(segment.name))) hash.update(chunk as Buffer);
+  } catch (readError) {
+    return readError;
+  }
+  const actual = hash.digest('hex');
+  if (actual !== segment.sha256) {
+    return new PitrError(
+      'Integrity',
+      `segment ${segment.name} is corrupt: sha256 ${actual} does not match its manifest (${segment.sha256}); nothing from it was applied`,
+      'run "pitr verify" to list damaged objects; restore to a point before this segment',
+    );
+  }
+  return error;
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Client } from 'pg';
-import { parseLsn, type Lsn } from '../capture/lsn';
+import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
 import { parseIsoMicros } from '../capture/pg-time';
 import { PitrError } from '../errors';
 
@@ -55,7 +55,7 @@ export function describeTarget(spec: TargetSpec): string {
     case 'latest':
       return 'latest';
     case 'lsn':
-      return `lsn:${spec.lsn.toString(16)}`;
+      return `lsn:${formatLsn(spec.lsn)}`;
     case 'xid':
       return `xid:${spec.xid}`;
     case 'mark':
