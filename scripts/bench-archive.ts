@@ -6,11 +6,12 @@
  *   BENCH_CHANGES=200000 BENCH_BIG_TXN=1000000 npm run bench:archive
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PgCluster } from '../test/harness/pg-cluster';
+import { samplePeakRss } from './bench-util';
 
 const execFileAsync = promisify(execFile);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
@@ -38,21 +39,13 @@ async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Prom
   const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  let peakKb = 0;
-  const sampler = setInterval(() => {
-    try {
-      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      if (match) peakKb = Math.max(peakKb, Number(match[1]));
-    } catch {
-      // exited
-    }
-  }, 50);
+  const rss = samplePeakRss(child.pid, 50);
   await waitSlot(cluster, 'pitr', lsn);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  clearInterval(sampler);
+  const peakMb = rss.stop();
   child.kill('SIGTERM');
   await new Promise((r) => child.on('close', r));
-  return { seconds, peakMb: peakKb / 1024 };
+  return { seconds, peakMb };
 }
 
 async function recvlogicalUntil(cluster: PgCluster, slot: string, lsn: string): Promise<number> {

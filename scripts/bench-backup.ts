@@ -13,7 +13,7 @@
  * (default 64MB; "" for none) adds backup-only runs with other chunk sizes.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -21,6 +21,7 @@ import { Repository } from '../src/archive/repository';
 import { LocalStorage } from '../src/storage/local/local-storage';
 import { loadBackup } from '../test/harness/backup-loader';
 import { PgCluster } from '../test/harness/pg-cluster';
+import { TICKS, procTicks, samplePeakRss, serverCpu } from './bench-util';
 
 const execFileAsync = promisify(execFile);
 const SCALE = Number(process.env.BENCH_SCALE ?? 50);
@@ -31,37 +32,6 @@ const EXTRA_CHUNK_SIZES = (process.env.BENCH_CHUNK_SIZES ?? '64MB')
   .map((s) => s.trim())
   .filter(Boolean);
 const BIN = path.resolve(__dirname, '../../bin/pitr.js');
-const TICKS = 100; // CLK_TCK on Linux
-
-/** utime+stime (+ waited-for children) of a process, in ticks; 0 once it is gone. */
-function procTicks(pid: number | string, withChildren: boolean): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from #3 (state) on
-    const n = (i: number): number => Number(fields[i - 3]);
-    return n(14) + n(15) + (withChildren ? n(16) + n(17) : 0);
-  } catch {
-    return 0;
-  }
-}
-
-/** CPU seconds of the whole cluster so far: the postmaster, the backends it reaped, and the live ones. */
-function serverCpu(cluster: PgCluster): number {
-  const postmaster = readFileSync(path.join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0] as string;
-  let ticks = procTicks(postmaster, true);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
-      if (ppid === postmaster) ticks += procTicks(entry, true);
-    } catch {
-      // exited
-    }
-  }
-  return ticks / TICKS;
-}
-
 /** CPU seconds of this process and its reaped children (the tools we ran and their own children). */
 function clientCpu(): number {
   return procTicks('self', true) / TICKS;
@@ -89,19 +59,8 @@ let lastPeakMb = 0;
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let peakKb = 0;
-    const sampler = setInterval(() => {
-      try {
-        const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (match) peakKb = Math.max(peakKb, Number(match[1]));
-      } catch {
-        // exited
-      }
-    }, 20);
-    child.on('exit', () => {
-      clearInterval(sampler);
-      lastPeakMb = peakKb / 1024;
-    });
+    const rss = samplePeakRss(child.pid);
+    child.on('exit', () => (lastPeakMb = rss.stop()));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -14,58 +14,17 @@
  * runs) and every PostgreSQL process of each cluster, to tell where the time goes.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PgCluster } from '../test/harness/pg-cluster';
+import { reapedChildrenCpu, samplePeakRss, serverCpu } from './bench-util';
 
 const execFileAsync = promisify(execFile);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
 const BIN = path.resolve(__dirname, '../../bin/pitr.js');
-const TICKS = 100; // CLK_TCK on Linux
 const TABLES = ['bench', 'bench2'];
-
-/** Fields of /proc/<pid>/stat from #3 (state) on; undefined once the process is gone. */
-function procStat(pid: number | string): ((field: number) => number) | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (i: number): number => Number(fields[i - 3]);
-  } catch {
-    return undefined;
-  }
-}
-
-/** utime+stime (+ waited-for children) of a process, in ticks; 0 once it is gone. */
-function procTicks(pid: number | string, withChildren: boolean): number {
-  const n = procStat(pid);
-  if (!n) return 0;
-  return n(14) + n(15) + (withChildren ? n(16) + n(17) : 0);
-}
-
-/** CPU seconds of the whole cluster so far: the postmaster, the backends it reaped, and the live ones. */
-function serverCpu(cluster: PgCluster): number {
-  const postmaster = readFileSync(path.join(cluster.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0] as string;
-  let ticks = procTicks(postmaster, true);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
-      if (ppid === postmaster) ticks += procTicks(entry, true);
-    } catch {
-      // exited
-    }
-  }
-  return ticks / TICKS;
-}
-
-/** CPU seconds of the children this process has waited for (and of their own waited-for children). */
-function reapedChildrenCpu(): number {
-  const n = procStat('self');
-  return n ? (n(16) + n(17)) / TICKS : 0;
-}
 
 async function one<R extends Record<string, unknown>>(cluster: PgCluster, sql: string, params: unknown[] = [], database = 'postgres'): Promise<R> {
   return (await cluster.query<R>(sql, params, database))[0] as R;
@@ -88,24 +47,16 @@ async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Prom
   const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  let peakKb = 0;
-  const sampler = setInterval(() => {
-    try {
-      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      if (match) peakKb = Math.max(peakKb, Number(match[1]));
-    } catch {
-      // exited
-    }
-  }, 50);
+  const rss = samplePeakRss(child.pid, 50);
   const exited = new Promise<number | null>((r) => child.on('close', r));
   const reached = await Promise.race([waitSlot(cluster, 'pitr', lsn).then(() => true), exited.then(() => false)]);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  clearInterval(sampler);
+  const peakMb = rss.stop();
   if (!reached) throw new Error(`pitr archive exited with ${await exited} before the slot reached ${lsn}`);
   child.kill('SIGTERM');
   const code = await exited;
   if (code !== 0) throw new Error(`pitr archive exited with ${code} after SIGTERM`);
-  return { seconds, peakMb: peakKb / 1024 };
+  return { seconds, peakMb };
 }
 
 interface RestoreJson {
@@ -133,15 +84,7 @@ async function timedRestore(target: PgCluster, repo: string, targetUrl: string):
   const child = spawn(process.execPath, [BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let peakKb = 0;
-  const sampler = setInterval(() => {
-    try {
-      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      if (match) peakKb = Math.max(peakKb, Number(match[1]));
-    } catch {
-      // exited
-    }
-  }, 20);
+  const rss = samplePeakRss(child.pid, 20);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -151,8 +94,8 @@ async function timedRestore(target: PgCluster, repo: string, targetUrl: string):
     child.on('close', resolve);
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  clearInterval(sampler);
-  return { seconds, code, stdout, stderr, peakMb: peakKb / 1024, pitrCpu: reapedChildrenCpu() - cpu0, serverCpu: serverCpu(target) - server0 };
+  const peakMb = rss.stop();
+  return { seconds, code, stdout, stderr, peakMb, pitrCpu: reapedChildrenCpu() - cpu0, serverCpu: serverCpu(target) - server0 };
 }
 
 interface SubscriptionRun {
