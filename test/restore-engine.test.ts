@@ -57,3 +57,17 @@ test('latest restore equals the source after inserts, TOAST-preserving updates, 
   const source = await fx.cluster.query<{ id: number }>('INSERT INTO gen (n) VALUES (99) RETURNING id');
   expect(after[0]?.id).toBe(source[0]?.id);
 });
+
+test('--dry-run prints the plan and changes nothing', async () => {
+  const plan = await runPitr(['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('never_created'), '--to', 'latest', '--dry-run', '--json']);
+  expect(plan.code).toBe(0);
+  const summary = JSON.parse(plan.stdout) as {
+    plan: { segments: number; bytes: number; window: { earliest: string; latest: string } };
+    backup: { id: string };
+  };
+  expect(summary.plan.segments).toBeGreaterThan(0);
+  expect(summary.plan.window.earliest).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \(\d+\/[0-9A-F]+\)$/);
+  expect(await fx.cluster.query("SELECT 1 FROM pg_database WHERE datname = 'never_created'")).toHaveLength(0);
+  const human = await runPitr(['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('never_created'), '--to', 'latest', '--dry-run']);
+  expect(human.stdout).toMatch(/^plan: backup \S+ \(aligned at \d+\/[0-9A-F]+\), then \d+ segment\(s\), \d+ bytes, up to latest: /);
+});
