@@ -8,10 +8,12 @@ import { backupCommand } from './backup';
 import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
 import { initCommand } from './init';
+import { listCommand } from './list';
 import { markCommand } from './mark';
 import { restoreCommand } from './restore';
+import { verifyCommand } from './verify';
 
-const COMMANDS: Command[] = [initCommand, archiveCommand, backupCommand, restoreCommand, markCommand];
+const COMMANDS: Command[] = [initCommand, archiveCommand, backupCommand, restoreCommand, markCommand, listCommand, verifyCommand];
 
 /** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */
 export async function main(argv: string[]): Promise<void> {

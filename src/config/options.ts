@@ -163,6 +163,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'tables', type: 'string', arg: 'LIST', commands: ['restore'], description: 'restore only these tables (comma-separated, schema.table or table)' },
   { name: 'dry-run', type: 'boolean', commands: ['restore', 'prune'], description: 'print the plan, change nothing' },
   { name: 'force', type: 'boolean', commands: ['restore'], description: 'replace a non-empty target database (or the source itself)' },
+  { name: 'deep', type: 'boolean', commands: ['verify'], description: 'also decompress and decode every record of every segment' },
   { name: 'json', type: 'boolean', commands: ALL, description: 'machine-readable output on stdout' },
   { name: 'help', type: 'boolean', commands: ALL, description: 'show help for the command' },
 ];

@@ -1,0 +1,46 @@
+import { formatBytes } from '../config/units';
+import { listRepository, type Point } from '../ops/list';
+import type { Command } from './command';
+import { repositoryFrom } from './repository-option';
+
+const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');
+
+export const listCommand: Command = {
+  name: 'list',
+  summary: 'show the base backups, the archived stream, its gaps and marks, and the recoverable window',
+  usage: 'pitr list [--repo REPO] [--json]',
+  examples: ['pitr list --repo gs://backups/shop', 'pitr list --repo /var/lib/pitr/shop --json'],
+  async run({ options, out }) {
+    const report = await listRepository(await repositoryFrom(options));
+    if (options.flag('json')) {
+      const { repository: _repository, ...doc } = report;
+      out.write(JSON.stringify(doc, null, 2) + '\n');
+      return 0;
+    }
+    const lines: string[] = [`repository ${report.repository}`, ''];
+    if (report.backups.length === 0) lines.push('backups: none');
+    else {
+      const rows = [
+        ['BACKUP', 'ALIGNED LSN', 'STARTED', 'STORED', 'SECONDS', 'TABLES', 'ROWS'],
+        ...report.backups.map((b) => [b.id, b.alignedLsn, b.startTime, formatBytes(b.storedBytes), b.seconds.toFixed(1), String(b.tables), String(b.rows)]),
+      ];
+      const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+      lines.push(
+        ...rows.map((r) =>
+          r
+            .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+            .join('  ')
+            .trimEnd(),
+        ),
+      );
+    }
+    lines.push('');
+    lines.push(`segments: ${report.segments.count}, first commit ${pointText(report.segments.first)}, last commit ${pointText(report.segments.last)}`);
+    if (report.gaps.length === 0) lines.push('gaps: none');
+    for (const gap of report.gaps) lines.push(`gap: between ${gap.fromLsn} and ${gap.toLsn} (${gap.before} does not follow ${gap.after})`);
+    for (const mark of report.marks) lines.push(`mark: ${mark.name} in ${mark.segment}`);
+    lines.push(`recoverable window: ${pointText(report.window.earliest)} to ${pointText(report.window.latest)}`);
+    out.write(lines.join('\n') + '\n');
+    return 0;
+  },
+};

@@ -1,0 +1,30 @@
+import { verifyRepository } from '../ops/verify';
+import { formatBytes } from '../config/units';
+import { ErrorKind } from '../errors';
+import type { Command } from './command';
+import { repositoryFrom } from './repository-option';
+
+export const verifyCommand: Command = {
+  name: 'verify',
+  summary: 'check every stored object against its manifest, the segment chain, and what each backup needs',
+  usage: 'pitr verify [--repo REPO] [--deep] [--json]',
+  examples: ['pitr verify --repo gs://backups/shop', 'pitr verify --repo /var/lib/pitr/shop --deep --json'],
+  async run({ options, out }) {
+    const report = await verifyRepository(await repositoryFrom(options), { deep: options.flag('deep') });
+    if (options.flag('json')) {
+      const { repository: _repository, ...doc } = report;
+      out.write(JSON.stringify(doc, null, 2) + '\n');
+    } else {
+      const width = Math.max(0, ...report.problems.map((p) => p.object.length));
+      for (const p of report.problems) out.write(`${p.status.padEnd(12)} ${p.object.padEnd(width)}  ${p.detail}\n`);
+      const checked = `${report.checked.objects} objects, ${formatBytes(report.checked.bytes)} checked`;
+      out.write(
+        report.ok
+          ? `repository ${report.repository} is intact: ${checked}\n`
+          : `${report.problems.length} problem${report.problems.length === 1 ? '' : 's'} found in ${report.repository} (${checked})\n`,
+      );
+    }
+    // Exit status 7 (integrity violation) when anything is wrong, after the whole report.
+    return report.ok ? 0 : ErrorKind.Integrity;
+  },
+};

@@ -1,0 +1,254 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { decodeCheckedJson } from '../archive/checked-json';
+import { IDENTITY_OBJECT, type Repository } from '../archive/repository';
+import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from '../archive/segment-manifest';
+import { readSegmentRecords } from '../archive/segment-reader';
+import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, type BackupManifest, type StoredPart } from '../backup/backup-manifest';
+import { parseLsn } from '../capture/lsn';
+import { decodePgoutput } from '../capture/pgoutput-decoder';
+import { isPitrError, messageOf } from '../errors';
+import { chainGaps, followsDirectly } from './list';
+
+export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap';
+
+export interface Problem {
+  object: string;
+  status: ProblemStatus;
+  detail: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  repository: string;
+  checked: { objects: number; bytes: number };
+  problems: Problem[];
+}
+
+export interface VerifyOptions {
+  /** Also decompress and decode every record of every segment. */
+  deep?: boolean;
+}
+
+/** Reads every object the repository's manifests name and checks it, collecting every problem found. */
+export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const verifier = new Verifier(repo, options.deep ?? false);
+  await verifier.run();
+  return { ok: verifier.problems.length === 0, repository: repo.storage.location, checked: verifier.checked, problems: verifier.problems };
+}
+
+class Verifier {
+  readonly problems: Problem[] = [];
+  readonly checked = { objects: 0, bytes: 0 };
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly deep: boolean,
+  ) {}
+
+  private get storage(): Repository['storage'] {
+    return this.repo.storage;
+  }
+
+  private report(object: string, status: ProblemStatus, detail: string): void {
+    this.problems.push({ object, status, detail });
+  }
+
+  async run(): Promise<void> {
+    await this.checkIdentity();
+    const segments = await this.checkSegments();
+    await this.checkBackups(segments);
+  }
+
+  /** A checked JSON document, or undefined after reporting it missing or corrupt. */
+  private async readChecked<T extends object>(name: string): Promise<T | undefined> {
+    let bytes: Buffer;
+    try {
+      bytes = await this.storage.read(name);
+    } catch (error) {
+      if (isPitrError(error, 'NotFound')) {
+        this.report(name, 'missing', 'object does not exist');
+        return undefined;
+      }
+      throw error;
+    }
+    this.checked.objects++;
+    this.checked.bytes += bytes.length;
+    try {
+      return decodeCheckedJson<T>(bytes, name);
+    } catch (error) {
+      this.report(name, 'corrupt', messageOf(error).replace(`object ${name} is corrupt: `, ''));
+      return undefined;
+    }
+  }
+
+  /** Streams an object through SHA-256 and compares digest and size with what its manifest says. */
+  private async checkPart(name: string, expected: { sha256: string; storedBytes: number }): Promise<void> {
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      for await (const chunk of this.storage.readStream(name)) {
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+      }
+    } catch (error) {
+      if (isPitrError(error, 'NotFound')) return this.report(name, 'missing', 'object does not exist');
+      throw error;
+    }
+    this.checked.objects++;
+    this.checked.bytes += size;
+    const actual = hash.digest('hex');
+    if (actual !== expected.sha256) this.report(name, 'corrupt', `sha256 ${actual} does not match its manifest (${expected.sha256})`);
+    else if (size !== expected.storedBytes) this.report(name, 'corrupt', `${size} bytes, its manifest says ${expected.storedBytes}`);
+  }
+
+  /** Deep check of a segment: hashes, decompresses and decodes every record in one pass. */
+  private async checkSegmentDeep(manifest: SegmentManifest): Promise<void> {
+    const name = segmentDataName(manifest.name);
+    if (!(await this.storage.stat(name))) return this.report(name, 'missing', 'object does not exist');
+    let size = 0;
+    const storage = this.storage;
+    async function* counted(): AsyncGenerator<Buffer> {
+      for await (const chunk of storage.readStream(name)) {
+        size += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+    }
+    let transactions = 0;
+    let records = 0;
+    try {
+      for await (const record of readSegmentRecords(Readable.from(counted()), name, manifest.sha256)) {
+        records++;
+        try {
+          if (decodePgoutput(record).tag === 'B') transactions++;
+        } catch (error) {
+          this.report(name, 'corrupt', `record ${records} cannot be decoded: ${messageOf(error)}`);
+          return;
+        }
+      }
+    } catch (error) {
+      if (isPitrError(error, 'NotFound')) return this.report(name, 'missing', 'object does not exist');
+      if (!isPitrError(error, 'Integrity')) throw error;
+      this.report(name, 'corrupt', messageOf(error).replace(new RegExp(`^segment ${escapeRegExp(name)} (is corrupt: )?`), ''));
+      return;
+    } finally {
+      this.checked.objects++;
+      this.checked.bytes += size;
+    }
+    if (size !== manifest.storedBytes) this.report(name, 'corrupt', `${size} bytes, its manifest says ${manifest.storedBytes}`);
+    else if (transactions !== manifest.transactions)
+      this.report(name, 'corrupt', `holds ${transactions} transactions, its manifest says ${manifest.transactions}`);
+  }
+
+  private async checkIdentity(): Promise<void> {
+    if (!(await this.storage.stat(IDENTITY_OBJECT))) {
+      this.report(IDENTITY_OBJECT, 'missing', 'the repository has no identity (run "pitr init")');
+      return;
+    }
+    await this.readChecked(IDENTITY_OBJECT);
+  }
+
+  /** Every segment manifest and data object, and the chain. Returns the readable manifests in LSN order. */
+  private async checkSegments(): Promise<SegmentManifest[]> {
+    const { objects } = await this.storage.list(SEGMENTS_PREFIX);
+    const names = new Set(objects.map((o) => o.name));
+    const manifests: SegmentManifest[] = [];
+    const referenced = new Set<string>();
+    for (const object of objects) {
+      if (!object.name.endsWith('.json')) continue;
+      const base = object.name.slice(0, -'.json'.length);
+      referenced.add(object.name);
+      referenced.add(segmentDataName(base));
+      const manifest = await this.readChecked<SegmentManifest>(object.name);
+      if (!manifest) continue;
+      if (manifest.kind !== 'segment' || manifest.name !== base) {
+        this.report(object.name, 'corrupt', `manifest names segment ${String(manifest.name)}, not ${base}`);
+        continue;
+      }
+      manifests.push(manifest);
+      if (!names.has(segmentDataName(base))) this.report(segmentDataName(base), 'missing', `object does not exist (named by ${object.name})`);
+      else if (this.deep) await this.checkSegmentDeep(manifest);
+      else await this.checkPart(segmentDataName(base), manifest);
+    }
+    for (const object of objects) {
+      if (referenced.has(object.name)) continue;
+      this.report(
+        object.name,
+        'unreferenced',
+        object.name.endsWith('.lz4') ? 'segment data without a manifest: not part of the archive' : 'not a segment object',
+      );
+    }
+    for (const gap of chainGaps(manifests)) {
+      const segment = manifests.find((m) => m.name === gap.before) as SegmentManifest;
+      const previous = manifests.find((m) => m.name === gap.after) as SegmentManifest;
+      const detail =
+        segment.previous?.name === previous.name
+          ? `its previous sha256 ${segment.previous.sha256} does not match ${previous.name} (${previous.sha256})`
+          : `follows ${segment.previous?.name ?? 'nothing'}, not ${previous.name}: gap between ${gap.fromLsn} and ${gap.toLsn}`;
+      this.report(segmentManifestName(gap.before), 'gap', detail);
+    }
+    return manifests;
+  }
+
+  private async checkBackups(segments: SegmentManifest[]): Promise<void> {
+    const { objects: loose, prefixes } = await this.storage.list(BACKUPS_PREFIX, { delimiter: '/' });
+    for (const object of loose) this.report(object.name, 'unreferenced', 'not inside a backup folder');
+    for (const prefix of prefixes) {
+      const id = prefix.slice(BACKUPS_PREFIX.length, -1);
+      const { objects } = await this.storage.list(prefix);
+      const manifestName = `${prefix}${MANIFEST_FILE}`;
+      if (!objects.some((o) => o.name === manifestName)) {
+        const started = objects.some((o) => o.name === `${prefix}${STARTED_FILE}`);
+        this.report(
+          prefix,
+          'unreferenced',
+          `incomplete backup: no ${MANIFEST_FILE}${started ? ` (${STARTED_FILE} present: in progress, or dead and removed by the next "pitr backup")` : ''}`,
+        );
+        continue;
+      }
+      const manifest = await this.readChecked<BackupManifest>(manifestName);
+      if (!manifest) continue;
+      if (manifest.kind !== 'backup' || manifest.id !== id) {
+        this.report(manifestName, 'corrupt', `manifest describes backup ${String(manifest.id)}, not ${id}`);
+        continue;
+      }
+      const parts: StoredPart[] = [manifest.schema.dump, manifest.schema.preData, manifest.schema.postData, ...manifest.tables.flatMap((t) => t.chunks)];
+      const present = new Set(objects.map((o) => o.name));
+      const referenced = new Set([manifestName, `${prefix}${STARTED_FILE}`]);
+      for (const part of parts) {
+        const name = `${prefix}${part.name}`;
+        referenced.add(name);
+        if (!present.has(name)) this.report(name, 'missing', `object does not exist (named by ${manifestName})`);
+        else await this.checkPart(name, part);
+      }
+      for (const object of objects) if (!referenced.has(object.name)) this.report(object.name, 'unreferenced', `not named by ${manifestName}`);
+      this.checkBackupCoverage(prefix, manifest, segments);
+    }
+  }
+
+  /**
+   * Replay from a backup needs every transaction committed at or after its aligned LSN: the chain must be
+   * unbroken from there to the archive's end. A break matters when the segment after it starts past the
+   * aligned LSN (the missing transactions may then commit at or after it).
+   */
+  private checkBackupCoverage(prefix: string, backup: BackupManifest, segments: SegmentManifest[]): void {
+    const aligned = parseLsn(backup.alignedLsn);
+    for (let i = 0; i < segments.length; i++) {
+      const segment = segments[i] as SegmentManifest;
+      if (parseLsn(segment.firstCommitLsn) <= aligned) continue;
+      const previous = segments[i - 1];
+      if (previous ? followsDirectly(previous, segment) : segment.previous === null) continue;
+      const from = previous ? previous.endLsn : `the start of the archive (${segment.previous?.name ?? '?'} is absent)`;
+      this.report(
+        prefix,
+        'gap',
+        `backup aligned at ${backup.alignedLsn} cannot be replayed to the archive's end: gap between ${from} and ${segment.firstCommitLsn}`,
+      );
+      return;
+    }
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,157 @@
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ListReport } from '../../src/ops/list';
+import type { Problem, VerifyReport } from '../../src/ops/verify';
+import { ArchiveFixture } from '../harness/archive-fixture';
+import { runPitr } from '../harness/pitr-process';
+import { WriteLoad } from '../harness/write-load';
+
+let fx: ArchiveFixture;
+let backupId: string;
+let segments: string[]; // segment base names (relative to the repository), in LSN order
+const copies: string[] = [];
+
+/** Every file under `dir`, relative to it, '/'-separated. */
+function files(dir: string, rel = ''): string[] {
+  return readdirSync(path.join(dir, rel), { withFileTypes: true }).flatMap((e) => {
+    const name = rel ? `${rel}/${e.name}` : e.name;
+    return e.isDirectory() ? files(dir, name) : [name];
+  });
+}
+
+/** A copy of the repository to damage. */
+function copyRepo(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pitr-verify-'));
+  cpSync(fx.repoDir, dir, { recursive: true });
+  copies.push(dir);
+  return dir;
+}
+
+function flipByte(file: string): void {
+  const bytes = readFileSync(file);
+  const at = Math.floor(bytes.length / 2);
+  bytes[at] = (bytes[at] as number) ^ 0xff;
+  writeFileSync(file, bytes);
+}
+
+async function verify(repo: string, extra: string[] = []): Promise<{ code: number | null; report: VerifyReport }> {
+  const result = await runPitr(['verify', '--repo', repo, '--json', ...extra]);
+  return { code: result.code, report: JSON.parse(result.stdout) as VerifyReport };
+}
+
+beforeAll(async () => {
+  fx = await ArchiveFixture.create();
+  await fx.cluster.withClient((c) => WriteLoad.setup(c));
+  expect((await fx.init()).code).toBe(0);
+  const archiver = fx.startArchiver();
+  await archiver.waitForState('streaming');
+  const load = new WriteLoad(fx.source).start();
+  await new Promise((r) => setTimeout(r, 700));
+  const backup = await runPitr(['backup', '--source', fx.source, '--repo', fx.repoDir, '--json']);
+  expect(backup.code).toBe(0);
+  backupId = (JSON.parse(backup.stdout) as { id: string }).id;
+  await new Promise((r) => setTimeout(r, 500));
+  expect((await runPitr(['mark', 'x', '--source', fx.source])).code).toBe(0);
+  await new Promise((r) => setTimeout(r, 700));
+  await load.stop();
+  await fx.waitCaughtUp();
+  expect(await archiver.stop()).toBe(0);
+  segments = files(fx.repoDir)
+    .filter((f) => f.startsWith('segments/') && f.endsWith('.json'))
+    .sort()
+    .map((f) => f.slice(0, -'.json'.length));
+  expect(segments.length).toBeGreaterThanOrEqual(3);
+});
+afterAll(async () => {
+  for (const dir of copies) rmSync(dir, { recursive: true, force: true });
+  await fx.destroy();
+});
+
+test('list shows the backup, the segment coverage, the mark and the recoverable window', async () => {
+  const result = await runPitr(['list', '--repo', fx.repoDir, '--json']);
+  expect(result.code).toBe(0);
+  const report = JSON.parse(result.stdout) as ListReport;
+  expect(report.backups).toHaveLength(1);
+  const [backup] = report.backups;
+  expect(backup).toMatchObject({ id: backupId, tables: 1 });
+  expect(backup?.rows).toBeGreaterThan(0);
+  expect(backup?.storedBytes).toBeGreaterThan(0);
+  expect(backup?.seconds).toBeGreaterThanOrEqual(0);
+  expect(report.segments.count).toBe(segments.length);
+  expect(report.segments.first?.lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+  expect(report.gaps).toEqual([]);
+  expect(report.marks).toHaveLength(1);
+  expect(report.marks[0]?.name).toBe('x');
+  expect(segments).toContain(report.marks[0]?.segment);
+  expect(report.window.earliest).toEqual({ lsn: backup?.alignedLsn, time: backup?.endTime });
+  expect(report.window.latest).toEqual(report.segments.last);
+
+  const human = await runPitr(['list', '--repo', fx.repoDir]);
+  expect(human.code).toBe(0);
+  expect(human.stdout).toContain(backupId);
+  expect(human.stdout).toContain(`segments: ${segments.length}`);
+  expect(human.stdout).toMatch(/mark: x in segments\//);
+  expect(human.stdout).toMatch(/recoverable window: /);
+});
+
+test('verify passes a clean repository, shallow and deep', async () => {
+  const shallow = await verify(fx.repoDir);
+  expect(shallow.report.problems).toEqual([]);
+  expect(shallow.code).toBe(0);
+  expect(shallow.report.ok).toBe(true);
+  expect(shallow.report.checked.objects).toBeGreaterThan(segments.length * 2);
+  const deep = await verify(fx.repoDir, ['--deep']);
+  expect(deep.report.problems).toEqual([]);
+  expect(deep.code).toBe(0);
+  expect(deep.report.checked).toEqual(shallow.report.checked);
+  const human = await runPitr(['verify', '--repo', fx.repoDir]);
+  expect(human.code).toBe(0);
+  expect(human.stdout).toMatch(/is intact/);
+});
+
+const problem = (object: string, status: Problem['status']): Problem => expect.objectContaining({ object, status }) as Problem;
+
+test('verify catches damaged and missing objects and reports them all', async () => {
+  const middle = segments[Math.floor(segments.length / 2)] as string;
+  const next = segments[Math.floor(segments.length / 2) + 1] as string;
+
+  // a flipped byte in a segment: corrupt (shallow by its sha256, deep too)
+  const flipped = copyRepo();
+  flipByte(path.join(flipped, `${middle}.lz4`));
+  for (const extra of [[], ['--deep']]) {
+    const { code, report } = await verify(flipped, extra);
+    expect(code).toBe(7);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual([problem(`${middle}.lz4`, 'corrupt')]);
+  }
+  const human = await runPitr(['verify', '--repo', flipped]);
+  expect(human.code).toBe(7);
+  expect(human.stdout).toMatch(new RegExp(`^corrupt +${middle}\\.lz4 +sha256 [0-9a-f]{64} does not match`, 'm'));
+  expect(human.stdout).toMatch(/1 problem found in /);
+
+  // a deleted segment: missing
+  const deleted = copyRepo();
+  unlinkSync(path.join(deleted, `${middle}.lz4`));
+  expect(await verify(deleted)).toEqual({ code: 7, report: expect.objectContaining({ problems: [problem(`${middle}.lz4`, 'missing')] }) });
+
+  // a deleted segment manifest: its data is unreferenced, and the chain has a gap
+  const unmanifested = copyRepo();
+  unlinkSync(path.join(unmanifested, `${middle}.json`));
+  const gap = await verify(unmanifested);
+  expect(gap.code).toBe(7);
+  expect(gap.report.problems).toEqual(expect.arrayContaining([problem(`${middle}.lz4`, 'unreferenced'), problem(`${next}.json`, 'gap')]));
+  const listed = JSON.parse((await runPitr(['list', '--repo', unmanifested, '--json'])).stdout) as ListReport;
+  expect(listed.gaps).toEqual([expect.objectContaining({ before: next })]);
+
+  // a flipped byte in a backup chunk: corrupt
+  const chunkRepo = copyRepo();
+  const chunk = files(chunkRepo).find((f) => f.startsWith(`backups/${backupId}/data/`)) as string;
+  flipByte(path.join(chunkRepo, chunk));
+  expect(await verify(chunkRepo)).toEqual({ code: 7, report: expect.objectContaining({ problems: [problem(chunk, 'corrupt')] }) });
+
+  // a deleted backup manifest: the folder is an unreferenced, incomplete backup
+  const noManifest = copyRepo();
+  unlinkSync(path.join(noManifest, 'backups', backupId, 'manifest.json'));
+  expect(await verify(noManifest)).toEqual({ code: 7, report: expect.objectContaining({ problems: [problem(`backups/${backupId}/`, 'unreferenced')] }) });
+});
