@@ -9,11 +9,27 @@ import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
 import { initCommand } from './init';
 import { listCommand } from './list';
+import { logCommand } from './log';
+import { drillCommand } from './drill';
+import { pruneCommand } from './prune';
+import { undoCommand } from './undo';
 import { markCommand } from './mark';
 import { restoreCommand } from './restore';
 import { verifyCommand } from './verify';
 
-const COMMANDS: Command[] = [initCommand, archiveCommand, backupCommand, restoreCommand, markCommand, listCommand, verifyCommand];
+const COMMANDS: Command[] = [
+  initCommand,
+  archiveCommand,
+  backupCommand,
+  restoreCommand,
+  markCommand,
+  listCommand,
+  verifyCommand,
+  logCommand,
+  undoCommand,
+  pruneCommand,
+  drillCommand,
+];
 
 /** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */
 export async function main(argv: string[]): Promise<void> {

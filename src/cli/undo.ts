@@ -1,0 +1,32 @@
+import { writeFileSync } from 'node:fs';
+import { parseXidOption } from '../ops/log-transactions';
+import { undoTransaction } from '../ops/undo-sql';
+import { PitrError, messageOf } from '../errors';
+import type { Command } from './command';
+import { repositoryFrom } from './repository-option';
+
+export const undoCommand: Command = {
+  name: 'undo',
+  summary: 'write SQL that reverses one archived transaction (re-inserts deleted rows, restores updated ones, deletes inserted ones)',
+  usage: 'pitr undo --repo REPO --xid N [--output FILE] [--json]',
+  examples: ['pitr undo --repo /var/lib/pitr/shop --xid 912345 --output undo-912345.sql', 'pitr undo --repo gs://backups/shop --xid 912345 | psql shop'],
+  async run({ options, out }) {
+    const xid = parseXidOption(options.requireString('xid', 'e.g. --xid 912345 (find it with "pitr log")'));
+    const output = options.string('output');
+    const result = await undoTransaction(await repositoryFrom(options), xid);
+    for (const w of result.warnings) {
+      process.stderr.write(`pitr: warning: ${w.message}\n`);
+    }
+    if (output) {
+      try {
+        writeFileSync(output, result.sql);
+      } catch (error) {
+        throw new PitrError('Usage', `undo: cannot write ${output}: ${messageOf(error)}`, 'choose a writable --output path');
+      }
+    }
+    if (options.flag('json')) out.write(JSON.stringify({ ...result, ...(output ? { output } : {}) }, null, 2) + '\n');
+    else if (!output) out.write(result.sql);
+    else out.write(`wrote ${result.statements} statement(s) reversing transaction ${result.xid} to ${output}\n`);
+    return 0;
+  },
+};
