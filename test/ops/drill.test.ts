@@ -1,29 +1,16 @@
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { decodeCheckedJson, encodeCheckedJson } from '../../src/archive/checked-json';
 import type { BackupManifest } from '../../src/backup/backup-manifest';
 import type { DrillReport } from '../../src/ops/drill';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr } from '../harness/pitr-process';
+import { listFiles, RepoCopies } from '../harness/repo-files';
 
 let fx: ArchiveFixture;
-const copies: string[] = [];
-
-/** Every file under `dir`, relative to it, '/'-separated. */
-function files(dir: string, rel = ''): string[] {
-  return readdirSync(path.join(dir, rel), { withFileTypes: true }).flatMap((e) => {
-    const name = rel ? `${rel}/${e.name}` : e.name;
-    return e.isDirectory() ? files(dir, name) : [name];
-  });
-}
-
-function copyRepo(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pitr-drill-'));
-  cpSync(fx.repoDir, dir, { recursive: true });
-  copies.push(dir);
-  return dir;
-}
+const copies = new RepoCopies('pitr-drill-');
+const files = (dir: string): string[] => listFiles(dir);
+const copyRepo = (): string => copies.copy(fx.repoDir);
 
 async function databaseExists(name: string): Promise<boolean> {
   return (await fx.cluster.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).length === 1;
@@ -62,7 +49,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const dir of copies) rmSync(dir, { recursive: true, force: true });
+  copies.removeAll();
   await fx.destroy();
 });
 

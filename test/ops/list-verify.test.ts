@@ -1,32 +1,18 @@
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ListReport } from '../../src/ops/list';
 import type { Problem, VerifyReport } from '../../src/ops/verify';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr } from '../harness/pitr-process';
 import { WriteLoad } from '../harness/write-load';
+import { listFiles, RepoCopies } from '../harness/repo-files';
 
 let fx: ArchiveFixture;
 let backupId: string;
 let segments: string[]; // segment base names (relative to the repository), in LSN order
-const copies: string[] = [];
-
-/** Every file under `dir`, relative to it, '/'-separated. */
-function files(dir: string, rel = ''): string[] {
-  return readdirSync(path.join(dir, rel), { withFileTypes: true }).flatMap((e) => {
-    const name = rel ? `${rel}/${e.name}` : e.name;
-    return e.isDirectory() ? files(dir, name) : [name];
-  });
-}
-
-/** A copy of the repository to damage. */
-function copyRepo(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pitr-verify-'));
-  cpSync(fx.repoDir, dir, { recursive: true });
-  copies.push(dir);
-  return dir;
-}
+const copies = new RepoCopies('pitr-verify-');
+const files = (dir: string): string[] => listFiles(dir);
+const copyRepo = (): string => copies.copy(fx.repoDir);
 
 function flipByte(file: string): void {
   const bytes = readFileSync(file);
@@ -64,7 +50,7 @@ beforeAll(async () => {
   expect(segments.length).toBeGreaterThanOrEqual(3);
 });
 afterAll(async () => {
-  for (const dir of copies) rmSync(dir, { recursive: true, force: true });
+  copies.removeAll();
   await fx.destroy();
 });
 

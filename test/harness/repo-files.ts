@@ -1,0 +1,29 @@
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** Every file under `dir`, relative to it, '/'-separated. */
+export function listFiles(dir: string, rel = ''): string[] {
+  return readdirSync(path.join(dir, rel), { withFileTypes: true }).flatMap((e) => {
+    const name = rel ? `${rel}/${e.name}` : e.name;
+    return e.isDirectory() ? listFiles(dir, name) : [name];
+  });
+}
+
+/** Copies of a repository for tests to damage, removed together. */
+export class RepoCopies {
+  private readonly dirs: string[] = [];
+
+  constructor(private readonly prefix: string) {}
+
+  copy(repoDir: string): string {
+    const dir = mkdtempSync(path.join(tmpdir(), this.prefix));
+    cpSync(repoDir, dir, { recursive: true });
+    this.dirs.push(dir);
+    return dir;
+  }
+
+  removeAll(): void {
+    for (const dir of this.dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  }
+}
