@@ -15,11 +15,13 @@ import { pruneCommand } from './prune';
 import { undoCommand } from './undo';
 import { markCommand } from './mark';
 import { restoreCommand } from './restore';
+import { statusCommand } from './status';
 import { verifyCommand } from './verify';
 
 const COMMANDS: Command[] = [
   initCommand,
   archiveCommand,
+  statusCommand,
   backupCommand,
   restoreCommand,
   markCommand,

@@ -1,0 +1,205 @@
+import type { ClientConfig } from 'pg';
+import type { Repository } from '../archive/repository';
+import { listBackups } from '../backup/catalog';
+import { parseLsn } from '../capture/lsn';
+import { connectSource } from '../capture/source';
+import { messageOf } from '../errors';
+import type { Point } from './list';
+
+export type Health = 'healthy' | 'degraded' | 'broken';
+export type ArchiverState = 'running' | 'stalled' | 'stopped' | 'unknown';
+
+export interface SlotStatus {
+  name: string;
+  /** False when the slot does not exist (or the source could not be asked). */
+  exists: boolean;
+  active: boolean | null;
+  activePid: number | null;
+  confirmedFlushLsn: string | null;
+  walStatus: string | null;
+  safeWalSize: number | null;
+  /** Bytes of WAL between the source's current position and the slot's confirmed position. */
+  lagBytes: number | null;
+}
+
+export interface BackupStatus {
+  id: string;
+  endTime: string;
+  ageSeconds: number;
+}
+
+export interface StatusReport {
+  health: Health;
+  reasons: string[];
+  /** Seconds since the newest archived commit (the heartbeat keeps this moving on an idle source). */
+  rpoSeconds: number | null;
+  slot: SlotStatus;
+  backup: BackupStatus | null;
+  window: { earliest: Point | null; latest: Point | null };
+  archiver: ArchiverState;
+}
+
+export interface StatusLimits {
+  /** Milliseconds. */
+  maxLag: number;
+  /** Bytes. */
+  maxSlotLag: number;
+  /** Milliseconds. */
+  maxBackupAge: number;
+}
+
+export interface StatusInput {
+  source: { config: ClientConfig; display: string };
+  slotName: string;
+  repo: Repository;
+  limits: StatusLimits;
+  now?: Date;
+}
+
+interface RepositoryFacts {
+  lastCommit: Point | null;
+  backup: BackupStatus | null;
+  window: StatusReport['window'];
+}
+
+const seconds = (ms: number): string => (ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`);
+const bytesText = (n: number): string => `${n} bytes`;
+
+async function readRepository(repo: Repository, now: number): Promise<RepositoryFacts> {
+  const latest = await repo.latestSegment();
+  const manifests = await listBackups(repo);
+  manifests.sort((a, b) => {
+    const d = parseLsn(a.alignedLsn) - parseLsn(b.alignedLsn);
+    return d < 0n ? -1 : d > 0n ? 1 : a.id.localeCompare(b.id);
+  });
+  const oldest = manifests[0];
+  const newest = manifests[manifests.length - 1];
+  const lastCommit = latest ? { lsn: latest.lastCommitLsn, time: latest.lastCommitTime } : null;
+  return {
+    lastCommit,
+    backup: newest ? { id: newest.id, endTime: newest.endTime, ageSeconds: (now - Date.parse(newest.endTime)) / 1000 } : null,
+    // same rule as `pitr list`: from the oldest backup to the newest archived commit
+    window: {
+      earliest: oldest ? { lsn: oldest.alignedLsn, time: oldest.endTime } : null,
+      latest: lastCommit ?? (oldest ? { lsn: oldest.alignedLsn, time: oldest.endTime } : null),
+    },
+  };
+}
+
+async function readSlot(input: StatusInput): Promise<SlotStatus> {
+  const client = await connectSource(input.source.config, input.source.display, { connectionTimeoutMillis: 5_000 });
+  try {
+    const { rows } = await client.query<{
+      active: boolean;
+      active_pid: number | null;
+      confirmed_flush_lsn: string | null;
+      wal_status: string | null;
+      safe_wal_size: string | null;
+      lag_bytes: string | null;
+    }>(
+      `SELECT active, active_pid, confirmed_flush_lsn::text AS confirmed_flush_lsn, wal_status, safe_wal_size::text AS safe_wal_size,
+              pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag_bytes
+         FROM pg_replication_slots WHERE slot_name = $1`,
+      [input.slotName],
+    );
+    const row = rows[0];
+    if (!row)
+      return {
+        name: input.slotName,
+        exists: false,
+        active: null,
+        activePid: null,
+        confirmedFlushLsn: null,
+        walStatus: null,
+        safeWalSize: null,
+        lagBytes: null,
+      };
+    return {
+      name: input.slotName,
+      exists: true,
+      active: row.active,
+      activePid: row.active_pid,
+      confirmedFlushLsn: row.confirmed_flush_lsn,
+      walStatus: row.wal_status,
+      safeWalSize: row.safe_wal_size === null ? null : Number(row.safe_wal_size),
+      lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
+    };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Health of the archive, from the source's slot and the repository. Never throws for unreachable parts: they make it 'broken'. */
+export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
+  const now = (input.now ?? new Date()).getTime();
+  const broken: string[] = [];
+  const degraded: string[] = [];
+  const { limits } = input;
+
+  let slot: SlotStatus = {
+    name: input.slotName,
+    exists: false,
+    active: null,
+    activePid: null,
+    confirmedFlushLsn: null,
+    walStatus: null,
+    safeWalSize: null,
+    lagBytes: null,
+  };
+  let sourceReached = false;
+  try {
+    slot = await readSlot(input);
+    sourceReached = true;
+  } catch (error) {
+    broken.push(`source unreachable: ${messageOf(error)}`);
+  }
+
+  let facts: RepositoryFacts = { lastCommit: null, backup: null, window: { earliest: null, latest: null } };
+  let repoReadable = false;
+  try {
+    if (!(await input.repo.identity()))
+      broken.push(`repository ${input.repo.storage.location} is empty or not initialised (no repository.json); run "pitr init"`);
+    else {
+      facts = await readRepository(input.repo, now);
+      repoReadable = true;
+    }
+  } catch (error) {
+    broken.push(`repository ${input.repo.storage.location} unreadable: ${messageOf(error)}`);
+  }
+
+  const rpoSeconds = facts.lastCommit ? (now - Date.parse(facts.lastCommit.time)) / 1000 : null;
+  if (repoReadable) {
+    if (facts.lastCommit === null) broken.push('repository holds no archived segments');
+    else if (rpoSeconds !== null && rpoSeconds * 1000 > limits.maxLag)
+      degraded.push(`rpo ${seconds(rpoSeconds * 1000)} exceeds --max-lag ${seconds(limits.maxLag)} (newest archived commit ${facts.lastCommit.time})`);
+    if (!facts.backup) degraded.push('no base backup');
+    else if (facts.backup.ageSeconds * 1000 > limits.maxBackupAge)
+      degraded.push(
+        `newest backup ${facts.backup.id} is ${seconds(facts.backup.ageSeconds * 1000)} old, more than --max-backup-age ${seconds(limits.maxBackupAge)}`,
+      );
+  }
+
+  let archiver: ArchiverState = 'unknown';
+  if (sourceReached) {
+    if (!slot.exists) broken.push(`replication slot "${slot.name}" is missing; the archive has a gap from here on; run "pitr init" and take a new backup`);
+    else if (slot.walStatus === 'lost')
+      broken.push(
+        `replication slot "${slot.name}" was invalidated (wal_status lost): the WAL it needed was removed and the archive has a gap; recreate the slot and take a new backup`,
+      );
+    if (slot.exists) {
+      if (!slot.active) {
+        archiver = 'stopped';
+        degraded.push(`archiver stopped (slot "${slot.name}" inactive)`);
+      } else archiver = rpoSeconds !== null && rpoSeconds * 1000 > limits.maxLag ? 'stalled' : 'running';
+      if (slot.lagBytes !== null && slot.lagBytes > limits.maxSlotLag)
+        degraded.push(`slot "${slot.name}" lags ${bytesText(slot.lagBytes)} behind, more than --max-slot-lag ${bytesText(limits.maxSlotLag)}`);
+    }
+  }
+
+  const health: Health = broken.length > 0 ? 'broken' : degraded.length > 0 ? 'degraded' : 'healthy';
+  return { health, reasons: [...broken, ...degraded], rpoSeconds, slot, backup: facts.backup, window: facts.window, archiver };
+}
+
+export function statusExitCode(health: Health): number {
+  return health === 'healthy' ? 0 : health === 'degraded' ? 1 : 2;
+}

@@ -1,0 +1,142 @@
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import type { StatusReport } from '../../src/ops/status';
+import { ArchiveFixture } from '../harness/archive-fixture';
+import { runPitr, type PitrProcess } from '../harness/pitr-process';
+import { RepoCopies } from '../harness/repo-files';
+
+let fx: ArchiveFixture;
+let archiver: PitrProcess | undefined;
+let backupId: string;
+const copies = new RepoCopies('pitr-status-');
+
+async function status(extra: string[] = [], repo = fx.repoDir, source = fx.source): Promise<{ code: number | null; report: StatusReport }> {
+  const result = await runPitr(['status', '--source', source, '--repo', repo, '--json', ...extra]);
+  return { code: result.code, report: JSON.parse(result.stdout) as StatusReport };
+}
+
+async function waitSlotActive(active: boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const rows = await fx.cluster.query<{ active: boolean }>("SELECT active FROM pg_replication_slots WHERE slot_name = 'pitr'");
+    if (rows[0]?.active === active) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`slot did not become ${active ? 'active' : 'inactive'}`);
+}
+
+beforeAll(async () => {
+  fx = await ArchiveFixture.create();
+  await fx.cluster.psql('CREATE TABLE t (id int PRIMARY KEY, v text)');
+  expect((await fx.init()).code).toBe(0);
+  archiver = fx.startArchiver();
+  await archiver.waitForState('streaming');
+  await fx.cluster.psql("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g");
+  const backup = await runPitr(['backup', '--source', fx.source, '--repo', fx.repoDir, '--json']);
+  expect(backup.code).toBe(0);
+  backupId = (JSON.parse(backup.stdout) as { id: string }).id;
+  await fx.cluster.psql("INSERT INTO t VALUES (1000, 'after')");
+  await fx.waitCaughtUp();
+  // the segment holding the last commit is sealed 200 ms after it arrived
+  const deadline = Date.now() + 10_000;
+  while ((await fx.repository().latestSegment()) === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+});
+afterAll(async () => {
+  if (archiver) await archiver.stop();
+  copies.removeAll();
+  await fx.destroy();
+});
+
+test('healthy while the archiver runs and the backup is recent', async () => {
+  const { code, report } = await status();
+  expect(report.reasons).toEqual([]);
+  expect(code).toBe(0);
+  expect(report.health).toBe('healthy');
+  expect(report.archiver).toBe('running');
+  expect(report.rpoSeconds).toBeGreaterThanOrEqual(0);
+  expect(report.rpoSeconds).toBeLessThan(60);
+  expect(report.slot).toMatchObject({ name: 'pitr', exists: true, active: true, walStatus: expect.any(String) as string });
+  expect(report.slot.activePid).toEqual(expect.any(Number));
+  expect(report.slot.lagBytes).toBeGreaterThanOrEqual(0);
+  expect(report.slot.confirmedFlushLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+  expect(report.backup).toMatchObject({ id: backupId });
+  expect(report.backup?.ageSeconds).toBeGreaterThanOrEqual(0);
+  expect(report.window.earliest).not.toBeNull();
+  expect(report.window.latest).not.toBeNull();
+
+  const human = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir]);
+  expect(human.code).toBe(0);
+  expect(human.stdout.split('\n')[0]).toMatch(/^PITR OK - /);
+  expect(human.stdout).toContain(backupId);
+});
+
+test('--max-lag 1ms makes it degraded with an rpo reason; tight limits on slot lag and backup age too', async () => {
+  const lag = await status(['--max-lag', '1ms']);
+  expect(lag.code).toBe(1);
+  expect(lag.report.health).toBe('degraded');
+  expect(lag.report.archiver).toBe('stalled');
+  expect(lag.report.reasons).toEqual([expect.stringMatching(/^rpo .* exceeds --max-lag 1ms/)]);
+  const human = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir, '--max-lag', '1ms']);
+  expect(human.code).toBe(1);
+  expect(human.stdout).toMatch(/^PITR WARNING - rpo /);
+
+  const old = await status(['--max-backup-age', '1ms']);
+  expect(old.code).toBe(1);
+  expect(old.report.reasons).toEqual([expect.stringContaining(`newest backup ${backupId} is`)]);
+});
+
+test('no base backup: degraded', async () => {
+  const repo = copies.copy(fx.repoDir);
+  rmSync(path.join(repo, 'backups'), { recursive: true, force: true });
+  const { code, report } = await status([], repo);
+  expect(code).toBe(1);
+  expect(report.health).toBe('degraded');
+  expect(report.backup).toBeNull();
+  expect(report.reasons).toEqual(['no base backup']);
+});
+
+test('empty repository and unreachable source: broken, exit 2', async () => {
+  const empty = copies.copy(fx.repoDir);
+  rmSync(empty, { recursive: true, force: true });
+  const noRepo = await status([], empty);
+  expect(noRepo.code).toBe(2);
+  expect(noRepo.report.health).toBe('broken');
+  expect(noRepo.report.reasons).toEqual([expect.stringContaining('is empty or not initialised')]);
+
+  const wrongPort = fx.cluster.url('postgres').replace(`:${fx.cluster.port}/`, ':1/');
+  const down = await status([], fx.repoDir, wrongPort);
+  expect(down.code).toBe(2);
+  expect(down.report.health).toBe('broken');
+  expect(down.report.archiver).toBe('unknown');
+  expect(down.report.reasons).toEqual([expect.stringMatching(/^source unreachable: cannot connect to .*connection refused/)]);
+  const human = await runPitr(['status', '--source', wrongPort, '--repo', fx.repoDir]);
+  expect(human.code).toBe(2);
+  expect(human.stdout).toMatch(/^PITR CRITICAL - source unreachable/);
+});
+
+test('archiver stopped: degraded; slot dropped: broken', async () => {
+  expect(await archiver?.stop()).toBe(0);
+  archiver = undefined;
+  await waitSlotActive(false);
+  const stopped = await status();
+  expect(stopped.code).toBe(1);
+  expect(stopped.report.archiver).toBe('stopped');
+  expect(stopped.report.slot.active).toBe(false);
+  expect(stopped.report.reasons).toEqual([expect.stringContaining('archiver stopped')]);
+
+  // WAL written while nobody consumes the slot is slot lag
+  await fx.cluster.psql("INSERT INTO t SELECT g, 'y' FROM generate_series(2000, 2100) g");
+  const lagging = await status(['--max-slot-lag', '1']);
+  expect(lagging.code).toBe(1);
+  expect(lagging.report.slot.lagBytes).toBeGreaterThan(1);
+  expect(lagging.report.reasons).toEqual(
+    expect.arrayContaining([expect.stringMatching(/^slot "pitr" lags \d+ bytes behind, more than --max-slot-lag 1 bytes/)]),
+  );
+
+  await fx.cluster.query("SELECT pg_drop_replication_slot('pitr')");
+  const dropped = await status();
+  expect(dropped.code).toBe(2);
+  expect(dropped.report.health).toBe('broken');
+  expect(dropped.report.slot.exists).toBe(false);
+  expect(dropped.report.reasons).toEqual([expect.stringContaining('replication slot "pitr" is missing')]);
+});
