@@ -5,47 +5,20 @@
  *   npm run bench:archive                       # 1M-change backlog, 10M-row transaction
  *   BENCH_CHANGES=200000 BENCH_BIG_TXN=1000000 npm run bench:archive
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PgCluster } from '../test/harness/pg-cluster';
-import { samplePeakRss } from './bench-util';
+import { PITR_BIN, archiveUntil } from './bench-util';
 
 const execFileAsync = promisify(execFile);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
 const BIG_TXN = Number(process.env.BENCH_BIG_TXN ?? 10_000_000);
-const BIN = path.resolve(__dirname, '../../bin/pitr.js');
 
 async function currentLsn(cluster: PgCluster): Promise<string> {
   return ((await cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))[0] as { lsn: string }).lsn;
-}
-
-async function waitSlot(cluster: PgCluster, slot: string, lsn: string): Promise<void> {
-  for (;;) {
-    const rows = await cluster.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [
-      lsn,
-      slot,
-    ]);
-    if (rows[0]?.ok) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Runs `pitr archive` until the slot reaches `lsn`; returns seconds and the peak RSS (VmHWM) in MB. */
-async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Promise<{ seconds: number; peakMb: number }> {
-  const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const rss = samplePeakRss(child.pid, 50);
-  await waitSlot(cluster, 'pitr', lsn);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const peakMb = rss.stop();
-  child.kill('SIGTERM');
-  await new Promise((r) => child.on('close', r));
-  return { seconds, peakMb };
 }
 
 async function recvlogicalUntil(cluster: PgCluster, slot: string, lsn: string): Promise<number> {
@@ -74,7 +47,7 @@ async function main(): Promise<void> {
   const repo = mkdtempSync(path.join(tmpdir(), 'pitr-bench-repo-'));
   try {
     await cluster.query('CREATE TABLE bench (id bigint PRIMARY KEY, n int, v text)');
-    await execFileAsync(process.execPath, [BIN, 'init', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn']);
+    await execFileAsync(process.execPath, [PITR_BIN, 'init', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn']);
     await cluster.query("SELECT pg_create_logical_replication_slot('recv', 'pgoutput')");
 
     // Backlog: transactions of 1,000 changes, half inserts, a quarter updates, a quarter deletes.

@@ -19,44 +19,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PgCluster } from '../test/harness/pg-cluster';
-import { reapedChildrenCpu, samplePeakRss, serverCpu } from './bench-util';
+import { PITR_BIN, archiveUntil, reapedChildrenCpu, samplePeakRss, serverCpu } from './bench-util';
 
 const execFileAsync = promisify(execFile);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
-const BIN = path.resolve(__dirname, '../../bin/pitr.js');
 const TABLES = ['bench', 'bench2'];
 
 async function one<R extends Record<string, unknown>>(cluster: PgCluster, sql: string, params: unknown[] = [], database = 'postgres'): Promise<R> {
   return (await cluster.query<R>(sql, params, database))[0] as R;
-}
-
-async function waitSlot(cluster: PgCluster, slot: string, lsn: string): Promise<void> {
-  for (;;) {
-    const row = await one<{ ok: boolean }>(cluster, 'SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [
-      lsn,
-      slot,
-    ]);
-    if (row?.ok) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Runs `pitr archive` until its slot has confirmed `lsn`; returns seconds and the peak RSS (VmHWM) in MB. */
-async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Promise<{ seconds: number; peakMb: number }> {
-  const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const rss = samplePeakRss(child.pid, 50);
-  const exited = new Promise<number | null>((r) => child.on('close', r));
-  const reached = await Promise.race([waitSlot(cluster, 'pitr', lsn).then(() => true), exited.then(() => false)]);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const peakMb = rss.stop();
-  if (!reached) throw new Error(`pitr archive exited with ${await exited} before the slot reached ${lsn}`);
-  child.kill('SIGTERM');
-  const code = await exited;
-  if (code !== 0) throw new Error(`pitr archive exited with ${code} after SIGTERM`);
-  return { seconds, peakMb };
 }
 
 interface RestoreJson {
@@ -81,7 +51,7 @@ async function timedRestore(target: PgCluster, repo: string, targetUrl: string):
   const cpu0 = reapedChildrenCpu();
   const server0 = serverCpu(target);
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn'], {
+  const child = spawn(process.execPath, [PITR_BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const rss = samplePeakRss(child.pid, 20);
@@ -204,9 +174,9 @@ async function main(): Promise<void> {
           COMMIT;
         END LOOP;
       END $$`);
-    await execFileAsync(process.execPath, [BIN, 'init', '--source', source.url(), '--repo', repo, '--log-level', 'warn']);
+    await execFileAsync(process.execPath, [PITR_BIN, 'init', '--source', source.url(), '--repo', repo, '--log-level', 'warn']);
     const { stdout: backupOut } = await execFileAsync(process.execPath, [
-      BIN,
+      PITR_BIN,
       'backup',
       '--source',
       source.url(),

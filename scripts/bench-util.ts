@@ -1,4 +1,5 @@
 /** Measurement helpers shared by the benchmarks (Linux /proc). */
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { PgCluster } from '../test/harness/pg-cluster';
@@ -65,4 +66,37 @@ export function serverCpu(cluster: PgCluster): number {
 export function reapedChildrenCpu(): number {
   const n = procStat('self');
   return n ? (n(16) + n(17)) / TICKS : 0;
+}
+
+/** The built CLI the benchmarks run. */
+export const PITR_BIN = path.resolve(__dirname, '../../bin/pitr.js');
+
+/** Waits until `slot` has confirmed `lsn`. */
+export async function waitSlot(cluster: PgCluster, slot: string, lsn: string): Promise<void> {
+  for (;;) {
+    const rows = await cluster.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [
+      lsn,
+      slot,
+    ]);
+    if (rows[0]?.ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Runs `pitr archive` until its slot has confirmed `lsn`; returns seconds and the peak RSS (VmHWM) in MB. */
+export async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Promise<{ seconds: number; peakMb: number }> {
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, [PITR_BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const rss = samplePeakRss(child.pid, 50);
+  const exited = new Promise<number | null>((r) => child.on('close', r));
+  const reached = await Promise.race([waitSlot(cluster, 'pitr', lsn).then(() => true), exited.then(() => false)]);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const peakMb = rss.stop();
+  if (!reached) throw new Error(`pitr archive exited with ${await exited} before the slot reached ${lsn}`);
+  child.kill('SIGTERM');
+  const code = await exited;
+  if (code !== 0) throw new Error(`pitr archive exited with ${code} after SIGTERM`);
+  return { seconds, peakMb };
 }
