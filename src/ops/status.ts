@@ -103,17 +103,7 @@ async function readSlot(input: StatusInput): Promise<SlotStatus> {
       [input.slotName],
     );
     const row = rows[0];
-    if (!row)
-      return {
-        name: input.slotName,
-        exists: false,
-        active: null,
-        activePid: null,
-        confirmedFlushLsn: null,
-        walStatus: null,
-        safeWalSize: null,
-        lagBytes: null,
-      };
+    if (!row) return missingSlot(input.slotName);
     return {
       name: input.slotName,
       exists: true,
@@ -129,6 +119,11 @@ async function readSlot(input: StatusInput): Promise<SlotStatus> {
   }
 }
 
+/** What is known of a slot that does not exist, or could not be looked at. */
+function missingSlot(name: string): SlotStatus {
+  return { name, exists: false, active: null, activePid: null, confirmedFlushLsn: null, walStatus: null, safeWalSize: null, lagBytes: null };
+}
+
 /** Health of the archive, from the source's slot and the repository. Never throws for unreachable parts: they make it 'broken'. */
 export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
   const now = (input.now ?? new Date()).getTime();
@@ -136,16 +131,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
   const degraded: string[] = [];
   const { limits } = input;
 
-  let slot: SlotStatus = {
-    name: input.slotName,
-    exists: false,
-    active: null,
-    activePid: null,
-    confirmedFlushLsn: null,
-    walStatus: null,
-    safeWalSize: null,
-    lagBytes: null,
-  };
+  let slot: SlotStatus = missingSlot(input.slotName);
   let sourceReached = false;
   try {
     slot = await readSlot(input);
