@@ -1,24 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { PitrError } from '../errors';
+import { checkedBytes } from './checked-stream';
 import { decompressFrames } from './lz4-frames';
 import { RECORD_HEADER_BYTES, SEGMENT_MAGIC } from './segment-format';
-
-/** Passes chunks through while hashing them; checks the digest once the stream ends. */
-async function* checkedBytes(source: Readable, expectedSha256: string | undefined, name: string): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256');
-  for await (const chunk of source) {
-    hash.update(chunk as Buffer);
-    yield chunk as Buffer;
-  }
-  const actual = hash.digest('hex');
-  if (expectedSha256 !== undefined && actual !== expectedSha256)
-    throw new PitrError(
-      'Integrity',
-      `segment ${name} is corrupt: sha256 ${actual} does not match its manifest (${expectedSha256})`,
-      'run "pitr verify" to list damaged objects',
-    );
-}
 
 /**
  * Yields the records (raw pgoutput messages) of a stored segment, verifying the SHA-256 of the stored
@@ -34,7 +18,18 @@ export async function* readSegmentRecordBatches(stored: Readable, name: string, 
   let pending: Buffer = Buffer.alloc(0);
   let sawMagic = false;
   try {
-    for await (const raw of decompressFrames(checkedBytes(stored, expectedSha256, name))) {
+    for await (const raw of decompressFrames(
+      checkedBytes(
+        stored,
+        expectedSha256,
+        (actual) =>
+          new PitrError(
+            'Integrity',
+            `segment ${name} is corrupt: sha256 ${actual} does not match its manifest (${expectedSha256})`,
+            'run "pitr verify" to list damaged objects',
+          ),
+      ),
+    )) {
       pending = pending.length === 0 ? raw : Buffer.concat([pending, raw]);
       let offset = 0;
       if (!sawMagic) {

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { decodeCheckedJson } from '../archive/checked-json';
+import { digestStream } from '../archive/checked-stream';
 import { IDENTITY_OBJECT, type Repository } from '../archive/repository';
 import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentRecords } from '../archive/segment-reader';
@@ -84,20 +84,16 @@ class Verifier {
 
   /** Streams an object through SHA-256 and compares digest and size with what its manifest says. */
   private async checkPart(name: string, expected: { sha256: string; storedBytes: number }): Promise<void> {
-    const hash = createHash('sha256');
-    let size = 0;
+    let digest: { sha256: string; bytes: number };
     try {
-      for await (const chunk of this.storage.readStream(name)) {
-        hash.update(chunk as Buffer);
-        size += (chunk as Buffer).length;
-      }
+      digest = await digestStream(this.storage.readStream(name));
     } catch (error) {
       if (isPitrError(error, 'NotFound')) return this.report(name, 'missing', 'object does not exist');
       throw error;
     }
+    const { sha256: actual, bytes: size } = digest;
     this.checked.objects++;
     this.checked.bytes += size;
-    const actual = hash.digest('hex');
     if (actual !== expected.sha256) this.report(name, 'corrupt', `sha256 ${actual} does not match its manifest (${expected.sha256})`);
     else if (size !== expected.storedBytes) this.report(name, 'corrupt', `${size} bytes, its manifest says ${expected.storedBytes}`);
   }

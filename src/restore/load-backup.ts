@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,6 +8,7 @@ import { promisify } from 'node:util';
 import type { Client, ClientConfig } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { decodeCheckedJson } from '../archive/checked-json';
+import { checkedBytes } from '../archive/checked-stream';
 import { decompressFrames } from '../archive/lz4-frames';
 import type { Repository } from '../archive/repository';
 import { backupPrefix, MANIFEST_FILE, type BackupManifest, type StoredPart } from '../backup/backup-manifest';
@@ -27,21 +27,13 @@ export async function readBackupManifest(repo: Repository, id: string): Promise<
 /** Decompressed bytes of a stored part, its SHA-256 checked as the stream ends (before it completes). */
 export async function* partBytes(repo: Repository, manifest: BackupManifest, part: StoredPart): AsyncGenerator<Buffer> {
   const name = `${backupPrefix(manifest.id)}${part.name}`;
-  const hash = createHash('sha256');
-  async function* hashed(): AsyncGenerator<Buffer> {
-    for await (const chunk of repo.storage.readStream(name)) {
-      hash.update(chunk as Buffer);
-      yield chunk as Buffer;
-    }
-    const actual = hash.digest('hex');
-    if (actual !== part.sha256)
-      throw new PitrError(
-        'Integrity',
-        `backup object ${name} is corrupt: sha256 ${actual} does not match the manifest`,
-        'run "pitr verify"; use another backup',
-      );
-  }
-  yield* decompressFrames(hashed());
+  const stored = checkedBytes(
+    repo.storage.readStream(name),
+    part.sha256,
+    (actual) =>
+      new PitrError('Integrity', `backup object ${name} is corrupt: sha256 ${actual} does not match the manifest`, 'run "pitr verify"; use another backup'),
+  );
+  yield* decompressFrames(stored);
 }
 
 /** Runs one schema section from the backup's pg_dump archive with pg_restore (pitr's own trigger left out). */

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { Client, ClientConfig } from 'pg';
 import PQueue from 'p-queue';
+import { digestStream } from '../archive/checked-stream';
 import type { Repository } from '../archive/repository';
 import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentRecordBatches } from '../archive/segment-reader';
@@ -312,13 +312,12 @@ async function replay(
  */
 async function explainSegmentFailure(repo: Repository, segment: SegmentManifest, error: unknown): Promise<unknown> {
   if (error instanceof PitrError && error.kind === 'Integrity' && error.message.includes(segment.name)) return error;
-  const hash = createHash('sha256');
+  let actual: string;
   try {
-    for await (const chunk of repo.storage.readStream(segmentDataName(segment.name))) hash.update(chunk as Buffer);
+    actual = (await digestStream(repo.storage.readStream(segmentDataName(segment.name)))).sha256;
   } catch (readError) {
     return readError;
   }
-  const actual = hash.digest('hex');
   if (actual !== segment.sha256) {
     return new PitrError(
       'Integrity',
