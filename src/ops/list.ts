@@ -2,12 +2,9 @@ import type { Repository } from '../archive/repository';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import { listBackups } from '../backup/catalog';
 import { parseLsn } from '../capture/lsn';
+import { recoverableWindow, toPoint, type Point } from './recoverable-window';
 
-/** A commit position: LSN in X/Y form and time (ISO, UTC). */
-export interface Point {
-  lsn: string;
-  time: string;
-}
+export type { Point } from './recoverable-window';
 
 export interface BackupSummary {
   id: string;
@@ -81,7 +78,7 @@ export async function listRepository(repo: Repository): Promise<ListReport> {
   const segments = await readSegmentManifests(repo);
   const first = segments[0];
   const last = segments[segments.length - 1];
-  const oldest = manifests[0];
+  const window = await recoverableWindow(repo, { backups: manifests, segments });
   return {
     repository: repo.storage.location,
     backups,
@@ -92,9 +89,6 @@ export async function listRepository(repo: Repository): Promise<ListReport> {
     },
     gaps: chainGaps(segments),
     marks: segments.flatMap((s) => s.marks.map((name) => ({ name, segment: s.name }))),
-    window: {
-      earliest: oldest ? { lsn: oldest.alignedLsn, time: oldest.endTime } : null,
-      latest: last ? { lsn: last.lastCommitLsn, time: last.lastCommitTime } : oldest ? { lsn: oldest.alignedLsn, time: oldest.endTime } : null,
-    },
+    window: { earliest: window.earliest && toPoint(window.earliest), latest: window.latest && toPoint(window.latest) },
   };
 }

@@ -4,7 +4,7 @@ import { listBackups } from '../backup/catalog';
 import { parseLsn } from '../capture/lsn';
 import { connectSource } from '../capture/source';
 import { messageOf } from '../errors';
-import type { Point } from './list';
+import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from './recoverable-window';
 
 export type Health = 'healthy' | 'degraded' | 'broken';
 export type ArchiverState = 'running' | 'stalled' | 'stopped' | 'unknown';
@@ -54,6 +54,8 @@ export interface StatusInput {
   repo: Repository;
   limits: StatusLimits;
   now?: Date;
+  /** Kept across calls by a long-running caller (the archiver's endpoint), so backups' bounds are decoded once. */
+  boundCache?: BackupBoundCache;
 }
 
 interface RepositoryFacts {
@@ -62,32 +64,35 @@ interface RepositoryFacts {
   window: StatusReport['window'];
 }
 
+/** Connecting to the source and asking it about the slot each give up after this long. */
+const SOURCE_TIMEOUT_MS = 5_000;
+
 const seconds = (ms: number): string => (ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`);
 const bytesText = (n: number): string => `${n} bytes`;
 
-async function readRepository(repo: Repository, now: number): Promise<RepositoryFacts> {
-  const latest = await repo.latestSegment();
+async function readRepository(repo: Repository, now: number, boundCache: BackupBoundCache | undefined): Promise<RepositoryFacts> {
   const manifests = await listBackups(repo);
   manifests.sort((a, b) => {
     const d = parseLsn(a.alignedLsn) - parseLsn(b.alignedLsn);
     return d < 0n ? -1 : d > 0n ? 1 : a.id.localeCompare(b.id);
   });
-  const oldest = manifests[0];
   const newest = manifests[manifests.length - 1];
-  const lastCommit = latest ? { lsn: latest.lastCommitLsn, time: latest.lastCommitTime } : null;
+  // the same window as `pitr list` and the restore planner
+  const window = await recoverableWindow(repo, { backups: manifests, ...(boundCache ? { cache: boundCache } : {}) });
   return {
-    lastCommit,
+    lastCommit: window.newestCommit && toPoint(window.newestCommit),
     backup: newest ? { id: newest.id, endTime: newest.endTime, ageSeconds: (now - Date.parse(newest.endTime)) / 1000 } : null,
-    // same rule as `pitr list`: from the oldest backup to the newest archived commit
-    window: {
-      earliest: oldest ? { lsn: oldest.alignedLsn, time: oldest.endTime } : null,
-      latest: lastCommit ?? (oldest ? { lsn: oldest.alignedLsn, time: oldest.endTime } : null),
-    },
+    window: { earliest: window.earliest && toPoint(window.earliest), latest: window.latest && toPoint(window.latest) },
   };
 }
 
 async function readSlot(input: StatusInput): Promise<SlotStatus> {
-  const client = await connectSource(input.source.config, input.source.display, { connectionTimeoutMillis: 5_000 });
+  // a short-lived session with every wait bounded: a probe must answer, not hang behind a stuck source
+  const client = await connectSource(input.source.config, input.source.display, {
+    connectionTimeoutMillis: SOURCE_TIMEOUT_MS,
+    statement_timeout: SOURCE_TIMEOUT_MS,
+    query_timeout: SOURCE_TIMEOUT_MS,
+  });
   try {
     const { rows } = await client.query<{
       active: boolean;
@@ -120,7 +125,7 @@ async function readSlot(input: StatusInput): Promise<SlotStatus> {
 }
 
 /** What is known of a slot that does not exist, or could not be looked at. */
-function missingSlot(name: string): SlotStatus {
+export function missingSlot(name: string): SlotStatus {
   return { name, exists: false, active: null, activePid: null, confirmedFlushLsn: null, walStatus: null, safeWalSize: null, lagBytes: null };
 }
 
@@ -146,7 +151,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     if (!(await input.repo.identity()))
       broken.push(`repository ${input.repo.storage.location} is empty or not initialised (no repository.json); run "pitr init"`);
     else {
-      facts = await readRepository(input.repo, now);
+      facts = await readRepository(input.repo, now, input.boundCache);
       repoReadable = true;
     }
   } catch (error) {

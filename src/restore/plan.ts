@@ -8,6 +8,7 @@ import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
 import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
 import { MessagePrefix } from '../archive/segment-format';
 import { PitrError } from '../errors';
+import { backupBound, pointText, recoverableWindow, type ExactPoint } from '../ops/recoverable-window';
 import type { TargetSpec } from './target';
 
 /** Which transactions a restore applies: those `includes` accepts, in commit order, stopping at the first it refuses. */
@@ -25,36 +26,7 @@ export interface RestorePlan {
   resolved: string;
 }
 
-interface Point {
-  lsn: Lsn;
-  time: bigint;
-}
-
-const pointText = (p: Point): string => `${formatUnixMicros(p.time)} (${formatLsn(p.lsn)})`;
-
-/**
- * The newest commit inside a backup (it holds the commits below its aligned LSN): from the manifests
- * of the segments wholly before it, and by decoding the one segment that straddles it, if any.
- */
-async function backupBound(repo: Repository, backup: BackupManifest, segments: SegmentManifest[]): Promise<Point> {
-  const aligned = parseLsn(backup.alignedLsn);
-  let newest: bigint | undefined;
-  for (const s of segments) {
-    if (parseLsn(s.firstCommitLsn) >= aligned) break;
-    if (parseLsn(s.lastCommitLsn) < aligned) {
-      const last = parseIsoMicros(s.lastCommitTime);
-      if (newest === undefined || last > newest) newest = last;
-      continue;
-    }
-    for await (const record of readSegmentRecords(repo.storage.readStream(segmentDataName(s.name)), s.name, s.sha256)) {
-      if (record[0] !== 0x42) continue; // Begin: commit LSN and time
-      const message = decodePgoutput(record);
-      if (message.tag === 'B' && message.finalLsn < aligned && (newest === undefined || message.commitTime > newest)) newest = message.commitTime;
-    }
-  }
-  const end = parseIsoMicros(backup.endTime.replace(/(\.\d{3})Z$/, '$1000Z'));
-  return { lsn: aligned, time: newest !== undefined && newest < end ? newest : end };
-}
+type Point = ExactPoint;
 
 /** Commit LSN of the first transaction accepted by `match`, decoding only the segments given. */
 async function findCommit(
@@ -89,9 +61,11 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   const segments = await Promise.all(names.map((n) => repo.readSegmentManifest(n)));
   const bounds = new Map<string, Point>();
   for (const b of backups) bounds.set(b.id, await backupBound(repo, b, segments));
-  const earliest = bounds.get((backups[0] as BackupManifest).id) as Point;
+  // the window `pitr list` and `pitr status` show; with backups present both ends are known
+  const recoverable = await recoverableWindow(repo, { backups, segments, cache: bounds });
+  const earliest = recoverable.earliest as Point;
+  const latest = recoverable.latest as Point;
   const last = segments[segments.length - 1];
-  const latest: Point = last ? { lsn: parseLsn(last.lastCommitLsn), time: parseIsoMicros(last.lastCommitTime) } : earliest;
   const window = { earliest: pointText(earliest), latest: pointText(latest) };
   const outside = (what: string): PitrError =>
     new PitrError(

@@ -70,8 +70,17 @@ test('list shows the backup, the segment coverage, the mark and the recoverable 
   expect(report.marks).toHaveLength(1);
   expect(report.marks[0]?.name).toBe('x');
   expect(segments).toContain(report.marks[0]?.segment);
-  expect(report.window.earliest).toEqual({ lsn: backup?.alignedLsn, time: backup?.endTime });
+  // the earliest point is the newest commit inside the backup (exact), not the backup's end time
+  expect(report.window.earliest?.lsn).toBe(backup?.alignedLsn);
+  expect(Date.parse(report.window.earliest?.time ?? '')).toBeLessThanOrEqual(Date.parse(backup?.endTime ?? ''));
+  expect(report.window.earliest?.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
   expect(report.window.latest).toEqual(report.segments.last);
+  // the restore planner names the same window
+  const dryRun = await runPitr(['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('never_created'), '--to', 'latest', '--dry-run', '--json']);
+  expect(dryRun.code).toBe(0);
+  const planned = (JSON.parse(dryRun.stdout) as { plan: { window: { earliest: string; latest: string } } }).plan.window;
+  const text = (p: { lsn: string; time: string } | null): string => (p ? `${p.time} (${p.lsn})` : '-');
+  expect(planned).toEqual({ earliest: text(report.window.earliest), latest: text(report.window.latest) });
 
   const human = await runPitr(['list', '--repo', fx.repoDir]);
   expect(human.code).toBe(0);
