@@ -7,6 +7,7 @@ import { archiveCommand } from './archive';
 import { backupCommand } from './backup';
 import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
+import { demoCommand } from './demo';
 import { initCommand } from './init';
 import { listCommand } from './list';
 import { logCommand } from './log';
@@ -31,6 +32,7 @@ const COMMANDS: Command[] = [
   undoCommand,
   pruneCommand,
   drillCommand,
+  demoCommand,
 ];
 
 /** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */

@@ -203,9 +203,17 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ['status'],
     description: 'degraded when the newest base backup ended longer ago than this',
   },
-  { name: 'keep', type: 'boolean', commands: ['drill'], description: 'keep the scratch database after the drill' },
+  { name: 'keep', type: 'boolean', commands: ['drill', 'demo'], description: 'keep the scratch database (drill) or the throwaway cluster (demo) afterwards' },
+  {
+    name: 'pg-bin',
+    type: 'string',
+    arg: 'DIRS',
+    env: 'PITR_PG_BIN',
+    commands: ['demo'],
+    description: 'directories (colon-separated) holding initdb, pg_ctl and postgres (default: PATH, pg_config --bindir, /usr/lib/postgresql/N/bin, Homebrew)',
+  },
   { name: 'json', type: 'boolean', commands: ALL, description: 'machine-readable output on stdout' },
-  { name: 'help', type: 'boolean', commands: ALL, description: 'show help for the command' },
+  { name: 'help', type: 'boolean', commands: [...ALL, 'demo', 'completion'], description: 'show help for the command' },
 ];
 
 export function optionsFor(command: string): OptionSpec[] {

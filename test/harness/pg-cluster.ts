@@ -1,38 +1,20 @@
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, realpathSync, mkdtempSync, readdirSync, rmSync, appendFileSync, writeFileSync, chmodSync } from 'node:fs';
-import net from 'node:net';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, appendFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
+import { findPgBinaries } from '../../src/demo/find-pg-binaries';
+import { freePort } from '../../src/demo/free-port';
 
 const execFileAsync = promisify(execFile);
 
-/** Directory holding initdb/pg_ctl: PATH first, then pg_config, then Debian's layout. */
+/** Directory holding initdb, pg_ctl and postgres: found the way `pitr demo` finds them. */
 export function findPgBinDir(): string {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir && existsSync(path.join(dir, 'initdb')) && existsSync(path.join(dir, 'pg_ctl'))) return path.dirname(realpathSync(path.join(dir, 'initdb')));
-  }
-  const pgConfig = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
-  if (pgConfig.status === 0 && existsSync(path.join(pgConfig.stdout.trim(), 'initdb'))) return pgConfig.stdout.trim();
-  const debian = '/usr/lib/postgresql';
-  if (existsSync(debian)) {
-    const versions = readdirSync(debian).sort((a, b) => Number(b) - Number(a));
-    for (const v of versions) if (existsSync(path.join(debian, v, 'bin', 'initdb'))) return path.join(debian, v, 'bin');
-  }
-  throw new Error('no PostgreSQL server binaries found (initdb); install Debian package "postgresql"');
+  return findPgBinaries().binDir;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+export { freePort };
 
 const asRoot = process.getuid?.() === 0;
 
