@@ -8,7 +8,10 @@ export const backupCommand: Command = {
   name: 'backup',
   summary: 'take a base backup now, aligned exactly to a position of the change stream',
   usage: 'pitr backup --source URL [--repo REPO] [--jobs N] [--chunk-size SIZE] [--pg-dump PATH] [--json]',
-  examples: ['pitr backup --source postgresql://postgres@db1/shop --repo gs://backups/shop --jobs 4', 'pitr backup --repo /var/lib/pitr/shop --json'],
+  examples: [
+    'pitr backup --source postgresql://postgres@db1/shop --repo gs://backups/shop --jobs 4',
+    'PITR_SOURCE=postgresql://postgres@db1/shop pitr backup --repo /var/lib/pitr/shop --json',
+  ],
   async run({ options, log, out, signal }) {
     const source = sourceConnection(options.string('source'), 'pitr backup');
     const pgDump = options.string('pg-dump');

@@ -14,9 +14,11 @@ export function commandHelp(command: Command): string {
 
 export function generalHelp(commands: Command[]): string {
   const lines = ['pitr: continuous logical archiving and point-in-time recovery for PostgreSQL', '', 'Usage: pitr <command> [options]', '', 'Commands:'];
-  for (const command of commands) lines.push(`  ${command.name.padEnd(10)} ${command.summary}`);
+  const width = Math.max(...commands.map((c) => c.name.length));
+  for (const command of commands) lines.push(`  ${command.name.padEnd(width)}  ${command.summary}`);
   lines.push(
     '',
+    'New here? "pitr demo" rehearses archiving and a recovery on a throwaway PostgreSQL, showing each command.',
     'Run "pitr <command> --help" for the options of a command.',
     'Exit codes: 0 ok, 1 internal error, 2 bad usage, 3 source not fit, 4 cannot connect, 5 repository problem, 6 already running, 7 integrity violation, 8 missing tool, 9 not found.',
   );

@@ -7,6 +7,7 @@ import { archiveCommand } from './archive';
 import { backupCommand } from './backup';
 import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
+import { completionCommand } from './completion';
 import { demoCommand } from './demo';
 import { initCommand } from './init';
 import { listCommand } from './list';
@@ -33,6 +34,7 @@ const COMMANDS: Command[] = [
   pruneCommand,
   drillCommand,
   demoCommand,
+  completionCommand(() => COMMANDS),
 ];
 
 /** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */

@@ -11,6 +11,7 @@ export const restoreCommand: Command = {
     "pitr restore --repo gs://backups/shop --target postgresql://postgres@db2/shop_at_1041 --to '2026-11-22 10:41:59.5+01'",
     'pitr restore --repo /var/lib/pitr/shop --target postgresql://postgres@localhost/orders_back --to xid:912345 --exclusive --tables public.orders',
     'pitr restore --repo /var/lib/pitr/shop --target postgresql://postgres@localhost/drill --to latest --json',
+    'pitr restore --repo gs://backups/shop --target postgresql://postgres@db2/shop_check --to mark:before-migration-42 --dry-run',
   ],
   async run({ options, log, out }) {
     const targetUrl = options.requireString('target', 'e.g. --target postgresql://postgres@localhost/shop_restored');
