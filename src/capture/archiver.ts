@@ -10,6 +10,7 @@ import type { SourceConnection } from '../config/connection';
 import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
 import type { BackupOptions } from '../backup/run-backup';
+import type { ArchiverObserver } from './archiver-observer';
 import { BackupSchedule } from './backup-schedule';
 import { EMIT_HEARTBEAT_SQL } from './in-band-sql';
 import { formatLsn, parseLsn, type Lsn } from './lsn';
@@ -30,6 +31,10 @@ export interface ArchiverOptions {
   maxPendingSegments?: number;
   /** Take base backups on this schedule while archiving. */
   backups?: { everyMs: number; options: BackupOptions };
+  /** Told of stored segments and survived failures (the metrics endpoint). */
+  observer?: ArchiverObserver;
+  /** Periodic work beside the stream (retention), started once the repository is claimed as ours and stopped before run() returns. */
+  alongside?: readonly { start(): void; stop(): Promise<void> }[];
 }
 
 /**
@@ -106,11 +111,17 @@ export class Archiver {
 
     const ageTimer = setInterval(() => this.maybeSeal(false), Math.min(100, this.options.segmentAgeMs));
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
-    const backups = this.options.backups && new BackupSchedule(this.repo, this.source, this.log, this.options.backups.everyMs, this.options.backups.options);
+    const backups =
+      this.options.backups &&
+      new BackupSchedule(this.repo, this.source, this.log, this.options.backups.everyMs, this.options.backups.options, () =>
+        this.options.observer?.failed('backup'),
+      );
     backups?.start();
+    for (const work of this.options.alongside ?? []) work.start();
     try {
       await this.streamUntilStopped(signal);
     } finally {
+      for (const work of this.options.alongside ?? []) await work.stop();
       await backups?.stop();
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
@@ -159,6 +170,7 @@ export class Archiver {
         await this.assembler.reset();
         const waitMs = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7));
         attempt++;
+        this.options.observer?.failed('connection');
         this.setState('backoff', { error: messageOf(error), retryInMs: waitMs, attempt });
         await Promise.race([delay(waitMs), stopRequested]);
       }
@@ -270,6 +282,13 @@ export class Archiver {
             },
             'segment stored',
           );
+          this.options.observer?.segmentStored({
+            transactions: manifest.transactions,
+            rawBytes: manifest.rawBytes,
+            storedBytes: manifest.storedBytes,
+            lastCommitTime: manifest.lastCommitTime,
+            seconds: (Date.now() - started) / 1000,
+          });
           break;
         } catch (error) {
           if (error instanceof PitrError && error.kind === 'Integrity') {
@@ -277,6 +296,7 @@ export class Archiver {
             return;
           }
           const waitMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+          this.options.observer?.failed('upload');
           this.log.warn(
             { event: 'upload_retry', segment: base, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 },
             'segment upload failed; retrying',
@@ -351,6 +371,7 @@ export class Archiver {
       await this.heartbeatClient.query(EMIT_HEARTBEAT_SQL);
     } catch (error) {
       this.log.debug({ event: 'heartbeat_failed', error: messageOf(error) }, 'heartbeat failed');
+      this.options.observer?.failed('heartbeat');
       await this.heartbeatClient?.end().catch(() => undefined);
       this.heartbeatClient = undefined;
     }

@@ -21,6 +21,8 @@ export class BackupSchedule {
     private readonly log: Logger,
     private readonly everyMs: number,
     private readonly options: BackupOptions,
+    /** Called when a scheduled backup fails (for the error metrics). */
+    private readonly onFailure: () => void = () => undefined,
   ) {}
 
   start(): void {
@@ -39,6 +41,7 @@ export class BackupSchedule {
       await runBackup({ repo: this.repo, source: this.source, log: this.log, signal: this.abort.signal }, this.options);
     } catch (error) {
       this.log.error({ event: 'scheduled_backup_failed', error: messageOf(error) }, 'scheduled base backup failed; will retry');
+      this.onFailure();
     }
   }
 

@@ -1,44 +1,83 @@
 import { Archiver } from '../capture/archiver';
 import { sourceConnection } from '../config/connection';
+import { parseListenAddress } from '../config/listen-address';
+import { PruneSchedule } from '../ops/prune-schedule';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
 
 export const archiveCommand: Command = {
   name: 'archive',
   summary: 'stream every committed change into the repository until stopped (SIGTERM/SIGINT)',
-  usage: 'pitr archive --source URL [--repo REPO] [--segment-size SIZE] [--segment-age DURATION] [--heartbeat DURATION] [--backup-every DURATION]',
+  usage:
+    'pitr archive --source URL [--repo REPO] [--segment-size SIZE] [--segment-age DURATION] [--heartbeat DURATION] [--backup-every DURATION] [--retention DURATION] [--listen HOST:PORT]',
   examples: [
-    'pitr archive --source postgresql://postgres@db1/shop --repo gs://backups/shop',
-    'PITR_SOURCE=postgresql://postgres@db1/shop pitr archive --repo /var/lib/pitr/shop --segment-age 500ms --backup-every 24h',
+    'pitr archive --source postgresql://postgres@db1/shop --repo gs://backups/shop --listen 127.0.0.1:9187',
+    'PITR_SOURCE=postgresql://postgres@db1/shop pitr archive --repo /var/lib/pitr/shop --segment-age 500ms --backup-every 24h --retention 7d',
   ],
   async run({ options, log, signal }) {
-    const source = sourceConnection(options.string('source'), 'pitr archive');
+    const sourceUrl = options.string('source');
+    const source = sourceConnection(sourceUrl, 'pitr archive');
+    const listenText = options.string('listen');
+    const listen = listenText === undefined ? undefined : parseListenAddress(listenText, 'archive');
     const spoolDir = options.string('spool-dir');
     const pgDump = options.string('pg-dump');
     const backupEvery = options.number('backup-every');
-    const archiver = new Archiver(await repositoryFrom(options), source, log, {
-      slot: options.string('slot') as string,
-      publication: options.string('publication') as string,
-      segmentBytes: options.number('segment-size') as number,
-      segmentAgeMs: options.number('segment-age') as number,
-      heartbeatMs: options.number('heartbeat') as number,
-      uploadConcurrency: options.number('upload-concurrency') as number,
-      ...(spoolDir ? { spoolDir } : {}),
-      ...(backupEvery
-        ? {
-            backups: {
-              everyMs: backupEvery,
-              options: {
-                jobs: options.number('jobs') as number,
-                chunkBytes: options.number('chunk-size') as number,
-                ...(pgDump ? { pgDump } : {}),
-                ...(spoolDir ? { spoolDir } : {}),
+    const retentionMs = options.number('retention');
+    const slot = options.string('slot') as string;
+    const repo = await repositoryFrom(options);
+
+    let archiver: Archiver | undefined;
+    // Bound before streaming starts, so a busy port fails at once and leaves the slot alone. Loaded only
+    // when asked for: the metrics library slows every start.
+    const endpoint = listen
+      ? await (
+          await import('../ops/archive-endpoint.js')
+        ).openArchiveEndpoint({
+          address: listen,
+          source: sourceConnection(sourceUrl, 'pitr status'),
+          slotName: slot,
+          repo,
+          limits: {
+            maxLag: options.number('max-lag') as number,
+            maxSlotLag: options.number('max-slot-lag') as number,
+            maxBackupAge: options.number('max-backup-age') as number,
+          },
+          log,
+          archiverState: () => archiver?.status.state ?? 'starting',
+        })
+      : undefined;
+    try {
+      // pruning starts inside the archiver, once it has checked that the repository is this source's
+      const pruning = retentionMs === undefined ? undefined : new PruneSchedule(repo, retentionMs, log, () => endpoint?.metrics.failed('prune'));
+      archiver = new Archiver(repo, source, log, {
+        slot,
+        publication: options.string('publication') as string,
+        segmentBytes: options.number('segment-size') as number,
+        segmentAgeMs: options.number('segment-age') as number,
+        heartbeatMs: options.number('heartbeat') as number,
+        uploadConcurrency: options.number('upload-concurrency') as number,
+        ...(spoolDir ? { spoolDir } : {}),
+        ...(backupEvery
+          ? {
+              backups: {
+                everyMs: backupEvery,
+                options: {
+                  jobs: options.number('jobs') as number,
+                  chunkBytes: options.number('chunk-size') as number,
+                  ...(pgDump ? { pgDump } : {}),
+                  ...(spoolDir ? { spoolDir } : {}),
+                },
               },
-            },
-          }
-        : {}),
-    });
-    await archiver.run(signal);
+            }
+          : {}),
+        ...(endpoint ? { observer: endpoint.metrics } : {}),
+        ...(pruning ? { alongside: [pruning] } : {}),
+      });
+      await archiver.run(signal);
+    } finally {
+      // after the drain: the endpoint shows "draining" until the last segment is stored
+      await endpoint?.close();
+    }
     return 0;
   },
 };

@@ -1,23 +1,32 @@
 import { verifyRepository } from '../ops/verify';
 import { formatBytes } from '../config/units';
 import { ErrorKind } from '../errors';
+import { parseTimeOption } from '../ops/log-transactions';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
 
 export const verifyCommand: Command = {
   name: 'verify',
   summary: 'check every stored object against its manifest, the segment chain, and what each backup needs',
-  usage: 'pitr verify [--repo REPO] [--deep] [--json]',
-  examples: ['pitr verify --repo gs://backups/shop', 'pitr verify --repo /var/lib/pitr/shop --deep --json'],
+  usage: 'pitr verify [--repo REPO] [--deep] [--since TIME] [--json]',
+  examples: [
+    'pitr verify --repo gs://backups/shop',
+    'pitr verify --repo /var/lib/pitr/shop --deep --json',
+    "pitr verify --repo gs://backups/shop --since '2026-11-22 00:00+01'",
+  ],
   async run({ options, out }) {
-    const report = await verifyRepository(await repositoryFrom(options), { deep: options.flag('deep') });
+    const since = options.string('since');
+    const report = await verifyRepository(await repositoryFrom(options), {
+      deep: options.flag('deep'),
+      ...(since !== undefined ? { since: parseTimeOption('since', since, 'verify') } : {}),
+    });
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
       out.write(JSON.stringify(doc, null, 2) + '\n');
     } else {
       const width = Math.max(0, ...report.problems.map((p) => p.object.length));
       for (const p of report.problems) out.write(`${p.status.padEnd(12)} ${p.object.padEnd(width)}  ${p.detail}\n`);
-      const checked = `${report.checked.objects} objects, ${formatBytes(report.checked.bytes)} checked`;
+      const checked = `${report.checked.objects} objects, ${formatBytes(report.checked.bytes)} checked${since !== undefined ? ` (what matters from ${since} on)` : ''}`;
       out.write(
         report.ok
           ? `repository ${report.repository} is intact: ${checked}\n`

@@ -64,7 +64,7 @@ export function parseLogOp(text: string | undefined): LogOp | undefined {
  * Parses an ISO 8601 time (also with a space instead of T, an hour-only offset like +01, or a bare
  * date); without a zone it is taken as UTC. Keeps microseconds.
  */
-export function parseTimeOption(name: string, text: string): bigint {
+export function parseTimeOption(name: string, text: string, command = 'log'): bigint {
   let t = text.trim();
   if (/^\d{4}-\d\d-\d\d$/.test(t)) t += 'T00:00:00';
   t = t.replace(/^(\d{4}-\d\d-\d\d)[ T]/, '$1T');
@@ -75,7 +75,7 @@ export function parseTimeOption(name: string, text: string): bigint {
   try {
     return parseIsoMicros(t);
   } catch {
-    throw new PitrError('Usage', `log: --${name} "${text}" is not a time`, 'use ISO 8601, e.g. 2026-11-22T10:41:59.5Z or "2026-11-22 10:41:59.5+01"');
+    throw new PitrError('Usage', `${command}: --${name} "${text}" is not a time`, 'use ISO 8601, e.g. 2026-11-22T10:41:59.5Z or "2026-11-22 10:41:59.5+01"');
   }
 }
 

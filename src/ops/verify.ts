@@ -6,6 +6,7 @@ import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentMani
 import { readSegmentRecords } from '../archive/segment-reader';
 import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, type BackupManifest, type StoredPart } from '../backup/backup-manifest';
 import { parseLsn } from '../capture/lsn';
+import { parseIsoMicros } from '../capture/pg-time';
 import { decodePgoutput } from '../capture/pgoutput-decoder';
 import { isPitrError, messageOf } from '../errors';
 import { chainGaps, followsDirectly } from './list';
@@ -28,11 +29,17 @@ export interface VerifyReport {
 export interface VerifyOptions {
   /** Also decompress and decode every record of every segment. */
   deep?: boolean;
+  /**
+   * Only what matters from this time on (microseconds since the Unix epoch): the segments with commits at
+   * or after it, and the backups a restore to it or later may start from (the newest that ended by then,
+   * or the oldest when none had, and every newer one). Older objects are neither read nor reported.
+   */
+  since?: bigint;
 }
 
 /** Reads every object the repository's manifests name and checks it, collecting every problem found. */
 export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const verifier = new Verifier(repo, options.deep ?? false);
+  const verifier = new Verifier(repo, options.deep ?? false, options.since);
   await verifier.run();
   return { ok: verifier.problems.length === 0, repository: repo.storage.location, checked: verifier.checked, problems: verifier.problems };
 }
@@ -40,10 +47,13 @@ export async function verifyRepository(repo: Repository, options: VerifyOptions 
 class Verifier {
   readonly problems: Problem[] = [];
   readonly checked = { objects: 0, bytes: 0 };
+  /** With `since`: the newest segment wholly before it, read only to check the chain's link into the range. */
+  private anchor: SegmentManifest | undefined;
 
   constructor(
     private readonly repo: Repository,
     private readonly deep: boolean,
+    private readonly since: bigint | undefined,
   ) {}
 
   private get storage(): Repository['storage'] {
@@ -70,6 +80,11 @@ class Verifier {
         this.report(name, 'missing', 'object does not exist');
         return undefined;
       }
+      // a store that checks digests on download (GCS) refuses a damaged object outright
+      if (isPitrError(error, 'Integrity')) {
+        this.report(name, 'corrupt', messageOf(error));
+        return undefined;
+      }
       throw error;
     }
     this.checked.objects++;
@@ -89,6 +104,7 @@ class Verifier {
       digest = await digestStream(this.storage.readStream(name));
     } catch (error) {
       if (isPitrError(error, 'NotFound')) return this.report(name, 'missing', 'object does not exist');
+      if (isPitrError(error, 'Integrity')) return this.report(name, 'corrupt', messageOf(error));
       throw error;
     }
     const { sha256: actual, bytes: size } = digest;
@@ -146,9 +162,10 @@ class Verifier {
 
   /** Every segment manifest and data object, and the chain. Returns the readable manifests in LSN order. */
   private async checkSegments(): Promise<SegmentManifest[]> {
-    const { objects } = await this.storage.list(SEGMENTS_PREFIX);
+    const { objects: all } = await this.storage.list(SEGMENTS_PREFIX);
+    const objects = this.since === undefined ? all : await this.segmentsSince(all, this.since);
     const names = new Set(objects.map((o) => o.name));
-    const manifests: SegmentManifest[] = [];
+    const manifests: SegmentManifest[] = this.anchor ? [this.anchor] : [];
     const referenced = new Set<string>();
     for (const object of objects) {
       if (!object.name.endsWith('.json')) continue;
@@ -186,8 +203,40 @@ class Verifier {
     return manifests;
   }
 
+  /**
+   * The segment objects from `since` on: walking back from the newest manifest, the first whose last commit
+   * is before `since` is the anchor; everything after it is checked. Unreadable manifests met on the way
+   * are inside the range (and reported there).
+   */
+  private async segmentsSince(all: readonly { name: string; size: number }[], since: bigint): Promise<{ name: string; size: number }[]> {
+    const manifestNames = all.map((o) => o.name).filter((n) => n.endsWith('.json'));
+    for (let i = manifestNames.length - 1; i >= 0 && !this.anchor; i--) {
+      const manifest = await this.repo.readSegmentManifest(manifestNames[i] as string).catch(() => undefined);
+      if (manifest && parseIsoMicros(manifest.lastCommitTime) < since) this.anchor = manifest;
+    }
+    if (!this.anchor) return [...all];
+    const after = this.anchor.name;
+    return all.filter((o) => o.name.replace(/\.(json|lz4)$/, '') > after);
+  }
+
+  /** Backup folders from `since` on: walking back from the newest, up to the first complete one that ended by then. */
+  private async backupsSince(prefixes: readonly string[], since: bigint): Promise<string[]> {
+    for (let i = prefixes.length - 1; i >= 0; i--) {
+      const name = `${prefixes[i] as string}${MANIFEST_FILE}`;
+      if (!(await this.storage.stat(name))) continue;
+      const manifest = await this.storage
+        .read(name)
+        .then((bytes) => decodeCheckedJson<BackupManifest>(bytes, name))
+        .catch(() => undefined);
+      if (manifest && parseIsoMicros(manifest.endTime) <= since) return prefixes.slice(i);
+    }
+    return [...prefixes];
+  }
+
   private async checkBackups(segments: SegmentManifest[]): Promise<void> {
-    const { objects: loose, prefixes } = await this.storage.list(BACKUPS_PREFIX, { delimiter: '/' });
+    const listing = await this.storage.list(BACKUPS_PREFIX, { delimiter: '/' });
+    const { objects: loose } = listing;
+    const prefixes = this.since === undefined ? listing.prefixes : await this.backupsSince(listing.prefixes, this.since);
     for (const object of loose) this.report(object.name, 'unreferenced', 'not inside a backup folder');
     for (const prefix of prefixes) {
       const id = prefix.slice(BACKUPS_PREFIX.length, -1);
@@ -232,6 +281,7 @@ class Verifier {
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i] as SegmentManifest;
       if (parseLsn(segment.firstCommitLsn) <= aligned) continue;
+      if (segment === this.anchor) continue; // with --since: the chain before it is not checked
       const previous = segments[i - 1];
       if (previous ? followsDirectly(previous, segment) : segment.previous === null) continue;
       const from = previous ? previous.endLsn : `the start of the archive (${segment.previous?.name ?? '?'} is absent)`;

@@ -1,0 +1,50 @@
+import type { Repository } from '../archive/repository';
+import { messageOf } from '../errors';
+import type { Logger } from '../logger';
+import { pruneRepository } from './prune';
+
+/** How often `pitr archive --retention` prunes: hourly, or four times per window when the window is shorter than four hours. */
+export function pruneIntervalMs(retentionMs: number): number {
+  return Math.min(3_600_000, Math.max(1_000, Math.floor(retentionMs / 4)));
+}
+
+/**
+ * Retention inside `pitr archive`: `pitr prune --retention` at start and then every `pruneIntervalMs`,
+ * never two at once. Pruning is safe beside the stream (it never removes the newest segment nor a backup
+ * in progress) and never removes the only backup. A failed prune is logged and tried again next time.
+ */
+export class PruneSchedule {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly retentionMs: number,
+    private readonly log: Logger,
+    /** Called when a prune fails (for the error metrics). */
+    private readonly onFailure: () => void = () => undefined,
+  ) {}
+
+  start(): void {
+    const tick = (): void => {
+      if (!this.running) this.running = this.prune().finally(() => (this.running = undefined));
+    };
+    this.timer = setInterval(tick, pruneIntervalMs(this.retentionMs));
+    tick();
+  }
+
+  private async prune(): Promise<void> {
+    try {
+      await pruneRepository(this.repo, { retentionMs: this.retentionMs, dryRun: false, log: this.log });
+    } catch (error) {
+      this.log.error({ event: 'scheduled_prune_failed', error: messageOf(error) }, 'scheduled prune failed; will retry');
+      this.onFailure();
+    }
+  }
+
+  /** Stops scheduling and lets a prune in progress finish (its removals are ordered to be safe, but half a run helps nobody). */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
