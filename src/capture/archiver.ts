@@ -180,7 +180,7 @@ export class Archiver {
 
   /** Errors that retrying cannot cure become a PitrError; transient ones return undefined. */
   private classify(error: unknown, giveUpOnBusy: boolean): PitrError | undefined {
-    const e = error as { code?: string; message?: string };
+    const e = error as { code?: string; message?: string; detail?: string };
     const message = e.message ?? '';
     if (e.code === SLOT_IN_USE && giveUpOnBusy) {
       return new PitrError(
@@ -192,10 +192,11 @@ export class Archiver {
     if (e.code === '42704' || /replication slot .* does not exist/.test(message)) {
       return new PitrError('SourceConfig', `replication slot "${this.options.slot}" does not exist on ${this.source.display}`, 'run "pitr init" first');
     }
-    if (/can no longer get changes|has been invalidated|wal_status/i.test(message)) {
+    // PostgreSQL 15 says "cannot read from logical replication slot" and gives the reason only in the detail
+    if (/can no longer get changes|has been invalidated|wal_status/i.test(`${message} ${e.detail ?? ''}`)) {
       return new PitrError(
         'SourceConfig',
-        `replication slot "${this.options.slot}" was invalidated: ${message}; changes after ${formatLsn(this.durableLsn)} are lost to the archive`,
+        `replication slot "${this.options.slot}" was invalidated: ${message}${e.detail ? ` (${e.detail.replace(/\.$/, '')})` : ''}; changes after ${formatLsn(this.durableLsn)} are lost to the archive`,
         'take a new base backup and re-create the slot with "pitr init"; the gap stays recorded in the archive',
       );
     }
