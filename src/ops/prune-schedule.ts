@@ -35,7 +35,9 @@ export class PruneSchedule {
 
   private async prune(): Promise<void> {
     try {
-      await pruneRepository(this.repo, { retentionMs: this.retentionMs, dryRun: false, log: this.log });
+      const report = await pruneRepository(this.repo, { retentionMs: this.retentionMs, dryRun: false, log: this.log });
+      if (!report.keptFrom)
+        this.log.info({ event: 'pruned', dryRun: false, keptFrom: null, removed: report.removed }, 'no complete base backup yet: nothing pruned');
     } catch (error) {
       this.log.error({ event: 'scheduled_prune_failed', error: messageOf(error) }, 'scheduled prune failed; will retry');
       this.onFailure();
