@@ -14,6 +14,18 @@ export interface RestoreState {
 }
 
 const TABLE = `${PITR_SCHEMA}.restore_state`;
+/**
+ * Per source table, the last commit applied to it. Parallel replay commits each connection's share of
+ * a segment on its own, so after an interruption some tables can be ahead of restore_state.
+ */
+const TABLES_TABLE = `${PITR_SCHEMA}.restore_tables`;
+
+/** The last transaction applied: its commit LSN (X/Y), commit time (ISO, microseconds) and xid. */
+export interface AppliedCommit {
+  commitLsn: string;
+  commitTime: string;
+  xid: number;
+}
 
 export async function createStateTable(client: Client, backupId: string, target: string): Promise<void> {
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${PITR_SCHEMA}`);
@@ -21,7 +33,25 @@ export async function createStateTable(client: Client, backupId: string, target:
     `CREATE TABLE IF NOT EXISTS ${TABLE} (id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), backup_id text NOT NULL, target text NOT NULL, phase text NOT NULL,
        last_commit_lsn pg_lsn, last_commit_time text, last_xid bigint, transactions bigint NOT NULL DEFAULT 0, changes bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())`,
   );
+  await client.query(`CREATE TABLE IF NOT EXISTS ${TABLES_TABLE} (relation_id oid PRIMARY KEY, last_commit_lsn pg_lsn NOT NULL)`);
   await client.query(`INSERT INTO ${TABLE} (backup_id, target, phase) VALUES ($1, $2, 'load') ON CONFLICT (id) DO NOTHING`, [backupId, target]);
+}
+
+/** Source relation id → last commit LSN applied to that table (X/Y). */
+export async function readTableProgress(client: Client): Promise<Map<number, string>> {
+  const exists = await client.query(`SELECT to_regclass('${TABLES_TABLE}') IS NOT NULL AS ok`);
+  if (!(exists.rows[0] as { ok: boolean }).ok) return new Map();
+  const { rows } = await client.query<{ id: string; lsn: string }>(`SELECT relation_id::text AS id, last_commit_lsn::text AS lsn FROM ${TABLES_TABLE}`);
+  return new Map(rows.map((r) => [Number(r.id), r.lsn]));
+}
+
+/** Called inside the transaction that applied these tables' changes up to `commitLsn`. */
+export async function recordTableProgress(client: Client, relationIds: number[], commitLsn: string): Promise<void> {
+  await client.query(
+    `INSERT INTO ${TABLES_TABLE} (relation_id, last_commit_lsn) SELECT unnest($1::oid[]), $2::pg_lsn
+       ON CONFLICT (relation_id) DO UPDATE SET last_commit_lsn = excluded.last_commit_lsn`,
+    [relationIds, commitLsn],
+  );
 }
 
 export async function readState(client: Client): Promise<RestoreState | null> {
@@ -58,12 +88,7 @@ export async function setPhase(client: Client, phase: RestoreState['phase']): Pr
 }
 
 /** Called inside the transaction that applied the changes, so state and data commit together. */
-export async function recordProgress(
-  client: Client,
-  last: { commitLsn: string; commitTime: string; xid: number },
-  transactions: number,
-  changes: number,
-): Promise<void> {
+export async function recordProgress(client: Client, last: AppliedCommit, transactions: number, changes: number): Promise<void> {
   await client.query(
     `UPDATE ${TABLE} SET last_commit_lsn = $1::pg_lsn, last_commit_time = $2, last_xid = $3, transactions = transactions + $4, changes = changes + $5, updated_at = now()`,
     [last.commitLsn, last.commitTime, last.xid, transactions, changes],

@@ -1,22 +1,18 @@
 import type { Client, ClientConfig } from 'pg';
 import PQueue from 'p-queue';
-import { digestStream } from '../archive/checked-stream';
 import type { Repository } from '../archive/repository';
-import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
-import { readSegmentRecordBatches } from '../archive/segment-reader';
 import { findPgTool } from '../backup/pg-tools';
-import { decodePgoutput } from '../capture/pgoutput-decoder';
-import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
-import { formatUnixMicros } from '../capture/pg-time';
+import { parseLsn } from '../capture/lsn';
 import { DECODING_SESSION_OPTIONS } from '../capture/replication-stream';
 import { connectSource } from '../capture/source';
-import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
+import { qualifiedName, quoteIdent } from '../capture/sql-quote';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
-import { ChangeApplier } from './change-applier';
 import { loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
 import { planRestore, type RestorePlan } from './plan';
-import { createStateTable, readState, recordProgress, setPhase } from './restore-state';
+import { replaySegments } from './replay';
+import { createStateTable, readState, setPhase } from './restore-state';
+import { setSequences } from './set-sequences';
 import { describeTarget, parseTarget } from './target';
 
 export interface RestoreOptions {
@@ -224,7 +220,17 @@ async function restoreInto(
   if (tables && resumed) tables = await expandPartitions(client, tables);
   const loadSeconds = (Date.now() - loadStarted) / 1000;
   const replayStarted = Date.now();
-  const result = await replay(repo, client, plan, state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined, tables, log);
+  const result = await replaySegments({
+    repo,
+    plan,
+    client,
+    connect: () => connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }),
+    jobs: options.jobs,
+    resumeAfter: state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined,
+    tables,
+    log,
+  });
+  await setSequences(client, result.sequences, tables);
   await setPhase(client, 'done');
   const final = await readState(client);
   return {
@@ -235,124 +241,4 @@ async function restoreInto(
     changes: final?.changes ?? result.changes,
     seconds: { total: (Date.now() - started) / 1000, load: loadSeconds, replay: (Date.now() - replayStarted) / 1000 },
   };
-}
-
-/** Applies the plan's segments after `resumeAfter` (a commit LSN already applied), segment by segment. */
-async function replay(
-  repo: Repository,
-  client: Client,
-  plan: RestorePlan,
-  resumeAfter: Lsn | undefined,
-  tables: Set<string> | undefined,
-  log: Logger,
-): Promise<{ transactions: number; changes: number }> {
-  const aligned = parseLsn(plan.backup.alignedLsn);
-  await client.query('SET session_replication_role = replica');
-  const applier = new ChangeApplier(client, tables);
-  let stopped = false;
-  let total = 0;
-  for (const segment of plan.segments) {
-    if (stopped) break;
-    if (resumeAfter !== undefined && parseLsn(segment.lastCommitLsn) <= resumeAfter) continue;
-    await client.query('BEGIN');
-    let applying = false;
-    let transactions = 0;
-    const changesBefore = applier.changes;
-    let last: { commitLsn: string; commitTime: string; xid: number } | undefined;
-    let current: { commitLsn: Lsn; commitTime: bigint; xid: number } | undefined;
-    try {
-      for await (const records of readSegmentRecordBatches(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256)) {
-        for (const record of records) {
-          const message = decodePgoutput(record);
-          if (message.tag === 'R') {
-            await applier.apply(message); // relation messages are needed even for skipped transactions
-            continue;
-          }
-          if (stopped) continue; // read on to the end: the checksum must pass before anything commits
-          if (message.tag === 'B') {
-            current = { commitLsn: message.finalLsn, commitTime: message.commitTime, xid: message.xid };
-            if (!plan.stop.includes(message.finalLsn, message.commitTime)) {
-              stopped = true;
-              continue;
-            }
-            applying = message.finalLsn >= aligned && (resumeAfter === undefined || message.finalLsn > resumeAfter);
-            continue;
-          }
-          if (message.tag === 'C') {
-            if (applying && current) {
-              // no flush here: batches may span the transactions of one segment, which commits as a whole
-              transactions++;
-              last = { commitLsn: formatLsn(current.commitLsn), commitTime: formatUnixMicros(current.commitTime), xid: current.xid };
-            }
-            applying = false;
-            continue;
-          }
-          if (applying) await applier.apply(message);
-        }
-      }
-      await applier.drain();
-      if (last) await recordProgress(client, last, transactions, applier.changes - changesBefore);
-      await client.query('COMMIT');
-      total += transactions;
-      if (transactions) log.info({ event: 'segment_applied', segment: segment.name, transactions, lastCommitLsn: last?.commitLsn }, 'segment applied');
-    } catch (error) {
-      await applier.drain().catch(() => undefined);
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw await explainSegmentFailure(repo, segment, error);
-    }
-  }
-  await client.query('SET session_replication_role = origin');
-  await setSequences(client, applier.sequences, tables);
-  return { transactions: total, changes: applier.changes };
-}
-
-/**
- * A segment that fails part-way (undecodable record, a value the target rejects) may be corrupt in a
- * way found before its checksum is: check the whole stored object and name it if so.
- */
-async function explainSegmentFailure(repo: Repository, segment: SegmentManifest, error: unknown): Promise<unknown> {
-  if (error instanceof PitrError && error.kind === 'Integrity' && error.message.includes(segment.name)) return error;
-  let actual: string;
-  try {
-    actual = (await digestStream(repo.storage.readStream(segmentDataName(segment.name)))).sha256;
-  } catch (readError) {
-    return readError;
-  }
-  if (actual !== segment.sha256) {
-    return new PitrError(
-      'Integrity',
-      `segment ${segment.name} is corrupt: sha256 ${actual} does not match its manifest (${segment.sha256}); nothing from it was applied`,
-      'run "pitr verify" to list damaged objects; restore to a point before this segment',
-    );
-  }
-  return error;
-}
-
-/**
- * Sequences from the last heartbeat applied, then never below the largest value their owning column
- * holds (a heartbeat can be up to one interval old).
- */
-async function setSequences(client: Client, fromHeartbeat: [string, string, string | null][] | undefined, tables: Set<string> | undefined): Promise<void> {
-  for (const [schema, name, value] of fromHeartbeat ?? []) {
-    const seq = quoteLiteral(qualifiedName(schema, name));
-    const exists = await client.query(`SELECT to_regclass(${seq}) IS NOT NULL AS ok`);
-    if (!(exists.rows[0] as { ok: boolean }).ok) continue;
-    if (value === null) continue;
-    await client.query(`SELECT setval(${seq}, ${BigInt(value).toString()}, true)`);
-  }
-  const { rows } = await client.query<{ seq: string; tab_schema: string; tab: string; col: string }>(
-    `SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS seq, tn.nspname AS tab_schema, t.relname AS tab, a.attname AS col
-       FROM pg_catalog.pg_depend d
-       JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
-       JOIN pg_catalog.pg_class t ON t.oid = d.refobjid JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
-       JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
-      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')`,
-  );
-  for (const row of rows) {
-    if (tables && !tables.has(`${row.tab_schema}.${row.tab}`)) continue;
-    await client.query(
-      `SELECT setval(${quoteLiteral(row.seq)}, m) FROM (SELECT max(${quoteIdent(row.col)})::bigint AS m FROM ${qualifiedName(row.tab_schema, row.tab)}) x
-        WHERE m IS NOT NULL AND m > (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${row.seq})`,
-    );
-  }
 }

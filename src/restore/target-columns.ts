@@ -10,11 +10,12 @@ export interface TargetColumn {
   neverUpdated: boolean;
 }
 
-/** Column facts of target tables, cached until the next DDL. */
+/**
+ * Column facts of target tables, cached until the next DDL. Shared by the replay connections: the
+ * catalog only changes through replayed DDL, which runs while no other connection is applying.
+ */
 export class TargetColumns {
   private readonly cache = new Map<string, Map<string, TargetColumn>>();
-
-  constructor(private readonly client: Client) {}
 
   clear(): void {
     this.cache.clear();
@@ -25,11 +26,12 @@ export class TargetColumns {
     return this.cache.get(`${schema}\u0000${table}`);
   }
 
-  async get(schema: string, table: string): Promise<Map<string, TargetColumn>> {
+  /** Asks the catalog through `client`, which must see the table as replay left it. */
+  async get(client: Client, schema: string, table: string): Promise<Map<string, TargetColumn>> {
     const key = `${schema}\u0000${table}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
-    const { rows } = await this.client.query<{ name: string; type: string; eq: boolean; always: boolean }>(
+    const { rows } = await client.query<{ name: string; type: string; eq: boolean; always: boolean }>(
       `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, (a.attidentity = 'a' OR a.attgenerated <> '') AS always,
               EXISTS (SELECT 1 FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid) AS eq
          FROM pg_catalog.pg_attribute a

@@ -1,0 +1,187 @@
+import type { Client } from 'pg';
+import type { SegmentManifest } from '../archive/segment-manifest';
+import type { DeleteMessage, UpdateMessage } from '../capture/pgoutput-decoder';
+import { applyBatch } from './batch-statement';
+import { replayDdl } from './ddl-replay';
+import type { ReplayRelation } from './replay-relation';
+import { recordProgress, recordTableProgress, type AppliedCommit } from './restore-state';
+import { applyRowChange } from './row-statement';
+import type { TableBatch } from './table-batch';
+import type { TargetColumns } from './target-columns';
+
+/** Work for one lane, in the order it must run. */
+export type LaneJob = { segment: SegmentManifest } & (
+  | { kind: 'batch'; batch: TableBatch }
+  | { kind: 'row'; relation: ReplayRelation; message: UpdateMessage | DeleteMessage }
+  | { kind: 'truncate'; relations: ReplayRelation[]; cascade: boolean; restartIdentity: boolean }
+  | { kind: 'ddl'; content: Buffer }
+  | {
+      kind: 'commit';
+      /** Serial segments record the restore's progress in the same transaction as their changes. */
+      progress?: { last: AppliedCommit; transactions: number; changes: number };
+      /** Parallel segments record, per table, the last commit applied to it. */
+      tablesUpTo?: string;
+      done: { resolve(): void; reject(error: unknown): void };
+    }
+);
+
+export interface LaneFailure {
+  error: unknown;
+  segment: SegmentManifest;
+}
+
+const jobBytes = (job: LaneJob): number => (job.kind === 'batch' ? job.batch.bytes : 256);
+
+/**
+ * One connection to the target and the queue of work it applies, in order, one statement at a time,
+ * while the reader decodes ahead. The lane opens a transaction at its first change of a segment and
+ * commits it at the segment's commit job, which is queued only once the segment's checksum passed.
+ * After a failure it runs nothing more; `rollback()` then ends its open transaction.
+ */
+export class ApplyLane {
+  private queue: LaneJob[] = [];
+  private head = 0;
+  private queued = 0;
+  private running = false;
+  private inTransaction = false;
+  private readonly touched = new Set<number>();
+  private waiters: (() => void)[] = [];
+  failure: LaneFailure | undefined;
+  private aborted = false;
+  /** Bytes of batches handed to this lane so far (to share tables out evenly). */
+  load = 0;
+
+  constructor(
+    readonly client: Client,
+    private readonly columns: TargetColumns,
+    private readonly someTables: boolean,
+  ) {}
+
+  push(job: LaneJob): void {
+    if (this.failure || this.aborted) {
+      if (job.kind === 'commit') job.done.reject(this.failure?.error ?? new Error('replay stopped'));
+      return;
+    }
+    const bytes = jobBytes(job);
+    this.queue.push(job);
+    this.queued += bytes;
+    this.load += bytes;
+    if (!this.running) void this.pump();
+  }
+
+  /** Resolves once at most `bytes` are queued, or the lane failed. */
+  async room(bytes: number): Promise<void> {
+    while (this.queued > bytes && !this.failure) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Resolves once everything queued has run, or the lane failed. */
+  async idle(): Promise<void> {
+    while (this.running && !this.failure) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private async pump(): Promise<void> {
+    this.running = true;
+    while (this.head < this.queue.length && !this.failure && !this.aborted) {
+      const job = this.queue[this.head] as LaneJob;
+      this.queue[this.head++] = undefined as unknown as LaneJob; // let the batch go
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      try {
+        await this.run(job);
+      } catch (error) {
+        this.failure = { error, segment: job.segment };
+        if (job.kind === 'commit') job.done.reject(error);
+        this.dropQueue(error);
+      }
+      this.queued = Math.max(0, this.queued - jobBytes(job));
+      this.wake();
+    }
+    this.running = false;
+    this.wake();
+  }
+
+  private dropQueue(error: unknown): void {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const dropped = this.queue[i];
+      if (dropped?.kind === 'commit') dropped.done.reject(error);
+    }
+    this.queue = [];
+    this.head = 0;
+    this.queued = 0;
+  }
+
+  private async begin(): Promise<void> {
+    if (this.inTransaction) return;
+    await this.client.query('BEGIN');
+    this.inTransaction = true;
+  }
+
+  private async run(job: LaneJob): Promise<void> {
+    switch (job.kind) {
+      case 'batch': {
+        await this.begin();
+        const relation = job.batch.relation;
+        this.touched.add(relation.message.relationId);
+        const target = this.columns.peek(relation.message.namespace, relation.message.name) ?? (await this.columnsOf(relation));
+        await applyBatch(this.client, target, job.batch);
+        return;
+      }
+      case 'row': {
+        await this.begin();
+        this.touched.add(job.relation.message.relationId);
+        await applyRowChange(this.client, job.relation, await this.columnsOf(job.relation), job.message);
+        return;
+      }
+      case 'truncate': {
+        await this.begin();
+        const names = job.relations.map((r) => r.sql).join(', ');
+        await this.client.query(`TRUNCATE ONLY ${names}${job.restartIdentity ? ' RESTART IDENTITY' : ''}${job.cascade ? ' CASCADE' : ''}`);
+        return;
+      }
+      case 'ddl': {
+        await this.begin();
+        await replayDdl(this.client, job.content, this.someTables);
+        this.columns.clear();
+        return;
+      }
+      case 'commit': {
+        if (this.inTransaction) {
+          if (job.progress) await recordProgress(this.client, job.progress.last, job.progress.transactions, job.progress.changes);
+          if (job.tablesUpTo !== undefined && this.touched.size > 0) await recordTableProgress(this.client, [...this.touched], job.tablesUpTo);
+          await this.client.query('COMMIT');
+          this.inTransaction = false;
+        }
+        this.touched.clear();
+        job.done.resolve();
+        return;
+      }
+      default: {
+        const never: never = job;
+        throw new Error(`unknown lane job ${String(never)}`);
+      }
+    }
+  }
+
+  private columnsOf(relation: ReplayRelation): ReturnType<TargetColumns['get']> {
+    return this.columns.get(this.client, relation.message.namespace, relation.message.name);
+  }
+
+  /** Drops what is queued, waits for the statement in flight and ends the open transaction without committing it. */
+  async rollback(): Promise<void> {
+    this.aborted = true;
+    this.dropQueue(new Error('replay stopped'));
+    while (this.running) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    if (this.inTransaction) {
+      this.inTransaction = false;
+      await this.client.query('ROLLBACK').catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,187 @@
+import { PitrError } from '../errors';
+import { ValueKind, type RawChange, type RawTuple } from './raw-change';
+import type { ReplayRelation } from './replay-relation';
+import { TableBatch, rowKey, type BatchKind } from './table-batch';
+
+const TAG_INSERT = 0x49;
+const TAG_UPDATE = 0x55;
+const MAX_ROWS = 10_000;
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+/** Open batches of one table; beyond this they are handed on. */
+const MAX_OPEN = 8;
+/** All tables' open batches together; beyond this they are all handed on. */
+const MAX_PENDING_BYTES = 32 * 1024 * 1024;
+const NO_COLUMNS: readonly number[] = [];
+
+/**
+ * Groups each table's keyed changes into batches (one statement each) and hands them on in an order
+ * that gives every row the source's result. Tables are independent, so the batches of different
+ * tables may go in any order.
+ *
+ * Within a table, when the target has no unique index but the key's (and no exclusion constraint),
+ * two changes to different keys commute: a change joins the newest open batch of its kind and shape
+ * that comes after every open batch touching its key (old or new), else opens a new batch at the end.
+ * So the inserts, updates and deletes of many transactions gather into a few large statements while
+ * every key sees its changes in the source's order. Otherwise a change joins only the last batch
+ * (same kind and shape) and a row touched twice starts a new batch. Memory is bounded by the limits,
+ * whatever the size of a transaction.
+ */
+/** A table's open batches in the order they must run, and for each key the newest batch touching it. */
+interface OpenTable {
+  batches: TableBatch[];
+  lastTouch: Map<string | number, number>;
+  nextSeq: number;
+}
+
+export class BatchRouter {
+  private readonly open = new Map<number, OpenTable>();
+  private readonly setIndexes: number[] = [];
+  private readonly keys: (string | number)[] = [];
+  private addsSinceCheck = 0;
+
+  constructor(
+    private readonly handOn: (batch: TableBatch) => void,
+    /** Whether changes to different keys of this table may be reordered. */
+    private readonly reorderable: (relation: ReplayRelation) => boolean,
+  ) {}
+
+  add(change: RawChange, relation: ReplayRelation): void {
+    const columns = relation.message.columns.length;
+    const tuple = change.tag === TAG_INSERT || change.tag === TAG_UPDATE ? change.next : change.old;
+    if (tuple.count !== columns)
+      throw new PitrError(
+        'Integrity',
+        `a change to ${relation.name} carries ${tuple.count} columns where its relation message has ${columns}`,
+        'the archived change data is corrupt',
+      );
+    const keys = this.keys;
+    keys.length = 0;
+    let kind: BatchKind;
+    let setIndexes = NO_COLUMNS;
+    let keyTuple: RawTuple;
+    if (change.tag === TAG_INSERT) {
+      kind = 'insert';
+      keyTuple = change.next;
+      keys.push(rowKey(keyTuple, relation.keyIndexes));
+    } else if (change.tag === TAG_UPDATE) {
+      kind = 'update';
+      keyTuple = change.hasOld ? change.old : change.next;
+      setIndexes = this.assigned(change, relation);
+      const oldKey = rowKey(keyTuple, relation.keyIndexes);
+      keys.push(oldKey);
+      if (change.hasOld) {
+        const newKey = rowKey(change.next, relation.keyIndexes, keyTuple);
+        if (newKey !== oldKey) keys.push(newKey);
+      }
+    } else {
+      kind = 'delete';
+      keyTuple = change.old;
+      keys.push(rowKey(keyTuple, relation.keyIndexes));
+    }
+    const table = this.tableOf(relation);
+    const batch = this.place(table, relation, kind, setIndexes, keys);
+    if (kind === 'insert') batch.addInsert(change.next);
+    else if (kind === 'update') batch.addUpdate(keyTuple, change.next);
+    else batch.addDelete(keyTuple);
+    for (const key of keys) table.lastTouch.set(key, batch.seq);
+    if (batch.rows >= MAX_ROWS || batch.bytes >= MAX_BATCH_BYTES) this.flush(relation.message.relationId);
+    if (++this.addsSinceCheck >= 1000) {
+      this.addsSinceCheck = 0;
+      let pending = 0;
+      for (const open of this.open.values()) for (const b of open.batches) pending += b.bytes;
+      if (pending >= MAX_PENDING_BYTES) this.flushAll();
+    }
+  }
+
+  /**
+   * An update assigns what changed: not unchanged TOAST values, not key columns that kept their value
+   * (with no old key sent, the key did not change). GENERATED ALWAYS columns are left out later, where
+   * the target's catalog is known.
+   */
+  private assigned(change: RawChange, relation: ReplayRelation): number[] {
+    const { next } = change;
+    const keys = change.hasOld ? change.old : next;
+    const setIndexes = this.setIndexes;
+    setIndexes.length = 0;
+    const columns = relation.message.columns;
+    for (let i = 0; i < next.count; i++) {
+      if (next.kinds[i] === ValueKind.Unchanged) continue;
+      if (((columns[i]?.flags ?? 0) & 1) === 1 && (!change.hasOld || keys.sameValue(i, next, i))) continue;
+      setIndexes.push(i);
+    }
+    return setIndexes;
+  }
+
+  private tableOf(relation: ReplayRelation): OpenTable {
+    const id = relation.message.relationId;
+    let table = this.open.get(id);
+    if (table && table.batches[0]?.relation !== relation) {
+      this.flush(id);
+      table = undefined;
+    }
+    if (!table) {
+      table = { batches: [], lastTouch: new Map(), nextSeq: 0 };
+      this.open.set(id, table);
+    }
+    return table;
+  }
+
+  /** The open batch this change joins, or a new one at the end of the table's list. */
+  private place(table: OpenTable, relation: ReplayRelation, kind: BatchKind, setIndexes: readonly number[], keys: readonly (string | number)[]): TableBatch {
+    const batches = table.batches;
+    let after = -1;
+    for (const key of keys) {
+      const seq = table.lastTouch.get(key);
+      if (seq !== undefined && seq > after) after = seq;
+    }
+    if (this.reorderable(relation)) {
+      for (let i = batches.length - 1; i >= 0; i--) {
+        const batch = batches[i] as TableBatch;
+        if (batch.seq <= after) break;
+        if (fits(batch, kind, setIndexes)) return batch;
+      }
+      if (batches.length >= MAX_OPEN) this.handOnTable(table);
+    } else {
+      const last = batches[batches.length - 1];
+      // updates: a row touched twice in one statement would be changed only once
+      if (last && fits(last, kind, setIndexes) && !(kind === 'update' && after === last.seq)) return last;
+      this.handOnTable(table);
+    }
+    const batch = new TableBatch(table.nextSeq++, kind, relation, setIndexes.slice());
+    table.batches.push(batch);
+    return batch;
+  }
+
+  /** Hands on a table's open batches, in order, keeping the table open. */
+  private handOnTable(table: OpenTable): void {
+    const batches = table.batches;
+    table.batches = [];
+    table.lastTouch.clear();
+    for (const batch of batches) if (batch.rows > 0) this.handOn(batch);
+  }
+
+  /** Hands on the open batches of one table, in order (before a change of it that is not batched, or a new Relation message). */
+  flush(relationId: number): void {
+    const table = this.open.get(relationId);
+    if (!table) return;
+    this.open.delete(relationId);
+    for (const batch of table.batches) if (batch.rows > 0) this.handOn(batch);
+  }
+
+  /** Hands on every open batch (before a TRUNCATE or DDL, and at the end of a segment). */
+  flushAll(): void {
+    const tables = [...this.open.values()];
+    this.open.clear();
+    for (const table of tables) for (const batch of table.batches) if (batch.rows > 0) this.handOn(batch);
+  }
+}
+
+function fits(batch: TableBatch, kind: BatchKind, setIndexes: readonly number[]): boolean {
+  return batch.kind === kind && (kind !== 'update' || sameIndexes(batch.setIndexes, setIndexes));
+}
+
+function sameIndexes(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,152 @@
+import { PitrError } from '../errors';
+
+/**
+ * Replay reads Insert, Update and Delete messages without decoding their values: each column is
+ * located in the message's bytes (kind, start, end) and copied from there into COPY rows or binary
+ * array parameters. Values therefore reach the target byte for byte as the source's output function
+ * wrote them, and no JavaScript string is made per value.
+ */
+export const ValueKind = {
+  Null: 0x6e, // n
+  Unchanged: 0x75, // u: an unchanged TOASTed value the server did not resend
+  Text: 0x74, // t
+  Binary: 0x62, // b
+} as const;
+
+const TAG_INSERT = 0x49;
+const TAG_UPDATE = 0x55;
+const TAG_DELETE = 0x44;
+const NEW_TUPLE = 0x4e; // N
+const KEY_TUPLE = 0x4b; // K
+const OLD_TUPLE = 0x4f; // O
+
+function corrupt(message: string): PitrError {
+  return new PitrError('Integrity', `cannot decode pgoutput message: ${message}`, 'the archived change data is corrupt');
+}
+
+/** One TupleData, located in its message: column i is `buf[starts[i], ends[i])` with kind `kinds[i]`. */
+export class RawTuple {
+  buf: Buffer = Buffer.alloc(0);
+  count = 0;
+  kinds = new Uint8Array(32);
+  starts = new Int32Array(32);
+  ends = new Int32Array(32);
+
+  /** Locates the TupleData at `offset`; returns the offset after it. */
+  read(buf: Buffer, offset: number): number {
+    const length = buf.length;
+    if (offset + 2 > length) throw corrupt('tuple truncated reading its column count');
+    const count = (buf[offset] as number) * 256 + (buf[offset + 1] as number);
+    if (count > 0x7fff) throw corrupt(`negative column count`);
+    offset += 2;
+    if (count > this.kinds.length) {
+      this.kinds = new Uint8Array(count);
+      this.starts = new Int32Array(count);
+      this.ends = new Int32Array(count);
+    }
+    const { kinds, starts, ends } = this;
+    for (let i = 0; i < count; i++) {
+      if (offset >= length) throw corrupt(`tuple truncated reading column ${i}`);
+      const kind = buf[offset++] as number;
+      kinds[i] = kind;
+      if (kind === ValueKind.Text || kind === ValueKind.Binary) {
+        if (offset + 4 > length) throw corrupt(`tuple truncated reading the length of column ${i}`);
+        const n = buf.readInt32BE(offset);
+        offset += 4;
+        if (n < 0 || offset + n > length) throw corrupt(`column ${i} has length ${n} beyond the message`);
+        starts[i] = offset;
+        offset += n;
+        ends[i] = offset;
+      } else if (kind === ValueKind.Null || kind === ValueKind.Unchanged) {
+        starts[i] = offset;
+        ends[i] = offset;
+      } else {
+        throw corrupt(`column ${i} has unknown value kind 0x${kind.toString(16)}`);
+      }
+    }
+    this.buf = buf;
+    this.count = count;
+    return offset;
+  }
+
+  /** Same kind and same bytes in column i of this tuple and column j of `other`. */
+  sameValue(i: number, other: RawTuple, j: number): boolean {
+    const kind = this.kinds[i];
+    if (kind !== other.kinds[j]) return false;
+    if (kind !== ValueKind.Text && kind !== ValueKind.Binary) return true;
+    return this.buf.compare(other.buf, other.starts[j], other.ends[j], this.starts[i], this.ends[i]) === 0;
+  }
+
+  /**
+   * Column i as a map key: a number when its text is a short decimal integer (the usual key: cheap to
+   * hash, nothing allocated), else its bytes as a latin1 string; NULL and unchanged distinct from both.
+   * Equal texts give equal keys; different texts may rarely share one, which only splits a batch.
+   */
+  keyOf(i: number): string | number {
+    const kind = this.kinds[i];
+    if (kind === ValueKind.Null) return '\u0001n';
+    if (kind === ValueKind.Unchanged) return '\u0001u';
+    const buf = this.buf;
+    const start = this.starts[i] as number;
+    const end = this.ends[i] as number;
+    if (end > start && end - start <= 15) {
+      let at = start;
+      const negative = buf[at] === 0x2d;
+      if (negative) at++;
+      let n = 0;
+      for (; at < end; at++) {
+        const d = (buf[at] as number) - 0x30;
+        if (d < 0 || d > 9) break;
+        n = n * 10 + d;
+      }
+      if (at === end && end > start + (negative ? 1 : 0)) return negative ? -n : n;
+    }
+    return buf.toString('latin1', start, end);
+  }
+}
+
+/** An Insert, Update or Delete message, located: `old` is valid when `oldKind` is K or O. */
+export class RawChange {
+  tag = 0;
+  relationId = 0;
+  /** 0 (no old tuple), 'K' (key columns only) or 'O' (the whole old row), as byte values. */
+  oldKind = 0;
+  readonly old = new RawTuple();
+  readonly next = new RawTuple();
+
+  get hasOld(): boolean {
+    return this.oldKind !== 0;
+  }
+
+  /** Reads `buf` (one I, U or D message); the tuples point into it until the next read. */
+  read(buf: Buffer): this {
+    if (buf.length < 6) throw corrupt('change message truncated');
+    const tag = buf[0] as number;
+    this.tag = tag;
+    this.relationId = buf.readUInt32BE(1);
+    this.oldKind = 0;
+    let offset = 5;
+    const marker = buf[offset++] as number;
+    if (tag === TAG_INSERT) {
+      if (marker !== NEW_TUPLE) throw corrupt(`insert into relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
+      offset = this.next.read(buf, offset);
+    } else if (tag === TAG_UPDATE) {
+      if (marker === KEY_TUPLE || marker === OLD_TUPLE) {
+        this.oldKind = marker;
+        offset = this.old.read(buf, offset);
+        if (buf[offset++] !== NEW_TUPLE) throw corrupt(`update of relation ${this.relationId} lacks its new tuple`);
+      } else if (marker !== NEW_TUPLE) {
+        throw corrupt(`update of relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
+      }
+      offset = this.next.read(buf, offset);
+    } else if (tag === TAG_DELETE) {
+      if (marker !== KEY_TUPLE && marker !== OLD_TUPLE) throw corrupt(`delete from relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
+      this.oldKind = marker;
+      offset = this.old.read(buf, offset);
+    } else {
+      throw corrupt(`0x${tag.toString(16)} is not a change message`);
+    }
+    if (offset !== buf.length) throw corrupt(`change message of relation ${this.relationId} has ${buf.length - offset} unexpected trailing bytes`);
+    return this;
+  }
+}

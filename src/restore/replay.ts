@@ -1,0 +1,383 @@
+import type { Client } from 'pg';
+import type { Repository } from '../archive/repository';
+import { MessagePrefix } from '../archive/segment-format';
+import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
+import { readSegmentRecordBatches } from '../archive/segment-reader';
+import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
+import { formatUnixMicros } from '../capture/pg-time';
+import {
+  decodePgoutput,
+  type BeginMessage,
+  type DeleteMessage,
+  type LogicalMessage,
+  type RelationMessage,
+  type TruncateMessage,
+  type UpdateMessage,
+} from '../capture/pgoutput-decoder';
+import { PitrError } from '../errors';
+import type { Logger } from '../logger';
+import { ApplyLane, type LaneFailure, type LaneJob } from './apply-lane';
+import { BatchRouter } from './batch-router';
+import type { RestorePlan } from './plan';
+import { RawChange } from './raw-change';
+import { readAhead } from './read-ahead';
+import { replayRelation, tablesUniqueOnlyByKey, type ReplayRelation } from './replay-relation';
+import { explainSegmentFailure } from './segment-failure';
+import { readTableProgress, recordProgress, type AppliedCommit } from './restore-state';
+import type { TableBatch } from './table-batch';
+import { TargetColumns } from './target-columns';
+
+/*
+ * Terminology:
+ *   lane     one connection to the target with its queue of statements (ApplyLane)
+ *   serial   a segment holding DDL or TRUNCATE: applied whole on the first lane, in one transaction
+ *            with the restore's progress, while the other lanes are idle
+ *   parallel any other segment: each table's changes go to one lane (the same for the whole restore),
+ *            in the source's order; each lane commits its share when the segment's checksum passed
+ */
+
+export type HeartbeatSequences = [string, string, string | null][];
+
+export interface ReplayInput {
+  repo: Repository;
+  plan: RestorePlan;
+  /** Records the progress of parallel segments once every lane committed them. */
+  client: Client;
+  /** Opens one more connection to the target, with the decoding session's settings. */
+  connect: () => Promise<Client>;
+  /** Connections applying at once (tables are shared out among them). */
+  jobs: number;
+  /** Commit LSN already applied to every table (restore_state), when resuming. */
+  resumeAfter: Lsn | undefined;
+  tables: Set<string> | undefined;
+  log: Logger;
+}
+
+export interface ReplayResult {
+  transactions: number;
+  changes: number;
+  /** The latest sequence values carried by a heartbeat. */
+  sequences: HeartbeatSequences | undefined;
+}
+
+const READ_AHEAD_FRAMES = 8;
+const YIELD_EVERY = 256;
+const yieldToLanes = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const LANE_QUEUE_BYTES = 16 * 1024 * 1024;
+const TAG = { B: 0x42, C: 0x43, O: 0x4f, R: 0x52, Y: 0x59, I: 0x49, U: 0x55, D: 0x44, T: 0x54, M: 0x4d } as const;
+
+type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; records: Buffer[] };
+
+async function* segmentItems(repo: Repository, segments: SegmentManifest[]): AsyncGenerator<Item> {
+  for (const segment of segments) {
+    yield { kind: 'start', segment };
+    for await (const records of readSegmentRecordBatches(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256))
+      yield { kind: 'records', segment, records };
+    yield { kind: 'end', segment };
+  }
+}
+
+class LaneFailed extends Error {
+  constructor(readonly failure: LaneFailure) {
+    super('a lane failed');
+  }
+}
+
+/** What one segment contributed. */
+interface SegmentTally {
+  segment: SegmentManifest;
+  serial: boolean;
+  transactions: number;
+  changes: number;
+  last: AppliedCommit | undefined;
+}
+
+/**
+ * Applies the archived transactions of the plan's segments after `resumeAfter`, in commit order per
+ * table, up to the plan's stop rule. Segments are read, checksummed and decompressed ahead of the
+ * appliers; nothing of a segment commits before its checksum passed. On failure every lane rolls
+ * back what it has not committed and the error names the segment.
+ */
+export async function replaySegments(input: ReplayInput): Promise<ReplayResult> {
+  const segments = input.plan.segments.filter((s) => input.resumeAfter === undefined || parseLsn(s.lastCommitLsn) > input.resumeAfter);
+  const lanes: ApplyLane[] = [];
+  const columns = new TargetColumns();
+  try {
+    for (let i = 0; i < Math.max(1, input.jobs); i++) {
+      const client = await input.connect();
+      // Triggers and foreign keys already did their work on the source. Progress rows commit with the
+      // changes, so a commit lost in a crash of the target is simply replayed again. A batch of
+      // thousands of keys must probe the key's index, never hash the whole table.
+      await client.query('SET session_replication_role = replica; SET synchronous_commit = off; SET enable_hashjoin = off; SET enable_mergejoin = off');
+      lanes.push(new ApplyLane(client, columns, input.tables !== undefined));
+    }
+    const replay = new SegmentReplay(input, lanes, await readTableProgress(input.client));
+    return await replay.run(segments);
+  } finally {
+    for (const lane of lanes) {
+      await lane.rollback();
+      await lane.client.end().catch(() => undefined);
+    }
+  }
+}
+
+class SegmentReplay {
+  private readonly aligned: Lsn;
+  private readonly relations = new Map<number, ReplayRelation>();
+  private readonly laneOf = new Map<number, ApplyLane>();
+  private readonly change = new RawChange();
+  private readonly router: BatchRouter;
+  private readonly tableProgress: Map<number, Lsn>;
+  private tally: SegmentTally | undefined;
+  private transaction: { commitLsn: Lsn; commitTime: bigint; xid: number } | undefined;
+  private applying = false;
+  private stopped = false;
+  private progress: Promise<void> = Promise.resolve();
+  private keyOnlyUnique: ReadonlySet<string> = new Set();
+  /** DDL ran in this segment: the catalog facts behind reordering are stale until the next one. */
+  private afterDdl = false;
+  private transactions = 0;
+  private changes = 0;
+  private sequences: HeartbeatSequences | undefined;
+
+  constructor(
+    private readonly input: ReplayInput,
+    private readonly lanes: ApplyLane[],
+    tableProgress: Map<number, string>,
+  ) {
+    this.aligned = parseLsn(input.plan.backup.alignedLsn);
+    this.router = new BatchRouter(
+      (batch) => this.handOn(batch),
+      (relation) => relation.reorderable && !this.afterDdl,
+    );
+    this.tableProgress = new Map([...tableProgress].map(([id, lsn]) => [id, parseLsn(lsn)]));
+  }
+
+  async run(segments: SegmentManifest[]): Promise<ReplayResult> {
+    this.keyOnlyUnique = await tablesUniqueOnlyByKey(this.input.client);
+    const items = readAhead(segmentItems(this.input.repo, segments), READ_AHEAD_FRAMES);
+    try {
+      for await (const item of items) {
+        this.throwIfLaneFailed();
+        if (item.kind === 'start') await this.startSegment(item.segment);
+        else if (item.kind === 'records') {
+          const records = item.records;
+          for (let i = 0; i < records.length; i++) {
+            this.record(records[i] as Buffer);
+            // let the lanes hear their answers and send their next statements
+            if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLanes();
+          }
+          for (const lane of this.lanes) await lane.room(LANE_QUEUE_BYTES);
+          this.throwIfLaneFailed();
+        } else {
+          this.endSegment();
+          if (this.stopped) break;
+        }
+      }
+      await this.barrier();
+      return { transactions: this.transactions, changes: this.changes, sequences: this.sequences };
+    } catch (error) {
+      const failure = error instanceof LaneFailed ? error.failure : this.lanes.find((l) => l.failure)?.failure;
+      for (const lane of this.lanes) await lane.rollback();
+      const segment = failure?.segment ?? this.tally?.segment;
+      const cause = failure ? failure.error : error;
+      throw segment ? await explainSegmentFailure(this.input.repo, segment, cause) : cause;
+    } finally {
+      await items.return(undefined);
+    }
+  }
+
+  private throwIfLaneFailed(): void {
+    for (const lane of this.lanes) if (lane.failure) throw new LaneFailed(lane.failure);
+  }
+
+  /** Waits until every lane has run everything queued and the progress of parallel segments is recorded. */
+  private async barrier(): Promise<void> {
+    for (const lane of this.lanes) await lane.idle();
+    this.throwIfLaneFailed();
+    await this.progress;
+  }
+
+  private async startSegment(segment: SegmentManifest): Promise<void> {
+    const serial = this.lanes.length === 1 || segment.ddl !== 0 || segment.changes?.truncate !== 0;
+    // DDL and TRUNCATE take locks the other lanes' open transactions could hold: nothing runs beside them
+    if (this.lanes.length > 1 && (serial || this.tally?.serial)) await this.barrier();
+    if (this.afterDdl) {
+      await this.barrier();
+      this.keyOnlyUnique = await tablesUniqueOnlyByKey(this.input.client);
+      for (const [id, relation] of this.relations) this.relations.set(id, replayRelation(relation.message, this.input.tables, this.keyOnlyUnique));
+      this.afterDdl = false;
+    }
+    this.tally = { segment, serial, transactions: 0, changes: 0, last: undefined };
+  }
+
+  private endSegment(): void {
+    const tally = this.tally as SegmentTally;
+    this.router.flushAll();
+    this.transactions += tally.transactions;
+    this.changes += tally.changes;
+    const { segment, last } = tally;
+    if (!last) return;
+    const log = (): void =>
+      this.input.log.info(
+        { event: 'segment_applied', segment: segment.name, transactions: tally.transactions, lastCommitLsn: last.commitLsn },
+        'segment applied',
+      );
+    if (tally.serial) {
+      const done = deferred();
+      done.promise.then(log, () => undefined);
+      (this.lanes[0] as ApplyLane).push({ kind: 'commit', segment, progress: { last, transactions: tally.transactions, changes: tally.changes }, done });
+      return;
+    }
+    const commits = this.lanes.map((lane) => {
+      const done = deferred();
+      lane.push({ kind: 'commit', segment, tablesUpTo: last.commitLsn, done });
+      return done.promise;
+    });
+    const previous = this.progress;
+    this.progress = (async () => {
+      await previous;
+      await Promise.all(commits);
+      await recordProgress(this.input.client, last, tally.transactions, tally.changes);
+      log();
+    })();
+    this.progress.catch(() => undefined); // surfaces at the next barrier
+  }
+
+  private record(buf: Buffer): void {
+    const tag = buf[0];
+    switch (tag) {
+      case TAG.R: {
+        const message = decodePgoutput(buf) as RelationMessage;
+        this.router.flush(message.relationId);
+        this.relations.set(message.relationId, replayRelation(message, this.input.tables, this.keyOnlyUnique));
+        return;
+      }
+      case TAG.B: {
+        if (this.stopped) return;
+        const begin = decodePgoutput(buf) as BeginMessage;
+        this.transaction = { commitLsn: begin.finalLsn, commitTime: begin.commitTime, xid: begin.xid };
+        if (!this.input.plan.stop.includes(begin.finalLsn, begin.commitTime)) {
+          this.stopped = true;
+          this.applying = false;
+          return;
+        }
+        const resumeAfter = this.input.resumeAfter;
+        this.applying = begin.finalLsn >= this.aligned && (resumeAfter === undefined || begin.finalLsn > resumeAfter);
+        return;
+      }
+      case TAG.C: {
+        decodePgoutput(buf);
+        const tally = this.tally as SegmentTally;
+        if (this.applying && this.transaction) {
+          tally.transactions++;
+          tally.last = {
+            commitLsn: formatLsn(this.transaction.commitLsn),
+            commitTime: formatUnixMicros(this.transaction.commitTime),
+            xid: this.transaction.xid,
+          };
+        }
+        this.applying = false;
+        return;
+      }
+      case TAG.I:
+      case TAG.U:
+      case TAG.D:
+        if (this.applying) this.rowChange(buf);
+        return;
+      case TAG.T:
+        if (this.applying) this.truncate(decodePgoutput(buf) as TruncateMessage);
+        return;
+      case TAG.M:
+        if (this.applying) this.logicalMessage(decodePgoutput(buf) as LogicalMessage);
+        return;
+      case TAG.O:
+      case TAG.Y:
+        return;
+      default:
+        decodePgoutput(buf); // names what the record is
+        throw new PitrError('Integrity', `unexpected record in segment ${this.tally?.segment.name ?? ''}`);
+    }
+  }
+
+  private relation(id: number): ReplayRelation {
+    const relation = this.relations.get(id);
+    if (!relation) throw new PitrError('Integrity', `change for relation ${id} without its relation message`, 'the archived change data is corrupt');
+    return relation;
+  }
+
+  private rowChange(buf: Buffer): void {
+    const change = this.change.read(buf);
+    const relation = this.relation(change.relationId);
+    if (!relation.wanted) return;
+    (this.tally as SegmentTally).changes++;
+    const applied = this.tableProgress.get(change.relationId);
+    if (applied !== undefined && (this.transaction as { commitLsn: Lsn }).commitLsn <= applied) return; // committed before an interruption
+    if (relation.rowByRow && change.tag !== TAG.I) {
+      this.router.flush(change.relationId);
+      const message = decodePgoutput(buf) as UpdateMessage | DeleteMessage;
+      this.push(this.laneFor(change.relationId), { kind: 'row', relation, message });
+      return;
+    }
+    this.router.add(change, relation);
+  }
+
+  private truncate(message: TruncateMessage): void {
+    const relations = message.relationIds.map((id) => this.relation(id)).filter((r) => r.wanted);
+    if (relations.length === 0) return;
+    this.requireSerial('TRUNCATE');
+    (this.tally as SegmentTally).changes++;
+    this.router.flushAll();
+    this.push(this.lanes[0] as ApplyLane, { kind: 'truncate', relations, cascade: message.cascade, restartIdentity: message.restartIdentity });
+  }
+
+  private logicalMessage(message: LogicalMessage): void {
+    if (message.prefix === MessagePrefix.Ddl) {
+      this.requireSerial('DDL statement');
+      (this.tally as SegmentTally).changes++;
+      this.router.flushAll();
+      this.afterDdl = true;
+      this.push(this.lanes[0] as ApplyLane, { kind: 'ddl', content: message.content });
+    } else if (message.prefix === MessagePrefix.Heartbeat) {
+      this.sequences = (JSON.parse(message.content.toString('utf8')) as { sequences: HeartbeatSequences }).sequences;
+    }
+  }
+
+  private requireSerial(what: string): void {
+    const tally = this.tally as SegmentTally;
+    if (!tally.serial)
+      throw new PitrError('Integrity', `segment ${tally.segment.name} holds a ${what} its manifest does not count`, 'run "pitr verify --deep"');
+  }
+
+  private handOn(batch: TableBatch): void {
+    this.push(this.laneFor(batch.relation.message.relationId), { kind: 'batch', batch });
+  }
+
+  private push(lane: ApplyLane, job: DistributiveOmit<LaneJob, 'segment'>): void {
+    lane.push({ ...job, segment: (this.tally as SegmentTally).segment } as LaneJob);
+  }
+
+  /** Serial segments use the first lane; otherwise a table keeps the lane it was first given, the least loaded then. */
+  private laneFor(relationId: number): ApplyLane {
+    if ((this.tally as SegmentTally).serial) return this.lanes[0] as ApplyLane;
+    let lane = this.laneOf.get(relationId);
+    if (!lane) {
+      lane = this.lanes.reduce((a, b) => (b.load < a.load ? b : a));
+      this.laneOf.set(relationId, lane);
+    }
+    return lane;
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function deferred(): { promise: Promise<void>; resolve(): void; reject(error: unknown): void } {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // a lane's failure is reported through the lane, not through every waiter
+  return { promise, resolve, reject };
+}

@@ -1,0 +1,54 @@
+import { ByteWriter } from './byte-writer';
+import { ValueKind, type RawTuple } from './raw-change';
+
+const TEXT_OID = 25;
+
+/**
+ * A text[] statement parameter in PostgreSQL's binary array format (array_recv): a header, then per
+ * element a 4-byte length (-1 for NULL) and the bytes. A pgoutput text value is framed the same way
+ * (length, bytes), so each element is one copy out of the archived message: no escaping, no decoding.
+ * The statement casts each element with the target column's type, as the text form was made to be.
+ */
+export class TextArrayBuilder {
+  private readonly elements = new ByteWriter();
+  private count = 0;
+  private hasNull = false;
+
+  get bytes(): number {
+    return this.elements.length;
+  }
+
+  /** Appends column `i` of `tuple` (text or NULL). */
+  add(tuple: RawTuple, i: number): void {
+    const kind = tuple.kinds[i];
+    this.count++;
+    if (kind === ValueKind.Text) {
+      // the 4-byte length just before the value is the element's length prefix
+      this.elements.bytes(tuple.buf, (tuple.starts[i] as number) - 4, tuple.ends[i] as number);
+    } else if (kind === ValueKind.Null) {
+      this.hasNull = true;
+      this.elements.int32(-1);
+    } else if (kind === ValueKind.Binary) {
+      const hex = Buffer.from(`\\x${tuple.buf.subarray(tuple.starts[i], tuple.ends[i]).toString('hex')}`, 'latin1');
+      this.elements.int32(hex.length);
+      this.elements.bytes(hex, 0, hex.length);
+    } else {
+      throw new RangeError(`column ${i} has no value to bind`);
+    }
+  }
+
+  toBuffer(): Buffer {
+    if (this.count === 0) {
+      const empty = Buffer.alloc(12);
+      empty.writeInt32BE(TEXT_OID, 8);
+      return empty;
+    }
+    const header = Buffer.allocUnsafe(20);
+    header.writeInt32BE(1, 0); // dimensions
+    header.writeInt32BE(this.hasNull ? 1 : 0, 4);
+    header.writeInt32BE(TEXT_OID, 8);
+    header.writeInt32BE(this.count, 12);
+    header.writeInt32BE(1, 16); // lower bound
+    return Buffer.concat([header, ...this.elements.toChunks()], 20 + this.elements.length);
+  }
+}
