@@ -197,7 +197,7 @@ export class Archiver {
       return new PitrError(
         'SourceConfig',
         `replication slot "${this.options.slot}" was invalidated: ${message}${e.detail ? ` (${e.detail.replace(/\.$/, '')})` : ''}; changes after ${formatLsn(this.durableLsn)} are lost to the archive`,
-        'take a new base backup and re-create the slot with "pitr init"; the gap stays recorded in the archive',
+        `drop the slot (SELECT pg_drop_replication_slot('${this.options.slot}')), run "pitr init" and take a new base backup; the gap stays recorded in the archive`,
       );
     }
     if (e.code === '28P01' || e.code === '28000' || e.code === '3D000') return connectionError(error, this.source.display);

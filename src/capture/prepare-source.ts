@@ -33,8 +33,8 @@ export async function prepareSource(
       `DROP PUBLICATION ${quoteIdent(names.publication)}; then run "pitr init" again, or choose another name with --publication`,
     );
   }
-  const slotRow = await client.query<{ plugin: string; database: string; slot_type: string }>(
-    'SELECT plugin, database, slot_type FROM pg_catalog.pg_replication_slots WHERE slot_name = $1',
+  const slotRow = await client.query<{ plugin: string; database: string; slot_type: string; wal_status: string | null }>(
+    'SELECT plugin, database, slot_type, wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = $1',
     [names.slot],
   );
   const slot = slotRow.rows[0];
@@ -44,6 +44,14 @@ export async function prepareSource(
       'SourceConfig',
       `replication slot "${names.slot}" exists but is not a pgoutput slot of database "${db}"`,
       `choose another name with --slot, or drop it with SELECT pg_drop_replication_slot('${names.slot}');`,
+    );
+  }
+  // an invalidated slot can never stream again: calling it ready would hide the gap
+  if (slot?.wal_status === 'lost') {
+    throw new PitrError(
+      'SourceConfig',
+      `replication slot "${names.slot}" was invalidated (wal_status lost): the archive has a gap from its last archived commit on`,
+      `drop it with SELECT pg_drop_replication_slot('${names.slot}'); then run "pitr init" again and take a new base backup`,
     );
   }
   const trigger = await client.query('SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1', [DDL_EVENT_TRIGGER]);

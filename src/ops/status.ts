@@ -175,7 +175,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     if (!slot.exists) broken.push(`replication slot "${slot.name}" is missing; the archive has a gap from here on; run "pitr init" and take a new backup`);
     else if (slot.walStatus === 'lost')
       broken.push(
-        `replication slot "${slot.name}" was invalidated (wal_status lost): the WAL it needed was removed and the archive has a gap; recreate the slot and take a new backup`,
+        `replication slot "${slot.name}" was invalidated (wal_status lost): the WAL it needed was removed and the archive has a gap; drop the slot, run "pitr init" and take a new backup`,
       );
     if (slot.exists) {
       if (!slot.active) {

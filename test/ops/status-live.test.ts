@@ -95,7 +95,7 @@ test('slot invalidated by max_slot_wal_keep_size: broken with the reason first, 
   expect(report.health).toBe('broken');
   expect(report.slot).toMatchObject({ exists: true, walStatus: 'lost' });
   expect(report.reasons[0]).toBe(
-    'replication slot "pitr" was invalidated (wal_status lost): the WAL it needed was removed and the archive has a gap; recreate the slot and take a new backup',
+    'replication slot "pitr" was invalidated (wal_status lost): the WAL it needed was removed and the archive has a gap; drop the slot, run "pitr init" and take a new backup',
   );
   const human = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir]);
   expect(human.code).toBe(2);
@@ -105,4 +105,13 @@ test('slot invalidated by max_slot_wal_keep_size: broken with the reason first, 
   const refused = await runPitr(fx.archiveArgs(['--log-level', 'warn']), {}, 30_000);
   expect(refused.code).toBe(3);
   expect(refused.stderr).toMatch(/pitr: error: replication slot "pitr" was invalidated/);
+
+  // init does not call a lost slot ready; dropped, it is created anew
+  const init = await fx.init(['--log-level', 'warn']);
+  expect(init.code).toBe(3);
+  expect(init.stderr).toMatch(/^pitr: error: replication slot "pitr" was invalidated \(wal_status lost\)/);
+  await fx.cluster.query("SELECT pg_drop_replication_slot('pitr')");
+  const again = await fx.init(['--log-level', 'warn']);
+  expect(again.code).toBe(0);
+  expect(again.stdout).toMatch(/created +replication slot pitr/);
 });
