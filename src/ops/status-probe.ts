@@ -28,12 +28,18 @@ export class StatusProbe {
 
   async report(): Promise<StatusReport> {
     if (this.last && Date.now() - this.last.at < this.options.maxAgeMs) return this.last.report;
-    this.running ??= archiveStatus({ ...this.input, boundCache: this.boundCache })
-      .then((report) => {
+    if (!this.running) {
+      const running = archiveStatus({ ...this.input, boundCache: this.boundCache }).then((report) => {
         this.last = { report, at: Date.now() };
         return report;
-      })
-      .finally(() => (this.running = undefined));
+      });
+      const done = (): void => {
+        this.running = undefined;
+      };
+      // settles quietly: a check that fails after its deadline has no one waiting, and must not crash the archiver
+      running.then(done, done);
+      this.running = running;
+    }
     let timer: NodeJS.Timeout | undefined;
     const overdue = new Promise<StatusReport>((resolve) => {
       timer = setTimeout(() => {

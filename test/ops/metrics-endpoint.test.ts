@@ -1,14 +1,17 @@
 import type { StatusReport } from '../../src/ops/status';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { httpGet, pollUntil, sample } from '../harness/http-get';
-import { runPitr, type PitrProcess } from '../harness/pitr-process';
+import { PitrProcess, runPitr } from '../harness/pitr-process';
+import { TcpProxy } from '../harness/tcp-proxy';
 import { WriteLoad } from '../harness/write-load';
 
 /**
- * `pitr archive --listen`: /metrics under load, /healthz through a source outage, /status against
- * `pitr status --json`, usage errors for bad or busy addresses, and a clean close on SIGTERM.
+ * `pitr archive --listen`: /metrics under load, /healthz through a source outage and through a source
+ * that stops answering new sessions, /status against `pitr status --json`, usage errors for bad or
+ * busy addresses, and a clean close on SIGTERM. The archiver reaches the source through a TCP proxy.
  */
 let fx: ArchiveFixture;
+let proxy: TcpProxy;
 let archiver: PitrProcess;
 let port: number;
 let load: WriteLoad | undefined;
@@ -32,7 +35,12 @@ beforeAll(async () => {
   fx = await ArchiveFixture.create();
   await fx.cluster.withClient((c) => WriteLoad.setup(c));
   expect((await fx.init()).code).toBe(0);
-  archiver = fx.startArchiver(['--listen', '127.0.0.1:0']);
+  proxy = await TcpProxy.start(fx.cluster.port);
+  const viaProxy = fx.source.replace(`:${fx.cluster.port}/`, `:${proxy.port}/`);
+  archiver = new PitrProcess(
+    fx.archiveArgs(['--listen', '127.0.0.1:0']).map((a) => (a === fx.source ? viaProxy : a)),
+    {},
+  );
   const listening = await archiver.waitFor((l) => l.event === 'listening');
   port = listening.port as number;
   expect(listening.address).toBe(`127.0.0.1:${port}`);
@@ -44,6 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await load?.stop();
   if (archiver.child.exitCode === null) await archiver.stop();
+  await proxy.close();
   await fx.destroy();
 });
 
@@ -133,7 +142,7 @@ test('/healthz: 200 "ok", then 503 with the reason while the source is down, 200
     (a) => a.status === 503,
     '/healthz 503',
   );
-  expect(down.body).toMatch(/^broken: source unreachable: cannot connect to .*: connection refused/);
+  expect(down.body).toMatch(/^broken: source unreachable: cannot connect to postgresql:\/\/postgres@127\.0\.0\.1:\d+\/postgres: /);
   expect(down.body.trim().split('\n')).toHaveLength(1);
   const outage = await pollUntil(metrics, (m) => sample(m, 'pitr_archiver_state', 'state="backoff"') === 1, 'archiver in backoff');
   expect(sample(outage, 'pitr_errors_total', 'kind="connection"')).toBeGreaterThanOrEqual(1);
@@ -150,6 +159,32 @@ test('/healthz: 200 "ok", then 503 with the reason while the source is down, 200
     60_000,
   );
   await pollUntil(metrics, (m) => sample(m, 'pitr_archiver_state', 'state="streaming"') === 1, 'archiver streaming again', 60_000);
+});
+
+test('a source that stops answering new sessions: the status check times out and says so, the archiver streams on', async () => {
+  load = new WriteLoad(fx.source).start(); // straight to PostgreSQL, not through the proxy
+  proxy.holdNewConnections = true; // the archiver's sessions are established: they keep flowing
+  try {
+    const stuck = await pollUntil(
+      () => httpGet(port, '/healthz'),
+      (a) => a.status === 503,
+      '/healthz 503',
+    );
+    expect(stuck.body).toMatch(/^broken: source unreachable: cannot connect to .*: timed out/);
+    const before = sample(await metrics(), 'pitr_archived_segments_total') as number;
+    const after = await pollUntil(metrics, (m) => (sample(m, 'pitr_archived_segments_total') ?? 0) > before + 2, 'segments stored meanwhile');
+    expect(sample(after, 'pitr_archiver_state', 'state="streaming"')).toBe(1);
+    expect(sample(after, 'pitr_health')).toBe(2);
+  } finally {
+    proxy.release();
+    await load.stop();
+    load = undefined;
+  }
+  await pollUntil(
+    () => httpGet(port, '/healthz'),
+    (a) => a.status === 200,
+    '/healthz 200 once sessions are answered again',
+  );
 });
 
 test('SIGTERM drains the archiver and closes the endpoint', async () => {
