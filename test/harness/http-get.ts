@@ -21,31 +21,3 @@ export function httpGet(port: number, path: string, method = 'GET'): Promise<Htt
     req.end();
   });
 }
-
-/** The value of one sample in a Prometheus text exposition (`name{labels} value`), or undefined when absent. */
-export function sample(exposition: string, name: string, labels = ''): number | undefined {
-  const wanted = labels ? `${name}{${labels}}` : name;
-  for (const line of exposition.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const space = line.lastIndexOf(' ');
-    if (space > 0 && line.slice(0, space) === wanted) return Number(line.slice(space + 1));
-  }
-  return undefined;
-}
-
-/** Polls `probe` until it returns a value `done` accepts; fails with the last value after `timeoutMs`. */
-export async function pollUntil<T>(probe: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    try {
-      last = await probe();
-      if (done(last)) return last;
-    } catch (error) {
-      last = undefined;
-      if (Date.now() + 200 >= deadline) throw error;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)?.slice(0, 2000)}`);
-}

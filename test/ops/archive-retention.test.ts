@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { VerifyReport } from '../../src/ops/verify';
 import { ArchiveFixture } from '../harness/archive-fixture';
-import { pollUntil } from '../harness/http-get';
+import { pollUntil } from '../harness/poll-until';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
 import { listFiles } from '../harness/repo-files';
 import { WriteLoad } from '../harness/write-load';

@@ -1,6 +1,8 @@
 import type { StatusReport } from '../../src/ops/status';
 import { ArchiveFixture } from '../harness/archive-fixture';
-import { httpGet, pollUntil, sample } from '../harness/http-get';
+import { httpGet } from '../harness/http-get';
+import { metricSample as sample } from '../harness/metric-sample';
+import { pollUntil } from '../harness/poll-until';
 import { PitrProcess, runPitr } from '../harness/pitr-process';
 import { TcpProxy } from '../harness/tcp-proxy';
 import { WriteLoad } from '../harness/write-load';

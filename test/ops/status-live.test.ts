@@ -1,7 +1,7 @@
 import type { ListReport } from '../../src/ops/list';
 import type { StatusReport } from '../../src/ops/status';
 import { ArchiveFixture } from '../harness/archive-fixture';
-import { pollUntil } from '../harness/http-get';
+import { pollUntil } from '../harness/poll-until';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
 import { WriteLoad } from '../harness/write-load';
 
