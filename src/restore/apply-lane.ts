@@ -48,7 +48,7 @@ export class ApplyLane {
   private waiters: (() => void)[] = [];
   failure: LaneFailure | undefined;
   private aborted = false;
-  /** Bytes of batches handed to this lane so far (to share tables out evenly). */
+  /** Bytes of changes routed to this lane so far, counted as they are read (to share tables out evenly). */
   load = 0;
 
   constructor(
@@ -65,7 +65,6 @@ export class ApplyLane {
     const bytes = jobBytes(job);
     this.queue.push(job);
     this.queued += bytes;
-    this.load += bytes;
     if (!this.running) void this.pump();
   }
 

@@ -313,10 +313,12 @@ class SegmentReplay {
     (this.tally as SegmentTally).changes++;
     const applied = this.tableProgress.get(change.relationId);
     if (applied !== undefined && (this.transaction as { commitLsn: Lsn }).commitLsn <= applied) return; // committed before an interruption
+    const lane = this.laneFor(change.relationId);
+    lane.load += buf.length;
     if (relation.rowByRow && change.tag !== TAG.I) {
       this.router.flush(change.relationId);
       const message = decodePgoutput(buf) as UpdateMessage | DeleteMessage;
-      this.push(this.laneFor(change.relationId), { kind: 'row', relation, message });
+      this.push(lane, { kind: 'row', relation, message });
       return;
     }
     this.router.add(change, relation);
