@@ -12,6 +12,10 @@
  * subscription from CREATE SUBSCRIPTION until its replication origin shows the last backlog commit
  * applied on the subscriber. CPU seconds are shown per side: the pitr process (and the pg_restore it
  * runs) and every PostgreSQL process of each cluster, to tell where the time goes.
+ *
+ * Then one large transaction (BENCH_BIG_ROWS inserts plus updates of half of them, default 2,000,000)
+ * is archived and restored from a backup taken just before it, sampling pitr's peak RSS: memory must
+ * not grow with the size of a transaction.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +27,8 @@ import { PITR_BIN, archiveUntil, reapedChildrenCpu, samplePeakRss, serverCpu } f
 
 const execFileAsync = promisify(execFile);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
+/** Rows of the one large transaction (each inserted, half of them updated again in it). */
+const BIG_ROWS = Number(process.env.BENCH_BIG_ROWS ?? 2_000_000);
 const TABLES = ['bench', 'bench2'];
 
 async function one<R extends Record<string, unknown>>(cluster: PgCluster, sql: string, params: unknown[] = [], database = 'postgres'): Promise<R> {
@@ -47,13 +53,17 @@ interface RestoreRun {
 }
 
 /** Runs `pitr restore` to completion: wall time, exit code, output, peak RSS, CPU of pitr and of the target cluster. */
-async function timedRestore(target: PgCluster, repo: string, targetUrl: string): Promise<RestoreRun> {
+async function timedRestore(target: PgCluster, repo: string, targetUrl: string, extra: string[] = []): Promise<RestoreRun> {
   const cpu0 = reapedChildrenCpu();
   const server0 = serverCpu(target);
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [PITR_BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [PITR_BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn', ...extra],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const rss = samplePeakRss(child.pid, 20);
   let stdout = '';
   let stderr = '';
@@ -257,6 +267,26 @@ async function main(): Promise<void> {
     }
     console.log(equal ? 'contents equal' : 'contents NOT equal');
     if (!equal) process.exitCode = 1;
+
+    // C: one large transaction, restored from a backup taken just before it
+    await source.query('CREATE TABLE big (id bigint PRIMARY KEY, v text)');
+    await execFileAsync(process.execPath, [PITR_BIN, 'backup', '--source', source.url(), '--repo', repo, '--log-level', 'warn']);
+    await source.withClient(async (client) => {
+      await client.query('BEGIN');
+      await client.query('INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, $1::int) g', [BIG_ROWS]);
+      await client.query(`UPDATE big SET v = v || ' updated' WHERE id % 2 = 0`);
+      await client.query('COMMIT');
+    });
+    const bigChanges = BIG_ROWS + Math.floor(BIG_ROWS / 2);
+    const [bigEnd] = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    const bigArchive = await archiveUntil(source, repo, bigEnd?.lsn as string);
+    const big = await timedRestore(subscriber, repo, subscriber.url('pitr_big'), ['--tables', 'big']);
+    const bigWant = await fingerprint(source, 'postgres', 'big');
+    const bigGot = big.code === 0 ? await fingerprint(subscriber, 'pitr_big', 'big') : `restore failed: ${big.stderr.trim()}`;
+    console.log(
+      `one transaction of ${bigChanges} changes (${BIG_ROWS} inserts, ${BIG_ROWS / 2} updates): archived in ${bigArchive.seconds.toFixed(2)} s; restored in ${big.seconds.toFixed(2)} s (${Math.round(bigChanges / big.seconds)} changes/s), peak RSS ${big.peakMb.toFixed(0)} MB; big: ${bigGot === bigWant ? `${bigWant} (equal)` : `${bigGot} / ${bigWant}  MISMATCH`}`,
+    );
+    if (bigGot !== bigWant) process.exitCode = 1;
   } finally {
     await subscriber.destroy();
     await source.destroy();
