@@ -90,16 +90,16 @@ export async function dumpSchema(pgDump: PgTool, pgRestore: PgTool, config: Clie
 
 /**
  * The dump's table of contents without pitr's own event trigger (pg_dump cannot leave it out), for
- * `pg_restore --use-list`. Returns the list file's path.
+ * `pg_restore --use-list`; `keep` chooses entries (comment lines are always kept). Returns the list file's path.
  */
-export async function writeRestoreList(pgRestore: PgTool, dumpFile: string, dir: string): Promise<string> {
+export async function writeRestoreList(pgRestore: PgTool, dumpFile: string, dir: string, keep: (line: string) => boolean = () => true): Promise<string> {
   const { stdout: toc } = await execFileAsync(pgRestore.path, ['--list', dumpFile], { maxBuffer: 256 * 1024 * 1024 });
   const listFile = path.join(dir, 'schema.list');
   await fs.writeFile(
     listFile,
     toc
       .split('\n')
-      .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `))
+      .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `) && (line.startsWith(';') || keep(line)))
       .join('\n'),
   );
   return listFile;

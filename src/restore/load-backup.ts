@@ -16,6 +16,7 @@ import type { PgTool } from '../backup/pg-tools';
 import { libpqEnv, writeRestoreList } from '../backup/schema-dump';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
 import { PitrError } from '../errors';
+import { splitStatements } from './sql-statements';
 
 const execFileAsync = promisify(execFile);
 
@@ -36,21 +37,38 @@ export async function* partBytes(repo: Repository, manifest: BackupManifest, par
   yield* decompressFrames(stored);
 }
 
-/** Runs one schema section from the backup's pg_dump archive with pg_restore (pitr's own trigger left out). */
-export async function restoreSchemaSection(
-  repo: Repository,
-  manifest: BackupManifest,
-  pgRestore: PgTool,
-  target: ClientConfig,
-  section: 'pre-data' | 'post-data',
-): Promise<void> {
+/** The TOC line of a foreign key constraint in `pg_restore --list` output. */
+const isForeignKey = (line: string): boolean => / FK CONSTRAINT /.test(line);
+
+/** Writes the backup's pg_dump archive to a scratch directory for pg_restore, and removes it after `fn`. */
+async function withSchemaDump<T>(repo: Repository, manifest: BackupManifest, fn: (dumpFile: string, dir: string) => Promise<T>): Promise<T> {
   const dir = await fs.mkdtemp(path.join(tmpdir(), 'pitr-schema-'));
   try {
     const dumpFile = path.join(dir, 'schema.dump');
     const handle = await fs.open(dumpFile, 'w');
     for await (const bytes of partBytes(repo, manifest, manifest.schema.dump)) await handle.write(bytes);
     await handle.close();
-    const listFile = await writeRestoreList(pgRestore, dumpFile, dir);
+    return await fn(dumpFile, dir);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs one schema section from the backup's pg_dump archive with pg_restore (pitr's own trigger left
+ * out). `withoutForeignKeys` leaves foreign keys out too: with `--tables`, a restored table may point at
+ * one that is not restored (see foreignKeyStatements).
+ */
+export async function restoreSchemaSection(
+  repo: Repository,
+  manifest: BackupManifest,
+  pgRestore: PgTool,
+  target: ClientConfig,
+  section: 'pre-data' | 'post-data',
+  options: { withoutForeignKeys?: boolean } = {},
+): Promise<void> {
+  await withSchemaDump(repo, manifest, async (dumpFile, dir) => {
+    const listFile = await writeRestoreList(pgRestore, dumpFile, dir, options.withoutForeignKeys ? (line) => !isForeignKey(line) : undefined);
     const env = libpqEnv(target);
     await execFileAsync(
       pgRestore.path,
@@ -66,9 +84,20 @@ export async function restoreSchemaSection(
         `restoring the ${section} schema failed: ${stderr.split('\n').find((l) => l.includes('error')) ?? stderr.split('\n')[0]}`,
       );
     });
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+  });
+}
+
+/** The backup's foreign key constraints, one `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY` statement each. */
+export async function foreignKeyStatements(repo: Repository, manifest: BackupManifest, pgRestore: PgTool): Promise<string[]> {
+  return withSchemaDump(repo, manifest, async (dumpFile, dir) => {
+    const listFile = await writeRestoreList(pgRestore, dumpFile, dir, isForeignKey);
+    const { stdout } = await execFileAsync(pgRestore.path, ['--use-list', listFile, '--section=post-data', '--file', '-', dumpFile], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return splitStatements(stdout)
+      .map((statement) => statement.replace(/^(--[^\n]*\n|\s)*/, '').trim())
+      .filter((statement) => /^ALTER TABLE\b/i.test(statement));
+  });
 }
 
 /** COPY one table's chunks into the target, each chunk in its own transaction (nothing of a corrupt chunk lands). */

@@ -8,7 +8,7 @@ import { connectSource } from '../capture/source';
 import { qualifiedName, quoteIdent } from '../capture/sql-quote';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
-import { loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
+import { foreignKeyStatements, loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
 import { planRestore, type RestorePlan } from './plan';
 import { replaySegments } from './replay';
 import { createStateTable, readState, setPhase } from './restore-state';
@@ -139,6 +139,28 @@ async function dropUnselected(client: Client, tables: Set<string>): Promise<void
   for (const row of rows) if (!tables.has(row.name)) await client.query(`DROP TABLE IF EXISTS ${row.qualified} CASCADE`);
 }
 
+/**
+ * With `--tables`, the foreign keys between restored tables are added once the others are gone; one
+ * that points at (or belongs to) a table not restored fails with "undefined table" and is left out.
+ */
+async function addForeignKeys(client: Client, statements: string[], log: Logger): Promise<void> {
+  for (const statement of statements) {
+    const table = /^ALTER TABLE(?:\s+ONLY)?\s+(\S+)/i.exec(statement)?.[1] ?? '';
+    const owner = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [table]);
+    if (owner.rows[0]?.ok === false) continue; // a foreign key of a table not restored
+    try {
+      await client.query(statement);
+    } catch (error) {
+      if ((error as { code?: string }).code !== '42P01') throw error;
+      const name = /ADD CONSTRAINT\s+("(?:[^"]|"")+"|\S+)/i.exec(statement)?.[1] ?? statement.slice(0, 80);
+      log.warn(
+        { event: 'foreign_key_left_out', constraint: name, table },
+        `foreign key ${name} of ${table} left out: it refers to a table that is not restored (${(error as Error).message})`,
+      );
+    }
+  }
+}
+
 async function isEmpty(client: Client): Promise<boolean> {
   const { rows } = await client.query<{ n: string }>(
     `SELECT count(*)::text AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -212,8 +234,11 @@ async function restoreInto(
       for (const session of sessions) if (session !== client) await session.end().catch(() => undefined);
     }
     await restoreSequences(client, plan.backup.sequences);
-    await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'post-data');
-    if (tables) await dropUnselected(client, tables);
+    await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'post-data', { withoutForeignKeys: tables !== undefined });
+    if (tables) {
+      await dropUnselected(client, tables);
+      await addForeignKeys(client, await foreignKeyStatements(repo, plan.backup, pgRestore), log);
+    }
     await setPhase(client, 'replay');
     state = await readState(client);
   }

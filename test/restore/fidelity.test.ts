@@ -323,4 +323,37 @@ describe('restore of some tables', () => {
     });
     expect(await userTablesOf(fx, 'r_tables_parts')).toEqual([...tables].sort());
   });
+
+  const foreignKeys = async (db: string): Promise<string[]> =>
+    (
+      await fx.cluster.query<{ name: string }>(
+        "SELECT conrelid::regclass || ' -> ' || confrelid::regclass AS name FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
+        [],
+        db,
+      )
+    ).map((r) => r.name);
+
+  test('--tables orders: its foreign key to customers (not restored) is left out with a warning, the rows are exact', async () => {
+    const p = point(18);
+    const run = await restoreAndCompare('r_tables_fk', p.time, p, {
+      extra: ['--tables', 'orders'],
+      kind: 'time',
+      included: await upToTime(p.time),
+      tables: ['public.orders'],
+    });
+    expect(await userTablesOf(fx, 'r_tables_fk')).toEqual(['public.orders']);
+    expect(await foreignKeys('r_tables_fk')).toEqual([]);
+    expect(run.result.stderr).toMatch(/foreign key orders_customer_id_fkey of public\.orders left out: it refers to a table that is not restored/);
+  });
+
+  test('--tables customers,orders keeps the foreign key between them', async () => {
+    const p = point(18);
+    await restoreAndCompare('r_tables_fk2', p.time, p, {
+      extra: ['--tables', 'customers,orders'],
+      kind: 'time',
+      included: await upToTime(p.time),
+      tables: ['public.customers', 'public.orders'],
+    });
+    expect(await foreignKeys('r_tables_fk2')).toEqual(['orders -> customers']);
+  });
 });
