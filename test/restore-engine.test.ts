@@ -62,12 +62,29 @@ test('--dry-run prints the plan and changes nothing', async () => {
   const plan = await runPitr(['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('never_created'), '--to', 'latest', '--dry-run', '--json']);
   expect(plan.code).toBe(0);
   const summary = JSON.parse(plan.stdout) as {
-    plan: { segments: number; bytes: number; window: { earliest: string; latest: string } };
+    plan: {
+      segments: number;
+      bytes: number;
+      transactions: number;
+      changes: number;
+      backup: { tables: number; rows: number };
+      estimate: { loadSeconds: number; replaySeconds: number };
+      window: { earliest: string; latest: string };
+    };
     backup: { id: string };
   };
   expect(summary.plan.segments).toBeGreaterThan(0);
+  expect(summary.plan.transactions).toBeGreaterThan(0);
+  expect(summary.plan.changes).toBeGreaterThanOrEqual(summary.plan.transactions);
+  expect(summary.plan.backup.tables).toBeGreaterThan(0);
+  expect(summary.plan.estimate.replaySeconds).toBeGreaterThanOrEqual(0);
   expect(summary.plan.window.earliest).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \(\d+\/[0-9A-F]+\)$/);
   expect(await fx.cluster.query("SELECT 1 FROM pg_database WHERE datname = 'never_created'")).toHaveLength(0);
   const human = await runPitr(['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('never_created'), '--to', 'latest', '--dry-run']);
-  expect(human.stdout).toMatch(/^plan: backup \S+ \(aligned at \d+\/[0-9A-F]+\), then \d+ segment\(s\), \d+ bytes, up to latest: /);
+  const lines = human.stdout.split('\n');
+  expect(lines[0]).toMatch(/^plan for "never_created": up to latest: \S+ \(\d+\/[0-9A-F]+\)$/);
+  expect(lines[1]).toMatch(/^ {2}backup {4}\S+, aligned at \d+\/[0-9A-F]+: \d+ tables, [\d,]+ rows, [\d.]+ k?B$/);
+  expect(lines[2]).toMatch(/^ {2}replay {4}\d+ segments? \([\d.]+ [kMG]?B stored\): at most [\d,]+ transactions, [\d,]+ changes$/);
+  expect(lines[3]).toMatch(/^ {2}estimate {2}about \d+ s \(load [\d.]+ s, replay [\d.]+ s, at the speeds measured on a 2-core machine\)$/);
+  expect(lines[4]).toMatch(/^recoverable window: /);
 });

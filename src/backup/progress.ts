@@ -11,16 +11,22 @@ export class Progress {
   private readonly started = Date.now();
   private lastDraw = 0;
   private readonly tty: boolean;
+  private readonly stream: NodeJS.WriteStream;
+  private readonly everyMs: number;
+  /** What the items are, e.g. "tables". */
+  private readonly unit: string;
 
   constructor(
     private readonly what: string,
     private readonly totalItems: number,
     private readonly totalBytes: number,
     private readonly log: Logger,
-    private readonly stream: NodeJS.WriteStream = process.stderr,
-    private readonly everyMs = 2000,
+    options: { unit?: string; stream?: NodeJS.WriteStream; everyMs?: number } = {},
   ) {
-    this.tty = Boolean(stream.isTTY) && !process.env.CI;
+    this.stream = options.stream ?? process.stderr;
+    this.everyMs = options.everyMs ?? 2000;
+    this.unit = options.unit ?? 'tables';
+    this.tty = Boolean(this.stream.isTTY) && !process.env.CI;
   }
 
   addBytes(bytes: number): void {
@@ -47,7 +53,7 @@ export class Progress {
       const filled = Math.round(fraction * width);
       const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
       this.stream.write(
-        `\r${this.what} [${bar}] ${this.doneItems}/${this.totalItems} tables ${formatBytes(this.doneBytes)} ${formatBytes(rate)}/s` +
+        `\r${this.what} [${bar}] ${this.doneItems}/${this.totalItems} ${this.unit} ${formatBytes(this.doneBytes)} ${formatBytes(rate)}/s` +
           `${remaining !== undefined ? ` ~${Math.ceil(remaining)}s left` : ''}   `,
       );
     } else {
@@ -62,7 +68,7 @@ export class Progress {
           bytesPerSecond: Math.round(rate),
           secondsLeft: remaining === undefined ? null : Math.ceil(remaining),
         },
-        `${this.what}: ${this.doneItems}/${this.totalItems} tables, ${formatBytes(this.doneBytes)}`,
+        `${this.what}: ${this.doneItems}/${this.totalItems} ${this.unit}, ${formatBytes(this.doneBytes)}`,
       );
     }
   }

@@ -1,4 +1,5 @@
 import { runRestore } from '../restore/run-restore';
+import { formatBytes } from '../config/units';
 import { PitrError } from '../errors';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
@@ -43,9 +44,15 @@ export const restoreCommand: Command = {
     );
     if (options.flag('json')) out.write(JSON.stringify(summary, null, 2) + '\n');
     else if (summary.plan) {
+      const plan = summary.plan;
+      const count = (n: number): string => n.toLocaleString('en-US');
+      const total = plan.estimate.loadSeconds + plan.estimate.replaySeconds;
       out.write(
-        `plan: backup ${summary.backup.id} (aligned at ${summary.backup.alignedLsn}), then ${summary.plan.segments} segment(s), ${summary.plan.bytes} bytes, up to ${summary.target.resolved}\n` +
-          `recoverable window: ${summary.plan.window.earliest} to ${summary.plan.window.latest}\n`,
+        `plan for "${summary.database}": up to ${summary.target.resolved}\n` +
+          `  backup    ${summary.backup.id}, aligned at ${summary.backup.alignedLsn}: ${count(plan.backup.tables)} tables, ${count(plan.backup.rows)} rows, ${formatBytes(plan.backup.rawBytes)}\n` +
+          `  replay    ${count(plan.segments)} segment${plan.segments === 1 ? '' : 's'} (${formatBytes(plan.bytes)} stored): at most ${count(plan.transactions)} transactions, ${count(plan.changes)} changes\n` +
+          `  estimate  about ${Math.max(1, Math.round(total))} s (load ${plan.estimate.loadSeconds} s, replay ${plan.estimate.replaySeconds} s, at the speeds measured on a 2-core machine)\n` +
+          `recoverable window: ${plan.window.earliest} to ${plan.window.latest}\n`,
       );
     } else {
       const last = summary.lastApplied

@@ -51,6 +51,8 @@ export interface ReplayInput {
   resumeAfter: Lsn | undefined;
   tables: Set<string> | undefined;
   log: Logger;
+  /** Called as each segment has been read and handed to the lanes (for progress). */
+  onSegmentRead?: (segment: SegmentManifest) => void;
 }
 
 export interface ReplayResult {
@@ -214,6 +216,7 @@ class SegmentReplay {
   private endSegment(): void {
     const tally = this.tally as SegmentTally;
     this.router.flushAll();
+    this.input.onSegmentRead?.(tally.segment);
     this.transactions += tally.transactions;
     this.changes += tally.changes;
     const { segment, last } = tally;

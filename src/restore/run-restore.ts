@@ -2,6 +2,7 @@ import type { Client, ClientConfig } from 'pg';
 import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
 import { findPgTool } from '../backup/pg-tools';
+import { Progress } from '../backup/progress';
 import { parseLsn } from '../capture/lsn';
 import { DECODING_SESSION_OPTIONS } from '../capture/replication-stream';
 import { connectSource } from '../capture/source';
@@ -10,6 +11,7 @@ import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { foreignKeyStatements, loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
 import { planRestore, type RestorePlan } from './plan';
+import { summarisePlan, type PlanSummary } from './plan-summary';
 import { replaySegments } from './replay';
 import { createStateTable, readState, setPhase } from './restore-state';
 import { setSequences } from './set-sequences';
@@ -35,7 +37,7 @@ export interface RestoreSummary {
   changes: number;
   seconds: { total: number; load: number; replay: number };
   resumed: boolean;
-  plan?: { segments: number; bytes: number; window: RestorePlan['window'] };
+  plan?: PlanSummary;
 }
 
 function targetConfig(url: string, database?: string): ClientConfig {
@@ -74,7 +76,7 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
       return {
         ...base,
         seconds: { total: (Date.now() - started) / 1000, load: 0, replay: 0 },
-        plan: { segments: plan.segments.length, bytes: plan.segments.reduce((n, s) => n + s.storedBytes, 0), window: plan.window },
+        plan: summarisePlan(plan),
       };
     }
     await refuseSource(repo, admin, database, options.force);
@@ -211,6 +213,12 @@ async function restoreInto(
     const sessions: Client[] = [client];
     for (let i = 1; i < options.jobs; i++) sessions.push(await connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }));
     try {
+      const progress = new Progress(
+        'load',
+        chosen.length,
+        chosen.reduce((n, t) => n + t.rawBytes, 0),
+        log,
+      );
       const queue = new PQueue({ concurrency: sessions.length });
       let failure: unknown;
       for (const table of chosen) {
@@ -219,6 +227,8 @@ async function restoreInto(
             const session = sessions.pop() as Client;
             try {
               await loadTable(repo, plan.backup, session, table);
+              progress.addBytes(table.rawBytes);
+              progress.itemDone();
             } finally {
               sessions.push(session);
             }
@@ -229,6 +239,7 @@ async function restoreInto(
           });
       }
       await queue.onIdle();
+      progress.finish();
       if (failure) throw failure;
     } finally {
       for (const session of sessions) if (session !== client) await session.end().catch(() => undefined);
@@ -245,6 +256,14 @@ async function restoreInto(
   if (tables && resumed) tables = await expandPartitions(client, tables);
   const loadSeconds = (Date.now() - loadStarted) / 1000;
   const replayStarted = Date.now();
+  const pending = plan.segments.filter((s) => !state?.lastCommitLsn || parseLsn(s.lastCommitLsn) > parseLsn(state.lastCommitLsn));
+  const progress = new Progress(
+    'replay',
+    pending.length,
+    pending.reduce((n, s) => n + s.rawBytes, 0),
+    log,
+    { unit: 'segments' },
+  );
   const result = await replaySegments({
     repo,
     plan,
@@ -254,7 +273,12 @@ async function restoreInto(
     resumeAfter: state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined,
     tables,
     log,
+    onSegmentRead: (segment) => {
+      progress.addBytes(segment.rawBytes);
+      progress.itemDone();
+    },
   });
+  progress.finish();
   await setSequences(client, result.sequences, tables);
   await setPhase(client, 'done');
   const final = await readState(client);
