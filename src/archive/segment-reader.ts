@@ -10,11 +10,21 @@ import { RECORD_HEADER_BYTES, SEGMENT_MAGIC } from './segment-format';
  * buffer the records (or verify first) before applying them.
  */
 export async function* readSegmentRecords(stored: Readable, name: string, expectedSha256?: string): AsyncGenerator<Buffer> {
-  for await (const batch of readSegmentRecordBatches(stored, name, expectedSha256)) yield* batch;
+  for await (const frame of readSegmentFrames(stored, name, expectedSha256)) {
+    for (let i = 0; i < frame.count; i++) yield frame.data.subarray(frame.starts[i], frame.ends[i]);
+  }
 }
 
-/** The same records, grouped by decompressed frame: one await per frame rather than per record. */
-export async function* readSegmentRecordBatches(stored: Readable, name: string, expectedSha256?: string): AsyncGenerator<Buffer[]> {
+/** The records of one decompressed frame: record i is `data[starts[i], ends[i])`, no Buffer made per record. */
+export interface RecordFrame {
+  data: Buffer;
+  starts: Int32Array;
+  ends: Int32Array;
+  count: number;
+}
+
+/** The same records, located frame by frame: one await per frame rather than per record. */
+export async function* readSegmentFrames(stored: Readable, name: string, expectedSha256?: string): AsyncGenerator<RecordFrame> {
   let pending: Buffer = Buffer.alloc(0);
   let sawMagic = false;
   try {
@@ -39,15 +49,28 @@ export async function* readSegmentRecordBatches(stored: Readable, name: string, 
         sawMagic = true;
         offset = SEGMENT_MAGIC.length;
       }
-      const records: Buffer[] = [];
+      let starts = new Int32Array(4096);
+      let ends = new Int32Array(4096);
+      let count = 0;
       while (pending.length - offset >= RECORD_HEADER_BYTES) {
         const length = pending.readUInt32BE(offset);
         if (pending.length - offset - RECORD_HEADER_BYTES < length) break;
-        records.push(pending.subarray(offset + RECORD_HEADER_BYTES, offset + RECORD_HEADER_BYTES + length));
+        if (count === starts.length) {
+          const moreStarts = new Int32Array(count * 2);
+          moreStarts.set(starts);
+          starts = moreStarts;
+          const moreEnds = new Int32Array(count * 2);
+          moreEnds.set(ends);
+          ends = moreEnds;
+        }
+        starts[count] = offset + RECORD_HEADER_BYTES;
+        ends[count] = offset + RECORD_HEADER_BYTES + length;
+        count++;
         offset += RECORD_HEADER_BYTES + length;
       }
+      const data = pending;
       pending = pending.subarray(offset);
-      if (records.length > 0) yield records;
+      if (count > 0) yield { data, starts, ends, count };
     }
   } catch (error) {
     if (error instanceof PitrError) throw error;

@@ -10,7 +10,7 @@ const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 /** Open batches of one table; beyond this they are handed on. */
 const MAX_OPEN = 8;
 /** All tables' open batches together; beyond this they are all handed on. */
-const MAX_PENDING_BYTES = 32 * 1024 * 1024;
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 const NO_COLUMNS: readonly number[] = [];
 
 /**

@@ -32,9 +32,8 @@ export class RawTuple {
   starts = new Int32Array(32);
   ends = new Int32Array(32);
 
-  /** Locates the TupleData at `offset`; returns the offset after it. */
-  read(buf: Buffer, offset: number): number {
-    const length = buf.length;
+  /** Locates the TupleData at `offset` (the message ends at `length`); returns the offset after it. */
+  read(buf: Buffer, offset: number, length: number): number {
     if (offset + 2 > length) throw corrupt('tuple truncated reading its column count');
     const count = (buf[offset] as number) * 256 + (buf[offset + 1] as number);
     if (count > 0x7fff) throw corrupt(`negative column count`);
@@ -118,35 +117,35 @@ export class RawChange {
     return this.oldKind !== 0;
   }
 
-  /** Reads `buf` (one I, U or D message); the tuples point into it until the next read. */
-  read(buf: Buffer): this {
-    if (buf.length < 6) throw corrupt('change message truncated');
-    const tag = buf[0] as number;
+  /** Reads one I, U or D message, `buf[start, end)`; the tuples point into `buf` until the next read. */
+  read(buf: Buffer, start = 0, end = buf.length): this {
+    if (end - start < 6) throw corrupt('change message truncated');
+    const tag = buf[start] as number;
     this.tag = tag;
-    this.relationId = buf.readUInt32BE(1);
+    this.relationId = buf.readUInt32BE(start + 1);
     this.oldKind = 0;
-    let offset = 5;
+    let offset = start + 5;
     const marker = buf[offset++] as number;
     if (tag === TAG_INSERT) {
       if (marker !== NEW_TUPLE) throw corrupt(`insert into relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
-      offset = this.next.read(buf, offset);
+      offset = this.next.read(buf, offset, end);
     } else if (tag === TAG_UPDATE) {
       if (marker === KEY_TUPLE || marker === OLD_TUPLE) {
         this.oldKind = marker;
-        offset = this.old.read(buf, offset);
+        offset = this.old.read(buf, offset, end);
         if (buf[offset++] !== NEW_TUPLE) throw corrupt(`update of relation ${this.relationId} lacks its new tuple`);
       } else if (marker !== NEW_TUPLE) {
         throw corrupt(`update of relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
       }
-      offset = this.next.read(buf, offset);
+      offset = this.next.read(buf, offset, end);
     } else if (tag === TAG_DELETE) {
       if (marker !== KEY_TUPLE && marker !== OLD_TUPLE) throw corrupt(`delete from relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
       this.oldKind = marker;
-      offset = this.old.read(buf, offset);
+      offset = this.old.read(buf, offset, end);
     } else {
       throw corrupt(`0x${tag.toString(16)} is not a change message`);
     }
-    if (offset !== buf.length) throw corrupt(`change message of relation ${this.relationId} has ${buf.length - offset} unexpected trailing bytes`);
+    if (offset !== end) throw corrupt(`change message of relation ${this.relationId} has ${end - offset} unexpected trailing bytes`);
     return this;
   }
 }

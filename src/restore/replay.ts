@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import type { Repository } from '../archive/repository';
 import { MessagePrefix } from '../archive/segment-format';
 import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
-import { readSegmentRecordBatches } from '../archive/segment-reader';
+import { readSegmentFrames, type RecordFrame } from '../archive/segment-reader';
 import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
 import { formatUnixMicros } from '../capture/pg-time';
 import {
@@ -62,19 +62,19 @@ export interface ReplayResult {
   sequences: HeartbeatSequences | undefined;
 }
 
-const READ_AHEAD_FRAMES = 8;
+const READ_AHEAD_FRAMES = 4;
 const YIELD_EVERY = 256;
 const yieldToLanes = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-const LANE_QUEUE_BYTES = 16 * 1024 * 1024;
+const LANE_QUEUE_BYTES = 8 * 1024 * 1024;
 const TAG = { B: 0x42, C: 0x43, O: 0x4f, R: 0x52, Y: 0x59, I: 0x49, U: 0x55, D: 0x44, T: 0x54, M: 0x4d } as const;
 
-type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; records: Buffer[] };
+type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; frame: RecordFrame };
 
 async function* segmentItems(repo: Repository, segments: SegmentManifest[]): AsyncGenerator<Item> {
   for (const segment of segments) {
     yield { kind: 'start', segment };
-    for await (const records of readSegmentRecordBatches(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256))
-      yield { kind: 'records', segment, records };
+    for await (const frame of readSegmentFrames(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256))
+      yield { kind: 'records', segment, frame };
     yield { kind: 'end', segment };
   }
 }
@@ -163,9 +163,9 @@ class SegmentReplay {
         this.throwIfLaneFailed();
         if (item.kind === 'start') await this.startSegment(item.segment);
         else if (item.kind === 'records') {
-          const records = item.records;
-          for (let i = 0; i < records.length; i++) {
-            this.record(records[i] as Buffer);
+          const { data, starts, ends, count } = item.frame;
+          for (let i = 0; i < count; i++) {
+            this.record(data, starts[i] as number, ends[i] as number);
             // let the lanes hear their answers and send their next statements
             if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLanes();
           }
@@ -247,18 +247,19 @@ class SegmentReplay {
     this.progress.catch(() => undefined); // surfaces at the next barrier
   }
 
-  private record(buf: Buffer): void {
-    const tag = buf[0];
+  /** One archived message, `data[start, end)`: only Relation, Begin, Commit, Truncate and Message are decoded. */
+  private record(data: Buffer, start: number, end: number): void {
+    const tag = data[start];
     switch (tag) {
       case TAG.R: {
-        const message = decodePgoutput(buf) as RelationMessage;
+        const message = decodePgoutput(data.subarray(start, end)) as RelationMessage;
         this.router.flush(message.relationId);
         this.relations.set(message.relationId, replayRelation(message, this.input.tables, this.keyOnlyUnique));
         return;
       }
       case TAG.B: {
         if (this.stopped) return;
-        const begin = decodePgoutput(buf) as BeginMessage;
+        const begin = decodePgoutput(data.subarray(start, end)) as BeginMessage;
         this.transaction = { commitLsn: begin.finalLsn, commitTime: begin.commitTime, xid: begin.xid };
         if (!this.input.plan.stop.includes(begin.finalLsn, begin.commitTime)) {
           this.stopped = true;
@@ -270,7 +271,7 @@ class SegmentReplay {
         return;
       }
       case TAG.C: {
-        decodePgoutput(buf);
+        decodePgoutput(data.subarray(start, end));
         const tally = this.tally as SegmentTally;
         if (this.applying && this.transaction) {
           tally.transactions++;
@@ -286,19 +287,19 @@ class SegmentReplay {
       case TAG.I:
       case TAG.U:
       case TAG.D:
-        if (this.applying) this.rowChange(buf);
+        if (this.applying) this.rowChange(data, start, end);
         return;
       case TAG.T:
-        if (this.applying) this.truncate(decodePgoutput(buf) as TruncateMessage);
+        if (this.applying) this.truncate(decodePgoutput(data.subarray(start, end)) as TruncateMessage);
         return;
       case TAG.M:
-        if (this.applying) this.logicalMessage(decodePgoutput(buf) as LogicalMessage);
+        if (this.applying) this.logicalMessage(decodePgoutput(data.subarray(start, end)) as LogicalMessage);
         return;
       case TAG.O:
       case TAG.Y:
         return;
       default:
-        decodePgoutput(buf); // names what the record is
+        decodePgoutput(data.subarray(start, end)); // names what the record is
         throw new PitrError('Integrity', `unexpected record in segment ${this.tally?.segment.name ?? ''}`);
     }
   }
@@ -309,18 +310,18 @@ class SegmentReplay {
     return relation;
   }
 
-  private rowChange(buf: Buffer): void {
-    const change = this.change.read(buf);
+  private rowChange(data: Buffer, start: number, end: number): void {
+    const change = this.change.read(data, start, end);
     const relation = this.relation(change.relationId);
     if (!relation.wanted) return;
     (this.tally as SegmentTally).changes++;
     const applied = this.tableProgress.get(change.relationId);
     if (applied !== undefined && (this.transaction as { commitLsn: Lsn }).commitLsn <= applied) return; // committed before an interruption
     const lane = this.laneFor(change.relationId);
-    lane.load += buf.length;
+    lane.load += end - start;
     if (relation.rowByRow && change.tag !== TAG.I) {
       this.router.flush(change.relationId);
-      const message = decodePgoutput(buf) as UpdateMessage | DeleteMessage;
+      const message = decodePgoutput(data.subarray(start, end)) as UpdateMessage | DeleteMessage;
       this.push(lane, { kind: 'row', relation, message });
       return;
     }
