@@ -178,7 +178,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     say.say(`one transaction: xid ${accident.xid}; it deleted from orders and order_items`);
 
     say.step(`Restore the tables as they were just before transaction ${accident.xid}, into a side database`);
-    say.say('orders and order_items, and customers, which orders references by foreign key');
+    say.say('orders and order_items, and customers, which orders references by foreign key (so the side database keeps it)');
     const sideUrl = cluster.url(SIDE_DATABASE);
     await pitr(['restore', '--repo', repoDir, '--target', sideUrl, '--to', `xid:${accident.xid}`, '--exclusive', '--tables', RESTORE_TABLES.join(',')]);
 

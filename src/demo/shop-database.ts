@@ -46,7 +46,7 @@ export const SHOP_TABLES = ['public.orders', 'public.order_items'] as const;
 
 /**
  * What the demo restores: the tables the accident touched, and customers, which orders references by
- * foreign key (a side database whose orders point at no customer fails the constraint).
+ * foreign key, so that the side database keeps that constraint (restored alone, orders would lose it).
  */
 export const RESTORE_TABLES = ['public.customers', ...SHOP_TABLES] as const;
 
