@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { sourceConnection } from '../config/connection';
 import { parseXidOption } from '../ops/log-transactions';
 import { undoTransaction } from '../ops/undo-sql';
 import { PitrError, messageOf } from '../errors';
@@ -8,12 +9,20 @@ import { repositoryFrom } from './repository-option';
 export const undoCommand: Command = {
   name: 'undo',
   summary: 'write SQL that reverses one archived transaction (re-inserts deleted rows, restores updated ones, deletes inserted ones)',
-  usage: 'pitr undo --repo REPO --xid N [--output FILE] [--json]',
-  examples: ['pitr undo --repo /var/lib/pitr/shop --xid 912345 --output undo-912345.sql', 'pitr undo --repo gs://backups/shop --xid 912345 | psql shop'],
+  usage: 'pitr undo --repo REPO --xid N [--source URL] [--output FILE] [--json]',
+  examples: [
+    'pitr undo --repo /var/lib/pitr/shop --xid 912345 --source postgresql://postgres@db1/shop --output undo-912345.sql',
+    'pitr undo --repo gs://backups/shop --xid 912345 --source postgresql://postgres@db1/shop | psql shop',
+    'pitr undo --repo /var/lib/pitr/shop --xid 912345 --output undo-912345.sql',
+  ],
   async run({ options, out }) {
     const xid = parseXidOption(options.requireString('xid', 'e.g. --xid 912345 (find it with "pitr log")'));
     const output = options.string('output');
-    const result = await undoTransaction(await repositoryFrom(options), xid);
+    // Only a configured URL (--source or PITR_SOURCE) is used: the archive alone is enough for undo, and
+    // the foreign keys it orders by are read only when the user points at the archived database.
+    const sourceUrl = options.string('source');
+    const source = sourceUrl ? sourceConnection(sourceUrl, 'pitr undo') : undefined;
+    const result = await undoTransaction(await repositoryFrom(options), xid, source ? { source } : {});
     for (const w of result.warnings) {
       process.stderr.write(`pitr: warning: ${w.message}\n`);
     }

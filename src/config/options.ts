@@ -19,7 +19,7 @@ export interface OptionSpec {
 }
 
 const ALL = ['init', 'archive', 'status', 'backup', 'restore', 'mark', 'list', 'verify', 'prune', 'log', 'undo', 'drill'] as const;
-const SOURCE_COMMANDS = ['init', 'archive', 'status', 'backup', 'mark', 'drill'] as const;
+const SOURCE_COMMANDS = ['init', 'archive', 'status', 'backup', 'mark', 'undo', 'drill'] as const;
 
 export const OPTIONS: readonly OptionSpec[] = [
   {
