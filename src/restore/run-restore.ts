@@ -88,6 +88,15 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
       const sameRestore = state && state.backupId === plan.backup.id && state.target === `${target.input}${options.exclusive ? ' exclusive' : ''}`;
       const empty = !state && (await isEmpty(client));
       if ((state && !sameRestore) || (!state && !empty) || (state?.phase === 'load' && sameRestore)) {
+        if (!state && options.tables) {
+          // --force replaces the whole database: never a live one for the sake of some of its tables
+          await client.end().catch(() => undefined);
+          throw new PitrError(
+            'Usage',
+            `target database "${database}" is not empty: --tables restores into a database of its own, and --force would replace all of "${database}"`,
+            'restore the tables into a new side database and copy the rows back (docs/runbooks/recover-deleted-rows.md)',
+          );
+        }
         if (!options.force && !(state?.phase === 'load' && sameRestore)) {
           await client.end().catch(() => undefined);
           throw new PitrError(

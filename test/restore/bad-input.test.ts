@@ -238,6 +238,15 @@ describe('the target database', () => {
     expect({ accounts: restored['public.accounts'] }).toEqual({ accounts: expectedInside['public.accounts'] });
   });
 
+  test('--tables with --force never replaces a database that is not a restore: refused (exit 2), left alone', async () => {
+    await occupied('occupied_tables');
+    const refused = await restoreFails(fx, 'occupied_tables', inside, ['--tables', 'accounts', '--force']);
+    const text = expectErrorShape(refused, 2);
+    expect(text).toContain('--tables restores into a database of its own');
+    expect(text).toContain('side database');
+    expect(await fx.cluster.query('SELECT id, what FROM keep_me', [], 'occupied_tables')).toEqual([{ id: 1, what: 'precious' }]);
+  });
+
   test('an existing empty database is used without --force', async () => {
     await fx.cluster.query('CREATE DATABASE ready_and_empty');
     await restoreOk(fx, 'ready_and_empty', inside);
