@@ -21,6 +21,12 @@ export interface UndoTable {
   name: string;
 }
 
+export interface UndoForeignKeys {
+  foreignKeys: UndoForeignKey[];
+  /** Tables of the transaction the source does not have (schema.name): a sign of the wrong database. */
+  missingTables: string[];
+}
+
 /**
  * Partitions are archived under their own names while a foreign key is declared once on the partitioned
  * table: each touched table stands for itself and its ancestors, and only top-level constraints
@@ -51,6 +57,12 @@ JOIN pg_namespace cn ON cn.oid = cc.relnamespace
 WHERE con.contype = 'f' AND con.conparentid = 0
 ORDER BY child.ord, parent.ord, con.conname`;
 
+const MISSING_TABLES_SQL = `
+SELECT t.ord::int AS ord
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(nsp, rel, ord)
+WHERE NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = t.nsp AND c.relname = t.rel)
+ORDER BY t.ord`;
+
 interface Row {
   name: string;
   child: number;
@@ -63,10 +75,10 @@ interface Row {
 }
 
 /**
- * Reads the foreign keys among `tables` (both directions, self-references too) from the source, in one
- * read-only catalog query over a short session. Tables the source no longer has are left out.
+ * Reads the foreign keys among `tables` (both directions, self-references too) from the source, with
+ * read-only catalog queries over a short session, and which of the tables the source does not have.
  */
-export async function readUndoForeignKeys(source: SourceConnection, tables: readonly UndoTable[]): Promise<UndoForeignKey[]> {
+export async function readUndoForeignKeys(source: SourceConnection, tables: readonly UndoTable[]): Promise<UndoForeignKeys> {
   const client = await connectSource(source.config, source.display, {
     application_name: 'pitr undo',
     options: '-c default_transaction_read_only=on',
@@ -74,13 +86,15 @@ export async function readUndoForeignKeys(source: SourceConnection, tables: read
     query_timeout: 30_000,
   });
   try {
-    const { rows } = await client.query<Row>(FOREIGN_KEYS_SQL, [tables.map((t) => t.namespace), tables.map((t) => t.name)]);
+    const names = [tables.map((t) => t.namespace), tables.map((t) => t.name)];
+    const { rows } = await client.query<Row>(FOREIGN_KEYS_SQL, names);
+    const missing = await client.query<{ ord: number }>(MISSING_TABLES_SQL, names);
     const nameOf = (ord: number): string => {
       const t = tables[ord - 1];
       if (!t) throw new PitrError('Internal', `foreign key query returned table number ${ord} of ${tables.length}`);
       return `${t.namespace}.${t.name}`;
     };
-    return rows.map((r) => ({
+    const foreignKeys = rows.map((r) => ({
       name: r.name,
       child: nameOf(r.child),
       childColumns: r.child_columns,
@@ -89,6 +103,7 @@ export async function readUndoForeignKeys(source: SourceConnection, tables: read
       declaredOn: qualifiedName(r.declared_schema, r.declared_table),
       deferrable: r.deferrable,
     }));
+    return { foreignKeys, missingTables: missing.rows.map((r) => nameOf(r.ord)) };
   } catch (error) {
     if (error instanceof PitrError) throw error;
     throw new PitrError(

@@ -22,9 +22,10 @@ import type { UndoStep } from './undo-steps';
  *
  * 1. Within each table, the steps run last change first. Then at any moment every table is exactly as
  *    it was at some point of the source's history (as far as the transaction's rows go): table X at
- *    S_τX, where τX is the earliest change of X whose step has run. That keeps everything that lives
- *    inside one table right: several changes to the same row, a key deleted and inserted again, unique
- *    values moving between rows, and the WHERE of each step finding the row as its change left it.
+ *    S_τX, where τX is the earliest change of X whose step has run (n while none has). That keeps
+ *    everything that lives inside one table right: several changes to the same row, a key deleted and
+ *    inserted again, unique values moving between rows, and the WHERE of each step finding the row as
+ *    its change left it.
  *
  * 2. Between a parent and a child table (or a table and itself), from the row images: a key held by the
  *    parent over an interval [i, j) of source changes (made to exist by change i, removed by change j;
@@ -35,10 +36,11 @@ import type { UndoStep } from './undo-steps';
  *      - step p before step i: the reference goes before the key does (an inserted parent is deleted
  *        after its inserted children; a key changed and then referenced is changed back after the
  *        reference is gone).
- *    The interval [i, j) is the key's life in which the reference was made (or the next one, when the
- *    source made the reference first within one statement); the reference must end in that same life,
- *    otherwise the transaction removed and re-created a key while it stayed referenced, which only
- *    deferred constraints allow, and no order is claimed.
+ *    (A step that is both ends of a rule, a row referencing itself, needs none: the server checks at
+ *    the end of the statement.) The interval [i, j) is the key's life in which the reference was made
+ *    (or the next one, when the source made the reference first within one statement); the reference
+ *    must end in that same life, otherwise the transaction removed and re-created a key while it stayed
+ *    referenced, which only deferred constraints allow, and no order is claimed.
  *
  * Why that suffices: with (1), child and parent are at S_τC and S_τP. The reference exists now iff
  * p < τC <= q, that is step q has run (or q = n) and step p has not (or p = -1). By the first rule step
@@ -50,8 +52,8 @@ import type { UndoStep } from './undo-steps';
  *
  * Assumed: rows the transaction did not touch do not reference keys it removed or made (they could not
  * have, between its statements, unless a key was removed and re-created within one statement), and the
- * source's text output of equal keys is equal on both sides (true for the integer, text and uuid keys
- * foreign keys are made of).
+ * source's text output of equal keys is equal on both sides (true of the integer, text and uuid keys
+ * foreign keys are usually made of; where it is not, the script fails as a whole, in its transaction).
  *
  * Within those rules the steps keep reverse source order wherever they can (a topological sort that
  * always takes the latest change ready). A cycle — rows of a self-referencing table that reference each

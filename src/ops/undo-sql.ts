@@ -71,10 +71,17 @@ function truncatedTables(txn: ArchivedTransaction): string[] {
 }
 
 /** Reads the source's foreign keys among the steps' tables and orders the steps by them. */
-async function orderBySource(steps: UndoStep[], source: SourceConnection): Promise<UndoOrder> {
+async function orderBySource(steps: UndoStep[], source: SourceConnection): Promise<{ order: UndoOrder; missingTables: string[] }> {
   const tables = new Map<string, { namespace: string; name: string }>();
   for (const s of steps) tables.set(s.table, { namespace: s.relation.namespace || 'pg_catalog', name: s.relation.name });
-  return orderUndoSteps(steps, await readUndoForeignKeys(source, [...tables.values()]));
+  const { foreignKeys, missingTables } = await readUndoForeignKeys(source, [...tables.values()]);
+  return { order: orderUndoSteps(steps, foreignKeys), missingTables };
+}
+
+function missingTablesWarning(xid: number, commitTime: string, missing: readonly string[], source: SourceConnection): UndoWarning {
+  const tables = [...missing].sort().join(', ');
+  const message = `the source ${source.display} has no table ${tables}: the statements are ordered without their foreign keys; check that --source names the archived database`;
+  return { xid, commitTime, table: tables, message };
 }
 
 /**
@@ -149,13 +156,19 @@ export async function undoTransaction(repo: Repository, xid: number, options: Un
   if (!target) throw new PitrError('NotFound', `transaction ${xid} is not in the archive`, 'find it with "pitr log" (e.g. pitr log --op delete --table TABLE)');
   const steps = undoSteps(target);
   const commitTime = formatUnixMicros(target.commitTime);
-  const order = options.source ? await orderBySource(steps, options.source) : reverseUndoOrder(steps);
-  const orderWarning = order.unordered
-    ? deferredWarning(target.xid, commitTime, order.unordered)
-    : options.source
-      ? undefined
-      : unknownForeignKeysWarning(target.xid, commitTime, steps);
-  const warnings = [...(orderWarning ? [orderWarning] : []), ...later];
+  const warnings: UndoWarning[] = [];
+  let order: UndoOrder;
+  if (options.source) {
+    const read = await orderBySource(steps, options.source);
+    order = read.order;
+    if (read.missingTables.length > 0) warnings.push(missingTablesWarning(target.xid, commitTime, read.missingTables, options.source));
+    if (order.unordered) warnings.push(deferredWarning(target.xid, commitTime, order.unordered));
+  } else {
+    order = reverseUndoOrder(steps);
+    const warning = unknownForeignKeysWarning(target.xid, commitTime, steps);
+    if (warning) warnings.push(warning);
+  }
+  warnings.push(...later);
   const statements = order.steps.map((s) => s.sql);
   const header = [
     `-- pitr undo: reverses transaction xid ${target.xid}`,

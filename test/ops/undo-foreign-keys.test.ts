@@ -242,6 +242,15 @@ test('a delete that cascaded and set null comes back parents first', async () =>
   expect(await snapshot()).toEqual(txns.cascade.before);
 });
 
+test("a source without the transaction's tables (another database) is warned about", async () => {
+  const { result, stderr } = await undoJson('cascade', ['--source', fx.cluster.url('template1')]);
+  expect(result.order).toBe('foreign-keys');
+  expect(result.warnings.map((w) => w.message)).toEqual([
+    `the source ${fx.cluster.url('template1')} has no table public.child, public.parent, public.remark: the statements are ordered without their foreign keys; check that --source names the archived database`,
+  ]);
+  expect(stderr).toContain('pitr: warning: the source ');
+});
+
 test('a source that cannot be reached is an error (exit 4), not a silent fallback', async () => {
   const port = await freePort();
   const run = await undo('cascade', ['--source', `postgresql://postgres@127.0.0.1:${port}/postgres`]);
