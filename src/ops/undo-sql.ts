@@ -93,8 +93,8 @@ function unknownForeignKeysWarning(xid: number, commitTime: string, steps: reado
   const changed = [...new Set(steps.filter((s) => s.op !== 'insert').map((s) => s.table))].sort();
   if (deleted.size === 0 || changed.length < 2) return undefined;
   const message =
-    `transaction ${xid} deletes or updates rows of ${changed.join(', ')}: the script reverses them last change first, which fails on a foreign key ` +
-    `between these tables where a delete cascaded (a referencing row comes back before the row it references); ` +
+    `transaction ${xid} deletes or updates rows of ${changed.join(', ')}: the script reverses them last change first, which fails if a delete ` +
+    `cascaded through a foreign key between these tables (a referencing row would come back before the row it references); ` +
     `give --source URL (the archived database) to have the statements ordered by its foreign keys`;
   return { xid, commitTime, table: changed.join(', '), message };
 }
