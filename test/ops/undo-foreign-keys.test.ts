@@ -12,12 +12,12 @@ import { runPitr, type RunResult } from '../harness/pitr-process';
 jest.setTimeout(60_000);
 
 const execFileAsync = promisify(execFile);
-const TABLES = ['parent', 'child', 'grandchild', 'remark', 'node'] as const;
+const TABLES = ['parent', 'child', 'grandchild', 'remark', 'node', 'account', 'login'] as const;
 type Table = (typeof TABLES)[number];
 type Snapshot = Record<Table, string[]>;
 /** The rows a transaction concerns, as a condition per table (tables left out: none of their rows). */
 type Rows = Partial<Record<Table, string>>;
-type Name = 'cascade' | 'manual' | 'chain' | 'insert' | 'mixed' | 'tree';
+type Name = 'cascade' | 'manual' | 'chain' | 'insert' | 'mixed' | 'tree' | 'rekey';
 
 let fx: ArchiveFixture;
 let outDir: string;
@@ -97,13 +97,18 @@ beforeAll(async () => {
     CREATE TABLE grandchild (id int PRIMARY KEY, child_id int NOT NULL REFERENCES child ON DELETE CASCADE, v text);
     CREATE TABLE remark (id int PRIMARY KEY, parent_id int REFERENCES parent ON DELETE SET NULL, body text);
     CREATE TABLE node (id int PRIMARY KEY, parent_id int REFERENCES node ON DELETE CASCADE, label text);
+    CREATE TABLE account (id int PRIMARY KEY, name text);
+    CREATE TABLE login (id int PRIMARY KEY, account_id int REFERENCES account ON UPDATE CASCADE DEFERRABLE, at text);
     ALTER TABLE parent REPLICA IDENTITY FULL; ALTER TABLE child REPLICA IDENTITY FULL; ALTER TABLE grandchild REPLICA IDENTITY FULL;
     ALTER TABLE remark REPLICA IDENTITY FULL; ALTER TABLE node REPLICA IDENTITY FULL;
+    ALTER TABLE account REPLICA IDENTITY FULL; ALTER TABLE login REPLICA IDENTITY FULL;
     INSERT INTO parent SELECT i, 'p' || i FROM unnest('{1,2,3,4,6,8}'::int[]) i;
     INSERT INTO child VALUES (11, 1, 'a'), (12, 1, 'b'), (21, 2, NULL), (31, 3, 'c'), (32, 3, 'd'), (41, 4, 'e'), (42, 4, 'f'), (61, 6, 'g');
     INSERT INTO grandchild VALUES (311, 31, 'x'), (312, 31, 'y'), (321, 32, 'z');
     INSERT INTO remark VALUES (101, 1, 'on one'), (102, 6, 'on six'), (103, 2, 'on two');
-    INSERT INTO node VALUES (1, NULL, 'root'), (2, 1, 'a'), (3, 1, 'b'), (4, 2, 'a.a'), (5, NULL, 'other'), (6, 5, 'c');`);
+    INSERT INTO node VALUES (1, NULL, 'root'), (2, 1, 'a'), (3, 1, 'b'), (4, 2, 'a.a'), (5, NULL, 'other'), (6, 5, 'c');
+    INSERT INTO account VALUES (10, 'ten'), (30, 'thirty');
+    INSERT INTO login VALUES (1, 10, 'mon'), (2, 10, 'tue'), (3, 30, 'wed');`);
   expect((await fx.init()).code).toBe(0);
   const archiver = fx.startArchiver();
   await archiver.waitForState('streaming');
@@ -131,6 +136,8 @@ beforeAll(async () => {
     ]);
     // a tree whose rows reference each other
     await transaction(c, 'tree', { node: 'true' }, ['DELETE FROM node WHERE id = 1']);
+    // a key changed under ON UPDATE CASCADE: the parent's and the children's changes depend on each other
+    await transaction(c, 'rekey', { account: 'true', login: 'true' }, ['UPDATE account SET id = 20 WHERE id = 10']);
   });
   await fx.waitCaughtUp();
   expect(await archiver.stop()).toBe(0);
@@ -165,6 +172,16 @@ test('a self-referencing table whose rows reference each other: reverse order, c
   expect(again.result.order).toBe('deferred');
   expect(again.result.warnings[0]?.message).toContain('which suffices as these constraints are DEFERRABLE');
   await expectUndone('tree', again.result.sql);
+});
+
+test('a key change that cascaded (ON UPDATE CASCADE) falls back to deferred constraints, enough for a deferrable key', async () => {
+  const { result, stderr } = await undoJson('rekey', ['--source', fx.source]);
+  expect(result.order).toBe('deferred');
+  expect(result.warnings.map((w) => w.table)).toEqual(['public.account, public.login']);
+  expect(result.warnings[0]?.message).toContain('(their rows depend on each other in a cycle; login_account_id_fkey)');
+  expect(result.warnings[0]?.message).toContain('which suffices as these constraints are DEFERRABLE');
+  expect(stderr).toBe(`pitr: warning: ${result.warnings[0]?.message}\n`);
+  await expectUndone('rekey', result.sql);
 });
 
 test('deletes and inserts both ways in one transaction, and a key changed then referenced, come back row for row', async () => {
