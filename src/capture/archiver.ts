@@ -68,6 +68,8 @@ export class Archiver {
   private paused = false;
   private fatal: unknown;
   private heartbeatClient: Client | undefined;
+  /** Aborted when run() ends: uploads still retrying then are abandoned (never acknowledged), so the process can exit. */
+  private readonly abandonUploads = new AbortController();
 
   constructor(
     private readonly repo: Repository,
@@ -121,6 +123,9 @@ export class Archiver {
     try {
       await this.streamUntilStopped(signal);
     } finally {
+      // after a clean drain nothing is pending; after a fatal error nothing pending may be waited for
+      this.abandonUploads.abort();
+      this.uploads.clear();
       for (const work of this.options.alongside ?? []) await work.stop();
       await backups?.stop();
       clearInterval(heartbeatTimer);
@@ -296,13 +301,15 @@ export class Archiver {
             this.fail(error);
             return;
           }
+          if (this.abandonUploads.signal.aborted) return;
           const waitMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
           this.options.observer?.failed('upload');
           this.log.warn(
             { event: 'upload_retry', segment: base, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 },
             'segment upload failed; retrying',
           );
-          await delay(waitMs);
+          await delay(waitMs, this.abandonUploads.signal);
+          if (this.abandonUploads.signal.aborted) return;
         }
       }
       entry.done = true;
@@ -383,6 +390,15 @@ export class Archiver {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

@@ -5,7 +5,7 @@ import type { LogEntry } from '../../src/ops/log-transactions';
 import type { PruneReport } from '../../src/ops/prune';
 import type { StatusReport } from '../../src/ops/status';
 import type { VerifyReport } from '../../src/ops/verify';
-import { FakeGcsServer } from '../fake-gcs/fake-gcs-server';
+import { FakeGcsServer, on } from '../fake-gcs/fake-gcs-server';
 import { PgCluster } from '../harness/pg-cluster';
 import { PitrProcess, runPitr, type RunResult } from '../harness/pitr-process';
 
@@ -152,4 +152,32 @@ test('prune: removes the segments before the only backup from the bucket, and wh
   const verified = await pitr(['verify', '--json']);
   expect((JSON.parse(verified.stdout) as VerifyReport).problems).toEqual([]);
   expect(verified.code).toBe(0);
+});
+
+test('a slot invalidated while a segment cannot be stored: the archiver stops with exit 3 naming the gap, abandoning the upload', async () => {
+  archiver = new PitrProcess(['archive', '--source', cluster.url(), '--repo', REPO, '--gcs-endpoint', gcs.url, '--segment-age', '200ms', '--heartbeat', '1h']);
+  await archiver.waitForState('streaming');
+  gcs.failNext(1_000_000, { status: 503 }, on.uploads); // nothing can be stored: the slot is not acknowledged
+  try {
+    await cluster.query("INSERT INTO items VALUES (5000, 'never stored')");
+    await archiver.waitFor((l) => l.event === 'upload_retry');
+    await cluster.query("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    await cluster.query('SELECT pg_reload_conf()');
+    // WAL without row changes (no more segments): checkpoints and segment switches until the slot is lost
+    let walStatus: string | undefined;
+    for (let round = 0; round < 20 && walStatus !== 'lost'; round++) {
+      await cluster.query('CHECKPOINT');
+      await cluster.query('SELECT pg_switch_wal()');
+      await cluster.query('CHECKPOINT');
+      walStatus = (await cluster.query<{ wal_status: string }>("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'pitr'"))[0]?.wal_status;
+    }
+    expect(walStatus).toBe('lost');
+    // the upload still retrying is abandoned (it was never acknowledged), so the process ends
+    expect(await archiver.wait()).toBe(3);
+    expect(archiver.stderr).toMatch(/^pitr: error: replication slot "pitr" was invalidated: .*; changes after \d+\/[0-9A-F]+ are lost to the archive$/m);
+  } finally {
+    gcs.clearFaults();
+    archiver.child.kill('SIGKILL');
+    archiver = undefined;
+  }
 });
