@@ -1,4 +1,4 @@
-import { decompressFrame } from 'lz4-napi';
+import { decompressFrameSync } from 'lz4-napi';
 
 const FRAME_MAGIC = 0x184d2204;
 const SKIPPABLE_MASK = 0xfffffff0;
@@ -10,11 +10,17 @@ const SKIPPABLE_MAGIC = 0x184d2a50;
  * block checksum), end mark, optional content checksum. Skippable frames are measured too.
  */
 export function frameLength(data: Buffer): number | undefined {
-  if (data.length < 8) return undefined;
+  const extent = frameExtent(data);
+  return 'length' in extent ? extent.length : undefined;
+}
+
+/** The frame's length, or (while `data` holds only part of it) how many bytes are needed to learn more. */
+function frameExtent(data: Buffer): { length: number } | { atLeast: number } {
+  if (data.length < 8) return { atLeast: 8 };
   const magic = data.readUInt32LE(0);
   if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
     const total = 8 + data.readUInt32LE(4);
-    return data.length >= total ? total : undefined;
+    return data.length >= total ? { length: total } : { atLeast: total };
   }
   if (magic !== FRAME_MAGIC) throw new Error(`not an LZ4 frame (magic 0x${magic.toString(16)})`);
   const flags = data[4] as number;
@@ -25,28 +31,43 @@ export function frameLength(data: Buffer): number | undefined {
   const dictId = (flags & 0x01) !== 0;
   let offset = 4 + 2 + (contentSize ? 8 : 0) + (dictId ? 4 : 0) + 1;
   for (;;) {
-    if (data.length < offset + 4) return undefined;
+    if (data.length < offset + 4) return { atLeast: offset + 4 };
     const blockSize = data.readUInt32LE(offset);
     offset += 4;
     if (blockSize === 0) break;
     offset += (blockSize & 0x7fffffff) + (blockChecksum ? 4 : 0);
   }
   offset += contentChecksum ? 4 : 0;
-  return data.length >= offset ? offset : undefined;
+  return data.length >= offset ? { length: offset } : { atLeast: offset };
 }
 
-/** Decompresses a stream of concatenated LZ4 frames, one frame at a time (bounded memory). */
+/**
+ * Decompresses a stream of concatenated LZ4 frames, one frame at a time (bounded memory). Input chunks
+ * are joined only once enough have arrived to make progress. Decompression runs on the calling thread:
+ * run on the thread pool, lz4-napi's per-thread allocations kept hundreds of megabytes resident.
+ */
 export async function* decompressFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let pending: Buffer = Buffer.alloc(0);
+  const waiting: Buffer[] = [];
+  let waitingBytes = 0;
+  let needed = 8;
   for await (const chunk of source) {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    waiting.push(chunk);
+    waitingBytes += chunk.length;
+    if (pending.length + waitingBytes < needed) continue;
+    pending = Buffer.concat(pending.length > 0 ? [pending, ...waiting] : waiting, pending.length + waitingBytes);
+    waiting.length = 0;
+    waitingBytes = 0;
     for (;;) {
-      const length = frameLength(pending);
-      if (length === undefined) break;
-      const frame = pending.subarray(0, length);
-      pending = pending.subarray(length);
-      if (frame.readUInt32LE(0) === FRAME_MAGIC) yield await decompressFrame(frame);
+      const extent = frameExtent(pending);
+      if (!('length' in extent)) {
+        needed = extent.atLeast;
+        break;
+      }
+      const frame = pending.subarray(0, extent.length);
+      pending = pending.subarray(extent.length);
+      if (frame.readUInt32LE(0) === FRAME_MAGIC) yield decompressFrameSync(frame);
     }
   }
-  if (pending.length > 0) throw new Error(`truncated LZ4 stream (${pending.length} trailing bytes)`);
+  if (pending.length + waitingBytes > 0) throw new Error(`truncated LZ4 stream (${pending.length + waitingBytes} trailing bytes)`);
 }
