@@ -152,6 +152,8 @@ export class ApplyLane {
         return;
       }
       case 'commit': {
+        // a serial segment records its progress even when none of its changes were for tables restored
+        if (job.progress) await this.begin();
         if (this.inTransaction) {
           if (job.progress) await recordProgress(this.client, job.progress.last, job.progress.transactions, job.progress.changes);
           if (job.tablesUpTo !== undefined && this.touched.size > 0) await recordTableProgress(this.client, [...this.touched], job.tablesUpTo);
