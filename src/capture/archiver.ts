@@ -6,6 +6,7 @@ import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
 import { FORMAT_VERSION } from '../archive/segment-format';
 import { segmentBaseName, type SegmentManifest } from '../archive/segment-manifest';
+import { newestSlotCreation } from '../archive/slot-creation';
 import type { SourceConnection } from '../config/connection';
 import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
@@ -94,7 +95,7 @@ export class Archiver {
     const latest = await this.repo.latestSegment();
     if (latest) {
       this.durableLsn = parseLsn(latest.endLsn);
-      this.previous = { name: latest.name, sha256: latest.sha256 };
+      this.previous = await this.chainLink(latest);
     }
     const spoolDir = this.options.spoolDir ?? path.join(tmpdir(), `pitr-spool-${this.options.slot}-${process.pid}`);
     await fs.mkdir(spoolDir, { recursive: true });
@@ -133,6 +134,29 @@ export class Archiver {
       await this.heartbeatClient?.end().catch(() => undefined);
       await fs.rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     }
+  }
+
+  /**
+   * What the next segment names as its predecessor: the newest segment, unless `pitr init` re-created the
+   * slot after it (its newest creation record names that segment as the newest then). The new slot starts
+   * at its consistent point, so the transactions in between are not archived: the chain starts anew
+   * (previous null) and every reader sees the gap instead of a continuous archive.
+   */
+  private async chainLink(latest: SegmentManifest): Promise<SegmentManifest['previous']> {
+    const creation = await newestSlotCreation(this.repo, this.options.slot);
+    const before = creation?.latestSegment;
+    if (!creation || before?.name !== latest.name || before.sha256 !== latest.sha256) return { name: latest.name, sha256: latest.sha256 };
+    this.log.warn(
+      {
+        event: 'chain_break',
+        slot: this.options.slot,
+        after: latest.name,
+        from: { lsn: before.lastCommitLsn, time: before.lastCommitTime },
+        to: { lsn: creation.consistentPoint, time: creation.createdAt },
+      },
+      `replication slot "${this.options.slot}" was re-created after the newest archived segment: transactions committed after ${before.lastCommitTime} (${before.lastCommitLsn}) and before ${creation.createdAt} (${creation.consistentPoint}) are not in the archive; the next segment starts a new chain`,
+    );
+    return null;
   }
 
   private async streamUntilStopped(signal: AbortSignal): Promise<void> {

@@ -2,23 +2,36 @@ import type { Client } from 'pg';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { CAPTURE_DDL_FUNCTION_SQL, CREATE_DDL_TRIGGER_SQL, DDL_EVENT_TRIGGER, PITR_SCHEMA } from './in-band-sql';
+import { parseLsn, type Lsn } from './lsn';
 import { quoteIdent } from './sql-quote';
 
 export interface PrepareResult {
   created: string[];
   existing: string[];
+  /** Set when this run created the slot. */
+  slotCreated?: SlotCreated;
+}
+
+/** A slot this run created: it streams exactly the transactions committed from its consistent point on. */
+export interface SlotCreated {
+  consistentPoint: Lsn;
+  /** The source's clock just after the creation, microseconds since the Unix epoch: every transaction it missed committed before. */
+  createdAt: bigint;
 }
 
 /**
  * Creates the publication, the DDL capture and the slot, each only if missing. The publication comes
  * before the slot (pgoutput looks the publication up as of each change). If the slot cannot be
- * created, what this run created is dropped again, so nothing is left half-made.
+ * created, what this run created is dropped again, so nothing is left half-made. `onSlotCreated` runs
+ * right after the slot is created (recording it in the repository); if it fails, the slot is dropped too,
+ * so that the next run creates it again and records it then.
  */
 export async function prepareSource(
   client: Client,
   names: { slot: string; publication: string },
   log: Logger,
   openWatcher: () => Promise<Client>,
+  onSlotCreated: (slot: SlotCreated) => Promise<void> = async () => undefined,
 ): Promise<PrepareResult> {
   const created: string[] = [];
   const existing: string[] = [];
@@ -78,18 +91,30 @@ export async function prepareSource(
     existing.push(`replication slot ${names.slot}`);
     return { created, existing };
   }
+  let slotCreated: SlotCreated | undefined;
   try {
-    await reportWaits(openWatcher, log, () => client.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [names.slot]));
+    const { rows } = await reportWaits(openWatcher, log, () =>
+      client.query<{ lsn: string; micros: string }>(
+        // clock_timestamp() is read after the function returns: later than every commit the slot missed
+        `SELECT lsn::text AS lsn, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS micros
+           FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`,
+        [names.slot],
+      ),
+    );
+    const row = rows[0] as { lsn: string; micros: string };
     created.push(`replication slot ${names.slot}`);
+    slotCreated = { consistentPoint: parseLsn(row.lsn), createdAt: BigInt(row.micros) };
+    await onSlotCreated(slotCreated);
   } catch (error) {
     // undo only what this run created
+    if (slotCreated) await client.query('SELECT pg_catalog.pg_drop_replication_slot($1)', [names.slot]).catch(() => undefined);
     if (created.includes(`event trigger ${DDL_EVENT_TRIGGER}`))
       await client.query(`DROP EVENT TRIGGER IF EXISTS ${quoteIdent(DDL_EVENT_TRIGGER)}`).catch(() => undefined);
     if (created.includes(`publication ${names.publication}`))
       await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(names.publication)}`).catch(() => undefined);
     throw error;
   }
-  return { created, existing };
+  return { created, existing, slotCreated };
 }
 
 /**

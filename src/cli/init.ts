@@ -2,6 +2,10 @@ import { prepareSource } from '../capture/prepare-source';
 import { checkSource, sourceFacts } from '../capture/source-checks';
 import { connectSource, identifySystem } from '../capture/source';
 import { sourceConnection } from '../config/connection';
+import { newestBackup } from '../backup/catalog';
+import { latestSegmentOf, newSlotCreation, storeSlotCreation, type SlotCreation } from '../archive/slot-creation';
+import { formatLsn } from '../capture/lsn';
+import { formatUnixMicros } from '../capture/pg-time';
 import { PitrError } from '../errors';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
@@ -35,9 +39,33 @@ export const initCommand: Command = {
       await repo.storage.checkWritable();
       const existing = await repo.identity();
       if (existing && (existing.systemIdentifier !== system.systemIdentifier || existing.database !== system.database)) await repo.claim(system); // throws the clear error
-      const result = await prepareSource(client, { slot, publication }, log, () => connectSource(source.config, source.display));
+      // read before the slot exists: nothing can be archived for it in between
+      const latest = await repo.latestSegment();
+      const hadBackups = (await newestBackup(repo)) !== undefined;
+      let record: SlotCreation | undefined;
+      const result = await prepareSource(
+        client,
+        { slot, publication },
+        log,
+        () => connectSource(source.config, source.display),
+        async (created) => {
+          await repo.claim({ systemIdentifier: system.systemIdentifier, database: system.database });
+          record = newSlotCreation({
+            slot,
+            systemIdentifier: system.systemIdentifier,
+            database: system.database,
+            consistentPoint: formatLsn(created.consistentPoint),
+            createdAt: formatUnixMicros(created.createdAt),
+            latestSegment: latestSegmentOf(latest),
+          });
+          await storeSlotCreation(repo, record);
+        },
+      );
       await repo.claim({ systemIdentifier: system.systemIdentifier, database: system.database });
+      const backupCommand = `pitr backup --source ${source.display} --repo ${repo.storage.location}`;
+      const gap = record ? slotGap(record, hadBackups, backupCommand) : null;
       const warnings: string[] = [];
+      if (gap) warnings.push(gap.warning);
       if (facts.largeObjects > 0)
         warnings.push(`${facts.largeObjects} large object(s) found: large objects are not carried by logical decoding and are not archived`);
       for (const warning of warnings) log.warn({ event: 'warning' }, warning);
@@ -51,6 +79,8 @@ export const initCommand: Command = {
         publication,
         created: result.created,
         existing: result.existing,
+        slotCreation: record ?? null,
+        gap: gap && { from: gap.from, to: gap.to },
         warnings,
       };
       log.info({ event: 'initialized', ...summary }, 'source prepared');
@@ -62,6 +92,7 @@ export const initCommand: Command = {
         out.write(`  repository ${repo.storage.location}\n`);
         for (const warning of warnings) out.write(`  warning: ${warning}\n`);
         out.write(`next: pitr archive --source ... --repo ${options.string('repo')}\n`);
+        if (gap) out.write(`then at once: ${backupCommand}\n`);
       }
       return 0;
     } finally {
@@ -69,3 +100,35 @@ export const initCommand: Command = {
     }
   },
 };
+
+/**
+ * What a slot created while the repository already held an archive means: everything committed after
+ * the newest archived commit and before the new slot's consistent point is lost to the archive.
+ */
+function slotGap(
+  record: SlotCreation,
+  hadBackups: boolean,
+  backupCommand: string,
+): { from: { lsn: string; time: string } | null; to: { lsn: string; time: string }; warning: string } | null {
+  const to = { lsn: record.consistentPoint, time: record.createdAt };
+  const latest = record.latestSegment;
+  if (latest) {
+    const from = { lsn: latest.lastCommitLsn, time: latest.lastCommitTime };
+    return {
+      from,
+      to,
+      warning:
+        `the archive has a gap from its last archived commit, ${from.time} (${from.lsn}), to the new slot's start, ${to.time} (${to.lsn}): ` +
+        `transactions committed in between were not archived and nothing in that gap can be restored; ` +
+        `start the archiver and take a new base backup now: ${backupCommand}`,
+    };
+  }
+  if (!hadBackups) return null;
+  return {
+    from: null,
+    to,
+    warning:
+      `the repository holds base backups but no archived transactions: those backups cannot be replayed past the new slot's start, ${to.time} (${to.lsn}); ` +
+      `start the archiver and take a new base backup now: ${backupCommand}`,
+  };
+}

@@ -1,4 +1,5 @@
 import { formatBytes } from '../config/units';
+import { describeGap } from '../ops/archive-gaps';
 import { listRepository, type Point } from '../ops/list';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
@@ -37,9 +38,14 @@ export const listCommand: Command = {
     lines.push('');
     lines.push(`segments: ${report.segments.count}, first commit ${pointText(report.segments.first)}, last commit ${pointText(report.segments.last)}`);
     if (report.gaps.length === 0) lines.push('gaps: none');
-    for (const gap of report.gaps) lines.push(`gap: between ${gap.fromLsn} and ${gap.toLsn} (${gap.before} does not follow ${gap.after})`);
+    for (const gap of report.gaps) lines.push(`gap: ${describeGap(gap)}`);
     for (const mark of report.marks) lines.push(`mark: ${mark.name} in ${mark.segment}`);
+    // ranges cut off by a later gap: still restorable, from the backups taken before it
+    const older = report.window.earliest ? report.ranges.slice(0, -1) : report.ranges;
+    for (const range of older) lines.push(`restorable before a gap: ${pointText(range.earliest)} to ${pointText(range.latest)} (from backup ${range.backup})`);
     lines.push(`recoverable window: ${pointText(report.window.earliest)} to ${pointText(report.window.latest)}`);
+    if (!report.window.earliest && report.gaps.length > 0 && report.backups.length > 0)
+      lines.push('no backup after the last gap: nothing after it can be restored; take a new base backup ("pitr backup")');
     out.write(lines.join('\n') + '\n');
     return 0;
   },

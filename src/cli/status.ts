@@ -1,5 +1,6 @@
 import { sourceConnection } from '../config/connection';
 import { formatBytes } from '../config/units';
+import { describeGap } from '../ops/archive-gaps';
 import type { Point } from '../ops/list';
 import { archiveStatus, statusExitCode, type StatusReport } from '../ops/status';
 import type { Command } from './command';
@@ -24,6 +25,7 @@ function humanReport(report: StatusReport): string {
     );
   lines.push(`newest backup: ${backup ? `${backup.id}, ended ${backup.endTime}, ${(backup.ageSeconds / 3600).toFixed(1)}h old` : 'none'}`);
   lines.push(`recoverable window: ${pointText(report.window.earliest)} to ${pointText(report.window.latest)}`);
+  for (const gap of report.gaps) lines.push(`gap: ${describeGap(gap)}`);
   for (const reason of report.reasons) lines.push(`reason: ${reason}`);
   return lines.join('\n') + '\n';
 }

@@ -2,9 +2,11 @@ import type { Repository } from '../archive/repository';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import { listBackups } from '../backup/catalog';
 import { parseLsn } from '../capture/lsn';
+import type { ArchiveGap } from './archive-gaps';
 import { recoverableWindow, toPoint, type Point } from './recoverable-window';
 
 export type { Point } from './recoverable-window';
+export type { ArchiveGap } from './archive-gaps';
 
 export interface BackupSummary {
   id: string;
@@ -18,38 +20,17 @@ export interface BackupSummary {
   rows: number;
 }
 
-/** Two consecutive segments whose chain link is broken: transactions between them may be missing. */
-export interface ChainGap {
-  /** The segment before the gap (its end LSN) and the one after it (its first commit LSN). */
-  after: string;
-  before: string;
-  fromLsn: string;
-  toLsn: string;
-}
-
 export interface ListReport {
   repository: string;
   backups: BackupSummary[];
   segments: { count: number; first: Point | null; last: Point | null };
-  gaps: ChainGap[];
+  /** Stretches of history missing from the archive, both bounds in LSN and time (archive-gaps.ts). */
+  gaps: ArchiveGap[];
   marks: { name: string; segment: string }[];
+  /** The restorable range that reaches the archive's end; earliest is null when no backup can be replayed to it. */
   window: { earliest: Point | null; latest: Point | null };
-}
-
-/** True when `segment` names `previous` (name and SHA-256) as the segment before it. */
-export function followsDirectly(previous: SegmentManifest, segment: SegmentManifest): boolean {
-  return segment.previous?.name === previous.name && segment.previous.sha256 === previous.sha256;
-}
-
-/** Breaks in the chain of consecutive segments (manifests in LSN order). */
-export function chainGaps(segments: readonly SegmentManifest[]): ChainGap[] {
-  const gaps: ChainGap[] = [];
-  for (let i = 1; i < segments.length; i++) {
-    const previous = segments[i - 1] as SegmentManifest;
-    const segment = segments[i] as SegmentManifest;
-    if (!followsDirectly(previous, segment)) gaps.push({ after: previous.name, before: segment.name, fromLsn: previous.endLsn, toLsn: segment.firstCommitLsn });
-  }
-  return gaps;
+  /** Every restorable range, oldest first: with gaps, the ranges before them stay restorable from older backups. */
+  ranges: { earliest: Point; latest: Point; backup: string }[];
 }
 
 /** Segment manifests in LSN order. */
@@ -87,8 +68,9 @@ export async function listRepository(repo: Repository): Promise<ListReport> {
       first: first ? { lsn: first.firstCommitLsn, time: first.firstCommitTime } : null,
       last: last ? { lsn: last.lastCommitLsn, time: last.lastCommitTime } : null,
     },
-    gaps: chainGaps(segments),
+    gaps: window.gaps,
     marks: segments.flatMap((s) => s.marks.map((name) => ({ name, segment: s.name }))),
     window: { earliest: window.earliest && toPoint(window.earliest), latest: window.latest && toPoint(window.latest) },
+    ranges: window.ranges.map((r) => ({ earliest: toPoint(r.earliest), latest: toPoint(r.latest), backup: r.backup })),
   };
 }

@@ -1,10 +1,12 @@
 import type { Repository } from '../archive/repository';
 import type { SegmentManifest } from '../archive/segment-manifest';
+import { readSlotCreations } from '../archive/slot-creation';
 import { readTransactions, type ArchivedTransaction } from '../archive/transaction-reader';
 import { formatLsn } from '../capture/lsn';
 import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
 import type { RelationMessage, TupleData, TupleValue } from '../capture/pgoutput-decoder';
 import { PitrError } from '../errors';
+import { archiveGaps } from './archive-gaps';
 
 export const LOG_OPS = ['insert', 'update', 'delete', 'truncate', 'ddl'] as const;
 export type LogOp = (typeof LOG_OPS)[number];
@@ -213,19 +215,23 @@ export function manifestMayMatch(manifest: SegmentManifest, filter: LogFilter): 
   return true;
 }
 
-/** Every segment manifest, in LSN order, with the chain checked. */
+/**
+ * Every segment manifest, in LSN order, with the chain checked. A gap recorded when the slot was
+ * re-created is known and does not stop reading: each transaction is read from its own segment.
+ */
 export async function readManifests(repo: Repository): Promise<SegmentManifest[]> {
-  const manifests = await Promise.all((await repo.segmentManifestNames()).map((n) => repo.readSegmentManifest(n)));
-  for (let i = 1; i < manifests.length; i++) {
-    const previous = manifests[i - 1] as SegmentManifest;
-    const manifest = manifests[i] as SegmentManifest;
-    if (manifest.previous?.name !== previous.name || manifest.previous.sha256 !== previous.sha256) {
-      throw new PitrError(
-        'Integrity',
-        `segment chain broken before ${manifest.name}: it names ${manifest.previous?.name ?? 'no'} previous segment, the archive has ${previous.name}`,
-        'run "pitr verify" to list missing or foreign segments',
-      );
-    }
+  const names = await repo.segmentManifestNames();
+  const manifests = await Promise.all(names.map((n) => repo.readSegmentManifest(n)));
+  const broken = archiveGaps({ segmentNames: names, segments: manifests, creations: await readSlotCreations(repo), backups: [] }).find(
+    (g) => g.cause === 'broken-chain',
+  );
+  if (broken) {
+    const manifest = manifests.find((m) => m.name === broken.before) as SegmentManifest;
+    throw new PitrError(
+      'Integrity',
+      `segment chain broken before ${manifest.name}: it names ${manifest.previous?.name ?? 'no'} previous segment, the archive has ${broken.after ?? '?'}`,
+      'run "pitr verify" to list missing or foreign segments',
+    );
   }
   return manifests;
 }

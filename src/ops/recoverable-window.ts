@@ -1,20 +1,29 @@
 import type { Repository } from '../archive/repository';
 import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentRecords } from '../archive/segment-reader';
+import { readSlotCreations, type SlotCreation } from '../archive/slot-creation';
 import type { BackupManifest } from '../backup/backup-manifest';
 import { listBackups } from '../backup/catalog';
-import { formatLsn, lsnFromSortableHex, parseLsn, type Lsn } from '../capture/lsn';
+import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
 import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
 import { decodePgoutput } from '../capture/pgoutput-decoder';
+import { archiveGaps, firstLsnOfSegmentName, type ArchiveGap } from './archive-gaps';
 
 /**
- * The recoverable window, defined once for `pitr list`, `pitr status` and the restore planner:
- * from the state the oldest base backup holds to the newest archived commit.
+ * The recoverable window, defined once for `pitr list`, `pitr status`, the metrics and the restore
+ * planner: from the state the oldest usable base backup holds to the newest archived commit, never
+ * across a gap.
  *
  * Terminology: a backup's "bound" is the newest commit it holds. A backup holds exactly the commits below
  * its aligned LSN, so its bound is found in the manifests of the segments wholly before that LSN and by
  * decoding the one segment that straddles it; it is capped at the backup's end time (the backup cannot
  * hold a commit made after it ended). Restoring to a time at or after a backup's bound can start from it.
+ *
+ * Gaps (archive-gaps.ts) cut the archive into stretches. A backup serves the stretch its aligned LSN
+ * falls in: replay from it cannot cross the next gap, and a backup aligned inside a gap serves nothing.
+ * A "range" is what one stretch makes restorable: from the bound of its oldest backup to its last
+ * archived commit. The window is the range that reaches the archive's end; older ranges stay
+ * restorable and are listed beside it.
  */
 
 /** A commit position for output: LSN in X/Y form and time (ISO, UTC, microseconds). */
@@ -29,13 +38,25 @@ export interface ExactPoint {
   time: bigint;
 }
 
+/** Points restorable exactly: from `earliest` (a backup's bound) to `latest` (an archived commit), with no gap in between. */
+export interface RecoverableRange {
+  earliest: ExactPoint;
+  latest: ExactPoint;
+  /** The oldest backup a restore into this range can start from. */
+  backup: string;
+}
+
 export interface RecoverableWindow {
-  /** The oldest backup's bound; null without a complete backup. */
+  /** The bound of the oldest backup after the last gap; null when no complete backup can be replayed to the archive's end. */
   earliest: ExactPoint | null;
-  /** The newest archived commit (the earliest point when nothing is archived yet); null when both are unknown. */
+  /** The newest archived commit (the earliest point when nothing is archived after it yet); null when both are unknown. */
   latest: ExactPoint | null;
   /** The newest archived commit; null when no segment is archived. */
   newestCommit: ExactPoint | null;
+  /** Every restorable range, oldest first; the last one is the window when `earliest` is known. */
+  ranges: RecoverableRange[];
+  /** The gaps found: recorded ones always, broken links only when every segment manifest was given. */
+  gaps: ArchiveGap[];
 }
 
 /**
@@ -48,15 +69,32 @@ export function toPoint(p: ExactPoint): Point {
   return { lsn: formatLsn(p.lsn), time: formatUnixMicros(p.time) };
 }
 
+export function fromPoint(p: Point): ExactPoint {
+  return { lsn: parseLsn(p.lsn), time: parseIsoMicros(p.time) };
+}
+
 /** "time (lsn)" for messages. */
 export function pointText(p: ExactPoint): string {
   return `${formatUnixMicros(p.time)} (${formatLsn(p.lsn)})`;
 }
 
-/** The newest commit inside `backup`, from `segments` (manifests in LSN order; only those starting before its aligned LSN matter). */
-export async function backupBound(repo: Repository, backup: BackupManifest, segments: readonly SegmentManifest[]): Promise<ExactPoint> {
+/**
+ * The newest commit inside `backup`, from `segments` (manifests in LSN order; only those starting before its
+ * aligned LSN matter). A gap that ends before the aligned LSN was copied into the backup without being
+ * archived: its missed transactions committed before the gap's end time, which bounds them.
+ */
+export async function backupBound(
+  repo: Repository,
+  backup: BackupManifest,
+  segments: readonly SegmentManifest[],
+  gaps: readonly ArchiveGap[] = [],
+): Promise<ExactPoint> {
   const aligned = parseLsn(backup.alignedLsn);
   let newest: bigint | undefined;
+  for (const gap of gaps) {
+    const end = parseIsoMicros(gap.to.time);
+    if (parseLsn(gap.toLsn) <= aligned && (newest === undefined || end > newest)) newest = end;
+  }
   for (const s of segments) {
     if (parseLsn(s.firstCommitLsn) >= aligned) break;
     if (parseLsn(s.lastCommitLsn) < aligned) {
@@ -74,25 +112,54 @@ export async function backupBound(repo: Repository, backup: BackupManifest, segm
   return { lsn: aligned, time: newest !== undefined && newest < end ? newest : end };
 }
 
-/** First commit LSN of a segment, from its manifest's name `segments/<HI>/<FIRST>-<END>.json`. */
-function firstLsnOfName(name: string): Lsn | undefined {
-  const match = /\/([0-9A-F]{16})-[0-9A-F]{16}\.json$/.exec(name);
-  return match?.[1] === undefined ? undefined : lsnFromSortableHex(match[1]);
-}
-
 export interface WindowSources {
   /** Complete backups; listed when not given. */
   backups?: readonly BackupManifest[];
   /** Every segment manifest in LSN order, when the caller has read them anyway; otherwise only those needed are read. */
   segments?: readonly SegmentManifest[];
+  /** The slot creation records; read when not given. */
+  creations?: readonly SlotCreation[];
   cache?: BackupBoundCache;
 }
 
-/** The recoverable window of a repository (see the top of this file). */
+/** A stretch of the archive between gaps: backups aligned in [start, end] can be replayed to its last commit. */
+interface Stretch {
+  start: Lsn;
+  /** Null for the last stretch, which runs to the archive's end. */
+  end: Lsn | null;
+  /** The last archived commit before the gap that ends the stretch. */
+  lastCommit: ExactPoint | null;
+  oldestBackup?: BackupManifest;
+}
+
+function stretchesOf(gaps: readonly ArchiveGap[]): Stretch[] {
+  const stretches: Stretch[] = [];
+  let start = 0n;
+  for (const gap of gaps) {
+    stretches.push({
+      start,
+      end: parseLsn(gap.fromLsn),
+      lastCommit: gap.from && { lsn: parseLsn(gap.from.lsn), time: parseIsoMicros(gap.from.time) },
+    });
+    start = parseLsn(gap.toLsn);
+  }
+  stretches.push({ start, end: null, lastCommit: null });
+  return stretches;
+}
+
+/** The recoverable window of a repository, its ranges and its gaps (see the top of this file). */
 export async function recoverableWindow(repo: Repository, sources: WindowSources = {}): Promise<RecoverableWindow> {
-  const backups = sources.backups ?? (await listBackups(repo));
-  let oldest: BackupManifest | undefined;
-  for (const b of backups) if (!oldest || parseLsn(b.alignedLsn) < parseLsn(oldest.alignedLsn)) oldest = b;
+  const backups = [...(sources.backups ?? (await listBackups(repo)))].sort((a, b) => compareLsn(parseLsn(a.alignedLsn), parseLsn(b.alignedLsn)));
+  const creations = sources.creations ?? (await readSlotCreations(repo));
+  const names = sources.segments ? sources.segments.map((s) => `${s.name}.json`) : await repo.segmentManifestNames();
+  const gaps = archiveGaps({ segmentNames: names, ...(sources.segments ? { segments: sources.segments } : {}), creations, backups });
+
+  const stretches = stretchesOf(gaps);
+  for (const backup of backups) {
+    const aligned = parseLsn(backup.alignedLsn);
+    const stretch = stretches.find((s) => aligned >= s.start && (s.end === null || aligned <= s.end));
+    if (stretch && !stretch.oldestBackup) stretch.oldestBackup = backup;
+  }
 
   let segments: readonly SegmentManifest[];
   let newestSegment: SegmentManifest | undefined;
@@ -100,11 +167,11 @@ export async function recoverableWindow(repo: Repository, sources: WindowSources
     segments = sources.segments;
     newestSegment = segments[segments.length - 1];
   } else {
-    // Only the segments that can hold commits below the oldest backup's aligned LSN, and the newest.
-    const names = await repo.segmentManifestNames();
-    const aligned = oldest ? parseLsn(oldest.alignedLsn) : undefined;
-    const cached = oldest ? sources.cache?.get(oldest.id) : undefined;
-    const needed = aligned === undefined || cached ? [] : names.filter((n) => (firstLsnOfName(n) ?? 0n) < aligned);
+    // Only the segments a bound is looked for in (from a stretch's start to its oldest backup), and the newest.
+    const needed = names.filter((n) => {
+      const first = firstLsnOfSegmentName(n) ?? 0n;
+      return stretches.some((s) => s.oldestBackup && !sources.cache?.has(s.oldestBackup.id) && first >= s.start && first < parseLsn(s.oldestBackup.alignedLsn));
+    });
     segments = await Promise.all(needed.map((n) => repo.readSegmentManifest(n)));
     const newestName = names[names.length - 1];
     newestSegment =
@@ -114,15 +181,35 @@ export async function recoverableWindow(repo: Repository, sources: WindowSources
           ? segments[segments.length - 1]
           : await repo.readSegmentManifest(newestName);
   }
-
   const newestCommit = newestSegment ? { lsn: parseLsn(newestSegment.lastCommitLsn), time: parseIsoMicros(newestSegment.lastCommitTime) } : null;
-  let earliest: ExactPoint | null = null;
-  if (oldest) {
-    earliest = sources.cache?.get(oldest.id) ?? null;
+
+  const ranges: RecoverableRange[] = [];
+  let last: ExactPoint | null = null;
+  for (const stretch of stretches) {
+    const backup = stretch.oldestBackup;
+    if (!backup) continue;
+    let earliest = sources.cache?.get(backup.id);
     if (!earliest) {
-      earliest = await backupBound(repo, oldest, segments);
-      if (newestCommit && newestCommit.lsn >= earliest.lsn) sources.cache?.set(oldest.id, earliest);
+      earliest = await backupBound(repo, backup, segments, gaps);
+      if (newestCommit && newestCommit.lsn >= earliest.lsn) sources.cache?.set(backup.id, earliest);
     }
+    if (stretch.end !== null) {
+      if (stretch.lastCommit) ranges.push({ earliest, latest: stretch.lastCommit, backup: backup.id });
+      continue;
+    }
+    // the last stretch: up to the newest commit, when one was archived after its start
+    const latest = newestCommit && newestCommit.lsn >= stretch.start ? newestCommit : earliest;
+    ranges.push({ earliest, latest, backup: backup.id });
+    last = earliest;
   }
-  return { earliest, latest: newestCommit ?? earliest, newestCommit };
+  const windowRange = last ? ranges[ranges.length - 1] : undefined;
+  return {
+    earliest: windowRange?.earliest ?? null,
+    latest: windowRange?.latest ?? newestCommit,
+    newestCommit,
+    ranges,
+    gaps,
+  };
 }
+
+const compareLsn = (a: Lsn, b: Lsn): number => (a < b ? -1 : a > b ? 1 : 0);

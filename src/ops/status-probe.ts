@@ -64,6 +64,7 @@ export class StatusProbe {
       slot: missingSlot(this.input.slotName),
       backup: null,
       window: { earliest: null, latest: null },
+      gaps: [],
       archiver: 'unknown',
     };
   }

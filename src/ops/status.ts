@@ -4,6 +4,7 @@ import { listBackups } from '../backup/catalog';
 import { parseLsn } from '../capture/lsn';
 import { connectSource } from '../capture/source';
 import { messageOf } from '../errors';
+import { describeGap, type ArchiveGap } from './archive-gaps';
 import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from './recoverable-window';
 
 export type Health = 'healthy' | 'degraded' | 'broken';
@@ -35,7 +36,10 @@ export interface StatusReport {
   rpoSeconds: number | null;
   slot: SlotStatus;
   backup: BackupStatus | null;
+  /** The restorable range reaching the archive's end; earliest is null when no backup can be replayed to it. */
   window: { earliest: Point | null; latest: Point | null };
+  /** Gaps recorded in the repository (a re-created replication slot), oldest first; broken links are found by `pitr verify`. */
+  gaps: ArchiveGap[];
   archiver: ArchiverState;
 }
 
@@ -62,6 +66,7 @@ interface RepositoryFacts {
   lastCommit: Point | null;
   backup: BackupStatus | null;
   window: StatusReport['window'];
+  gaps: ArchiveGap[];
 }
 
 /** Connecting to the source and asking it about the slot each give up after this long. */
@@ -83,6 +88,7 @@ async function readRepository(repo: Repository, now: number, boundCache: BackupB
     lastCommit: window.newestCommit && toPoint(window.newestCommit),
     backup: newest ? { id: newest.id, endTime: newest.endTime, ageSeconds: (now - Date.parse(newest.endTime)) / 1000 } : null,
     window: { earliest: window.earliest && toPoint(window.earliest), latest: window.latest && toPoint(window.latest) },
+    gaps: window.gaps,
   };
 }
 
@@ -145,7 +151,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     broken.push(`source unreachable: ${messageOf(error)}`);
   }
 
-  let facts: RepositoryFacts = { lastCommit: null, backup: null, window: { earliest: null, latest: null } };
+  let facts: RepositoryFacts = { lastCommit: null, backup: null, window: { earliest: null, latest: null }, gaps: [] };
   let repoReadable = false;
   try {
     if (!(await input.repo.identity()))
@@ -163,7 +169,13 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     if (facts.lastCommit === null) broken.push('repository holds no archived segments');
     else if (rpoSeconds !== null && rpoSeconds * 1000 > limits.maxLag)
       degraded.push(`rpo ${seconds(rpoSeconds * 1000)} exceeds --max-lag ${seconds(limits.maxLag)} (newest archived commit ${facts.lastCommit.time})`);
+    const lastGap = facts.gaps[facts.gaps.length - 1];
     if (!facts.backup) degraded.push('no base backup');
+    else if (lastGap && facts.window.earliest === null)
+      // every backup is older than the gap: nothing archived since can be restored, whatever the RPO says
+      broken.push(
+        `the archive has a gap ${describeGap(lastGap)}, and no base backup after it: nothing after ${lastGap.to.time} can be restored; take a new base backup now ("pitr backup")`,
+      );
     else if (facts.backup.ageSeconds * 1000 > limits.maxBackupAge)
       degraded.push(
         `newest backup ${facts.backup.id} is ${seconds(facts.backup.ageSeconds * 1000)} old, more than --max-backup-age ${seconds(limits.maxBackupAge)}`,
@@ -188,7 +200,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
   }
 
   const health: Health = broken.length > 0 ? 'broken' : degraded.length > 0 ? 'degraded' : 'healthy';
-  return { health, reasons: [...broken, ...degraded], rpoSeconds, slot, backup: facts.backup, window: facts.window, archiver };
+  return { health, reasons: [...broken, ...degraded], rpoSeconds, slot, backup: facts.backup, window: facts.window, gaps: facts.gaps, archiver };
 }
 
 export function statusExitCode(health: Health): number {

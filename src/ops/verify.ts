@@ -9,7 +9,8 @@ import { parseLsn } from '../capture/lsn';
 import { parseIsoMicros } from '../capture/pg-time';
 import { decodePgoutput } from '../capture/pgoutput-decoder';
 import { isPitrError, messageOf } from '../errors';
-import { chainGaps, followsDirectly } from './list';
+import { SLOTS_PREFIX, slotCreationName, type SlotCreation } from '../archive/slot-creation';
+import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from './archive-gaps';
 
 export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap';
 
@@ -24,6 +25,12 @@ export interface VerifyReport {
   repository: string;
   checked: { objects: number; bytes: number };
   problems: Problem[];
+  /**
+   * Gaps recorded when a replication slot was re-created, with a complete backup taken after them: the
+   * points inside stay unrestorable, but the archive is as it should be and restorable to its end, so
+   * they are listed without making the repository fail. Until such a backup exists they are problems.
+   */
+  recordedGaps: Problem[];
 }
 
 export interface VerifyOptions {
@@ -41,14 +48,22 @@ export interface VerifyOptions {
 export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
   const verifier = new Verifier(repo, options.deep ?? false, options.since);
   await verifier.run();
-  return { ok: verifier.problems.length === 0, repository: repo.storage.location, checked: verifier.checked, problems: verifier.problems };
+  return {
+    ok: verifier.problems.length === 0,
+    repository: repo.storage.location,
+    checked: verifier.checked,
+    problems: verifier.problems,
+    recordedGaps: verifier.recordedGaps,
+  };
 }
 
 class Verifier {
   readonly problems: Problem[] = [];
+  readonly recordedGaps: Problem[] = [];
   readonly checked = { objects: 0, bytes: 0 };
   /** With `since`: the newest segment wholly before it, read only to check the chain's link into the range. */
   private anchor: SegmentManifest | undefined;
+  private readonly segmentsByName = new Map<string, SegmentManifest>();
 
   constructor(
     private readonly repo: Repository,
@@ -66,8 +81,71 @@ class Verifier {
 
   async run(): Promise<void> {
     await this.checkIdentity();
+    const creations = await this.checkSlotCreations();
     const segments = await this.checkSegments();
-    await this.checkBackups(segments);
+    const backups = await this.checkBackups();
+    const gaps = archiveGaps({ segmentNames: segments.map((s) => segmentManifestName(s.name)), segments, creations, backups: backups.map((b) => b.manifest) });
+    this.checkGaps(gaps, backups);
+    for (const { prefix, manifest } of backups) this.checkBackupCoverage(prefix, manifest, segments, gaps);
+  }
+
+  /** The slot creation records `pitr init` stored: each checked, and matched against its name. */
+  private async checkSlotCreations(): Promise<SlotCreation[]> {
+    const { objects } = await this.storage.list(SLOTS_PREFIX);
+    const records: SlotCreation[] = [];
+    for (const object of objects) {
+      if (!/^slots\/[^/]+\/[0-9A-F]{16}\.json$/.test(object.name)) {
+        this.report(object.name, 'unreferenced', 'not a slot creation record');
+        continue;
+      }
+      const record = await this.readChecked<SlotCreation>(object.name);
+      if (!record) continue;
+      let named: string | undefined;
+      try {
+        named = slotCreationName(record.slot, parseLsn(record.consistentPoint));
+      } catch {
+        named = undefined;
+      }
+      if (record.kind !== 'slot-creation' || named !== object.name) {
+        this.report(object.name, 'corrupt', `record describes slot ${String(record.slot)} at ${String(record.consistentPoint)}, not what its name says`);
+        continue;
+      }
+      records.push(record);
+    }
+    return records;
+  }
+
+  /**
+   * Broken links are problems. A recorded gap (a slot re-created) is one until a complete backup is
+   * aligned after it; from then on the archive is restorable to its end again and the gap is listed apart.
+   */
+  private checkGaps(gaps: readonly ArchiveGap[], backups: readonly { manifest: BackupManifest }[]): void {
+    for (const gap of gaps) {
+      const times = `from ${gapPointText(gap.from)} to ${gap.to.time} (${gap.to.lsn})`;
+      if (gap.cause === 'broken-chain') {
+        const before = gap.before as string;
+        this.report(segmentManifestName(before), 'gap', `${this.linkDetail(gap)}: gap between ${gap.fromLsn} and ${gap.toLsn}, ${times}`);
+        continue;
+      }
+      const object = slotCreationName(gap.slot as string, parseLsn(gap.toLsn));
+      const after = backups.find((b) => parseLsn(b.manifest.alignedLsn) >= parseLsn(gap.toLsn));
+      const detail =
+        `replication slot "${gap.slot ?? '?'}" re-created: gap ${times}, nothing committed in between was archived and no point inside can be restored; ` +
+        (after
+          ? `backup ${after.manifest.id} (aligned at ${after.manifest.alignedLsn}) restores from after it`
+          : 'no base backup after it, so nothing after it can be restored: take one now ("pitr backup")');
+      if (after) this.recordedGaps.push({ object, status: 'gap', detail });
+      else this.report(object, 'gap', detail);
+    }
+  }
+
+  /** Why a link is broken: a wrong checksum, or another predecessor named. */
+  private linkDetail(gap: ArchiveGap): string {
+    const segment = this.segmentsByName.get(gap.before as string) as SegmentManifest;
+    const previous = this.segmentsByName.get(gap.after as string) as SegmentManifest;
+    return segment.previous?.name === previous.name
+      ? `its previous sha256 ${segment.previous.sha256} does not match ${previous.name} (${previous.sha256})`
+      : `follows ${segment.previous?.name ?? 'nothing'}, not ${previous.name}`;
   }
 
   /** A checked JSON document, or undefined after reporting it missing or corrupt. */
@@ -191,15 +269,7 @@ class Verifier {
         object.name.endsWith('.lz4') ? 'segment data without a manifest: not part of the archive' : 'not a segment object',
       );
     }
-    for (const gap of chainGaps(manifests)) {
-      const segment = manifests.find((m) => m.name === gap.before) as SegmentManifest;
-      const previous = manifests.find((m) => m.name === gap.after) as SegmentManifest;
-      const detail =
-        segment.previous?.name === previous.name
-          ? `its previous sha256 ${segment.previous.sha256} does not match ${previous.name} (${previous.sha256})`
-          : `follows ${segment.previous?.name ?? 'nothing'}, not ${previous.name}: gap between ${gap.fromLsn} and ${gap.toLsn}`;
-      this.report(segmentManifestName(gap.before), 'gap', detail);
-    }
+    for (const manifest of manifests) this.segmentsByName.set(manifest.name, manifest);
     return manifests;
   }
 
@@ -233,7 +303,9 @@ class Verifier {
     return [...prefixes];
   }
 
-  private async checkBackups(segments: SegmentManifest[]): Promise<void> {
+  /** Every backup folder; returns the complete backups whose manifest could be read. */
+  private async checkBackups(): Promise<{ prefix: string; manifest: BackupManifest }[]> {
+    const readable: { prefix: string; manifest: BackupManifest }[] = [];
     const listing = await this.storage.list(BACKUPS_PREFIX, { delimiter: '/' });
     const { objects: loose } = listing;
     const prefixes = this.since === undefined ? listing.prefixes : await this.backupsSince(listing.prefixes, this.since);
@@ -267,16 +339,18 @@ class Verifier {
         else await this.checkPart(name, part);
       }
       for (const object of objects) if (!referenced.has(object.name)) this.report(object.name, 'unreferenced', `not named by ${manifestName}`);
-      this.checkBackupCoverage(prefix, manifest, segments);
+      readable.push({ prefix, manifest });
     }
+    return readable;
   }
 
   /**
    * Replay from a backup needs every transaction committed at or after its aligned LSN: the chain must be
    * unbroken from there to the archive's end. A break matters when the segment after it starts past the
-   * aligned LSN (the missing transactions may then commit at or after it).
+   * aligned LSN (the missing transactions may then commit at or after it). A recorded gap ends the check
+   * unreported here: its own entry says what stays restorable.
    */
-  private checkBackupCoverage(prefix: string, backup: BackupManifest, segments: SegmentManifest[]): void {
+  private checkBackupCoverage(prefix: string, backup: BackupManifest, segments: SegmentManifest[], gaps: readonly ArchiveGap[]): void {
     const aligned = parseLsn(backup.alignedLsn);
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i] as SegmentManifest;
@@ -284,6 +358,7 @@ class Verifier {
       if (segment === this.anchor) continue; // with --since: the chain before it is not checked
       const previous = segments[i - 1];
       if (previous ? followsDirectly(previous, segment) : segment.previous === null) continue;
+      if (gaps.some((g) => g.cause === 'slot-recreated' && g.before === segment.name)) return;
       const from = previous ? previous.endLsn : `the start of the archive (${segment.previous?.name ?? '?'} is absent)`;
       this.report(
         prefix,

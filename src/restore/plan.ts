@@ -8,7 +8,9 @@ import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
 import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
 import { MessagePrefix } from '../archive/segment-format';
 import { PitrError } from '../errors';
-import { backupBound, pointText, recoverableWindow, type ExactPoint } from '../ops/recoverable-window';
+import { readSlotCreations } from '../archive/slot-creation';
+import { archiveGaps, describeGap, gapPointText, type ArchiveGap } from '../ops/archive-gaps';
+import { backupBound, pointText, recoverableWindow, type ExactPoint, type RecoverableRange } from '../ops/recoverable-window';
 import type { TargetSpec } from './target';
 
 /** Which transactions a restore applies: those `includes` accepts, in commit order, stopping at the first it refuses. */
@@ -57,20 +59,34 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
       `repository ${repo.storage.location} has no complete base backup`,
       'take one with "pitr backup" (or run "pitr archive --backup-every 24h")',
     );
+  backups.sort((a, b) => compareLsn(parseLsn(a.alignedLsn), parseLsn(b.alignedLsn)));
   const names = await repo.segmentManifestNames();
   const segments = await Promise.all(names.map((n) => repo.readSegmentManifest(n)));
+  const creations = await readSlotCreations(repo);
+  const gaps = archiveGaps({ segmentNames: names, segments, creations, backups });
   const bounds = new Map<string, Point>();
-  for (const b of backups) bounds.set(b.id, await backupBound(repo, b, segments));
-  // the window `pitr list` and `pitr status` show; with backups present both ends are known
-  const recoverable = await recoverableWindow(repo, { backups, segments, cache: bounds });
-  const earliest = recoverable.earliest as Point;
-  const latest = recoverable.latest as Point;
+  for (const b of backups) bounds.set(b.id, await backupBound(repo, b, segments, gaps));
+  // the window and ranges `pitr list` and `pitr status` show
+  const recoverable = await recoverableWindow(repo, { backups, segments, creations, cache: bounds });
+  const { ranges } = recoverable;
+  const firstRange = ranges[0];
+  if (!firstRange) {
+    const gap = gaps[0] as ArchiveGap;
+    throw new PitrError(
+      'Integrity',
+      `no base backup in ${repo.storage.location} can be replayed: each lies inside a gap in the archive (${describeGap(gap)})`,
+      'take a new base backup now ("pitr backup")',
+    );
+  }
+  const earliest = firstRange.earliest;
+  const latest = recoverable.newestCommit ?? earliest;
   const last = segments[segments.length - 1];
-  const window = { earliest: pointText(earliest), latest: pointText(latest) };
+  const rangeText = (r: RecoverableRange): string => `${pointText(r.earliest)} to ${pointText(r.latest)} (backup ${r.backup})`;
+  const restorable = gaps.length > 0 ? `; with gaps in the archive, restorable only: ${ranges.map(rangeText).join(', ')}` : '';
   const outside = (what: string): PitrError =>
     new PitrError(
       'NotFound',
-      `restore target ${what} is outside the recoverable window: earliest ${window.earliest}, latest ${window.latest}`,
+      `restore target ${what} is outside the recoverable window: earliest ${pointText(earliest)}, latest ${pointText(latest)}${restorable}`,
       'choose a target inside the window ("pitr list" shows it)',
     );
 
@@ -81,7 +97,7 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   switch (target.kind) {
     case 'latest':
       stop = { describe: 'latest', includes: () => true };
-      resolved = `latest: ${window.latest}`;
+      resolved = `latest: ${pointText(latest)}`;
       break;
     case 'lsn': {
       if (target.lsn < earliest.lsn || target.lsn > (last ? parseLsn(last.endLsn) : earliest.lsn)) throw outside(`lsn:${formatLsn(target.lsn)}`);
@@ -137,24 +153,61 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   if (!backup) throw outside(resolved);
   const aligned = parseLsn(backup.alignedLsn);
 
-  // Segments after the backup, checking the chain for gaps on the way.
+  // Replay from the backup must not cross a gap the target lies in or after.
+  const reachesInto = (gap: ArchiveGap): boolean => {
+    if (target.kind === 'latest') return true;
+    if (target.kind === 'time') return gap.from === null || target.micros > parseIsoMicros(gap.from.time);
+    const bound = stopLsn as Lsn;
+    return exclusive ? bound > parseLsn(gap.fromLsn) : bound >= parseLsn(gap.fromLsn);
+  };
+  const blocking = gaps.find((g) => parseLsn(g.toLsn) > aligned && reachesInto(g));
+  if (blocking) throw gapRefusal(blocking, resolved, target, ranges);
+
+  // Segments after the backup, up to the target; a gap after the backup lies past the target (checked above).
+  const gapStarts = new Set(gaps.filter((g) => parseLsn(g.toLsn) > aligned && g.before !== null).map((g) => g.before));
   const replay: SegmentManifest[] = [];
-  let previous: SegmentManifest | undefined;
   for (const segment of segments) {
-    if (parseLsn(segment.endLsn) <= aligned) {
-      previous = segment;
-      continue;
-    }
-    if (previous && (segment.previous?.name !== previous.name || segment.previous.sha256 !== previous.sha256) && parseLsn(previous.endLsn) >= aligned) {
-      throw new PitrError(
-        'Integrity',
-        `the archive has a gap between ${formatLsn(parseLsn(previous.endLsn))} and ${segment.firstCommitLsn} (segment ${segment.name} does not follow ${previous.name}); the target lies after it`,
-        'choose a target before the gap, or one after a base backup taken after it ("pitr list")',
-      );
-    }
+    if (parseLsn(segment.endLsn) <= aligned) continue;
+    if (gapStarts.has(segment.name)) break;
     if (replay.length > 0 && !stop.includes(parseLsn(segment.firstCommitLsn), parseIsoMicros(segment.firstCommitTime))) break;
     replay.push(segment);
-    previous = segment;
   }
+  // the range the restore lands in: the one started by the newest range's backup at or before this one
+  const range = [...ranges].reverse().find((r) => r.earliest.lsn <= aligned) ?? firstRange;
+  const window = {
+    earliest: pointText(range.earliest),
+    latest: pointText(range === ranges[ranges.length - 1] && recoverable.earliest ? latest : range.latest),
+  };
   return { backup, segments: replay, stop, window, resolved };
 }
+
+/**
+ * The refusal of a target inside a gap, or after one with no backup between them: both bounds of the gap,
+ * and where restorable points are instead.
+ */
+function gapRefusal(gap: ArchiveGap, resolved: string, target: TargetSpec, ranges: readonly RecoverableRange[]): PitrError {
+  const inside = target.kind === 'time' ? target.micros < parseIsoMicros(gap.to.time) : target.kind === 'lsn' ? target.lsn < parseLsn(gap.toLsn) : false; // latest, a mark or a transaction: an archived commit, so after the gap
+  const next = ranges.find((r) => r.earliest.lsn >= parseLsn(gap.toLsn));
+  const before = gap.from ? `up to ${gapPointText(gap.from)}` : undefined;
+  const afterGap = next ? `from ${pointText(next.earliest)} on (backup ${next.backup})` : undefined;
+  const choose = [before, afterGap].filter((t) => t !== undefined).join(', or ');
+  if (inside)
+    return new PitrError(
+      'Integrity',
+      `restore target ${resolved} lies inside a gap in the archive, ${describeGap(gap)}: no point inside it can be restored`,
+      next
+        ? `choose a target ${choose} ("pitr list")`
+        : `choose a target ${before ?? 'after the gap'}; points after the gap need a base backup taken after it: take one now ("pitr backup")`,
+    );
+  return new PitrError(
+    'Integrity',
+    next
+      ? `restore target ${resolved} lies after a gap in the archive, ${describeGap(gap)}, but before the earliest point restorable after it, ${pointText(next.earliest)}`
+      : `restore target ${resolved} lies after a gap in the archive, ${describeGap(gap)}, and every base backup is older than the gap`,
+    next
+      ? `choose a target ${choose} ("pitr list")`
+      : `take a new base backup now ("pitr backup"): points after it become restorable${before ? `; targets ${before} still are` : ''}`,
+  );
+}
+
+const compareLsn = (a: Lsn, b: Lsn): number => (a < b ? -1 : a > b ? 1 : 0);
