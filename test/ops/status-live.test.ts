@@ -114,4 +114,14 @@ test('slot invalidated by max_slot_wal_keep_size: broken with the reason first, 
   const again = await fx.init(['--log-level', 'warn']);
   expect(again.code).toBe(0);
   expect(again.stdout).toMatch(/created +replication slot pitr/);
+
+  // what the invalidation lost is recorded: a gap from the last archived commit to the new slot's start
+  expect(again.stdout).toMatch(/^ {2}warning: the archive has a gap from its last archived commit, .* \(.*\), to the new slot's start, .* \(.*\): /m);
+  expect(again.stdout).toMatch(/^then at once: pitr backup --source /m);
+  const listed = JSON.parse((await runPitr(['list', '--repo', fx.repoDir, '--json'])).stdout) as ListReport;
+  expect(listed.gaps).toEqual([expect.objectContaining({ cause: 'slot-recreated', slot: 'pitr', before: null })]);
+  expect(listed.window.earliest).toBeNull();
+  const after = await status();
+  expect(after.code).toBe(2);
+  expect(after.report.reasons[0]).toMatch(/^the archive has a gap from .*: replication slot "pitr" was re-created, .*, and no base backup after it: /);
 });
