@@ -79,7 +79,7 @@ export class ArchiveMetrics implements ArchiverObserver {
     });
     this.gauge(
       'pitr_recoverable_window_seconds',
-      'Length of the recoverable window: from the newest commit inside the oldest backup to the newest archived commit.',
+      'Length of the recoverable window: from the newest commit inside the oldest backup after the last gap to the newest archived commit; absent when no backup is after it.',
       async (gauge) => {
         const { window } = await probe.report();
         if (window.earliest === null || window.latest === null) gauge.remove();
