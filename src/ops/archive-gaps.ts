@@ -145,10 +145,21 @@ export function gapPointText(point: GapPoint | null): string {
   return point ? `${point.time} (${point.lsn})` : 'the start of the archive';
 }
 
-/** One line naming a gap with both bounds and its cause, for messages and listings. */
-export function describeGap(gap: ArchiveGap): string {
-  const bounds = `from ${gapPointText(gap.from)} to ${gap.to.time} (${gap.to.lsn})`;
+/** Both bounds of a gap, in time and LSN. */
+export function gapBounds(gap: ArchiveGap): string {
+  return `from ${gapPointText(gap.from)} to ${gap.to.time} (${gap.to.lsn})`;
+}
+
+/** Why a gap is there, in a few words. */
+export function gapCause(gap: ArchiveGap): string {
   return gap.cause === 'slot-recreated'
-    ? `${bounds}: replication slot "${gap.slot ?? '?'}" was re-created, nothing committed in between was archived`
-    : `${bounds}: segment ${gap.before ?? '?'} does not follow ${gap.after ?? '?'}, transactions in between may be missing`;
+    ? `replication slot "${gap.slot ?? '?'}" re-created`
+    : `segment ${gap.before ?? '?'} does not follow ${gap.after ?? '?'}`;
+}
+
+/** One line naming a gap with both bounds and its cause, for listings. */
+export function describeGap(gap: ArchiveGap): string {
+  return gap.cause === 'slot-recreated'
+    ? `${gapBounds(gap)}: replication slot "${gap.slot ?? '?'}" was re-created, nothing committed in between was archived`
+    : `${gapBounds(gap)}: segment ${gap.before ?? '?'} does not follow ${gap.after ?? '?'}, transactions in between may be missing`;
 }

@@ -4,7 +4,7 @@ import { listBackups } from '../backup/catalog';
 import { parseLsn } from '../capture/lsn';
 import { connectSource } from '../capture/source';
 import { messageOf } from '../errors';
-import { describeGap, type ArchiveGap } from './archive-gaps';
+import { gapBounds, gapCause, type ArchiveGap } from './archive-gaps';
 import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from './recoverable-window';
 
 export type Health = 'healthy' | 'degraded' | 'broken';
@@ -174,7 +174,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     else if (lastGap && facts.window.earliest === null)
       // every backup is older than the gap: nothing archived since can be restored, whatever the RPO says
       broken.push(
-        `the archive has a gap ${describeGap(lastGap)}, and no base backup after it: nothing after ${lastGap.to.time} can be restored; take a new base backup now ("pitr backup")`,
+        `the archive has a gap ${gapBounds(lastGap)} (${gapCause(lastGap)}) and no base backup after it: nothing after ${lastGap.to.time} can be restored; take a new base backup now ("pitr backup")`,
       );
     else if (facts.backup.ageSeconds * 1000 > limits.maxBackupAge)
       degraded.push(

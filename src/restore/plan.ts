@@ -9,7 +9,7 @@ import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
 import { MessagePrefix } from '../archive/segment-format';
 import { PitrError } from '../errors';
 import { readSlotCreations } from '../archive/slot-creation';
-import { archiveGaps, describeGap, gapPointText, type ArchiveGap } from '../ops/archive-gaps';
+import { archiveGaps, gapBounds, gapCause, gapPointText, type ArchiveGap } from '../ops/archive-gaps';
 import { backupBound, pointText, recoverableWindow, type ExactPoint, type RecoverableRange } from '../ops/recoverable-window';
 import type { TargetSpec } from './target';
 
@@ -74,7 +74,7 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
     const gap = gaps[0] as ArchiveGap;
     throw new PitrError(
       'Integrity',
-      `no base backup in ${repo.storage.location} can be replayed: each lies inside a gap in the archive (${describeGap(gap)})`,
+      `no base backup in ${repo.storage.location} can be replayed: each lies inside a gap in the archive, ${gapBounds(gap)} (${gapCause(gap)})`,
       'take a new base backup now ("pitr backup")',
     );
   }
@@ -194,7 +194,7 @@ function gapRefusal(gap: ArchiveGap, resolved: string, target: TargetSpec, range
   if (inside)
     return new PitrError(
       'Integrity',
-      `restore target ${resolved} lies inside a gap in the archive, ${describeGap(gap)}: no point inside it can be restored`,
+      `restore target ${resolved} lies inside a gap in the archive ${gapBounds(gap)} (${gapCause(gap)}): no point inside it can be restored`,
       next
         ? `choose a target ${choose} ("pitr list")`
         : `choose a target ${before ?? 'after the gap'}; points after the gap need a base backup taken after it: take one now ("pitr backup")`,
@@ -202,8 +202,8 @@ function gapRefusal(gap: ArchiveGap, resolved: string, target: TargetSpec, range
   return new PitrError(
     'Integrity',
     next
-      ? `restore target ${resolved} lies after a gap in the archive, ${describeGap(gap)}, but before the earliest point restorable after it, ${pointText(next.earliest)}`
-      : `restore target ${resolved} lies after a gap in the archive, ${describeGap(gap)}, and every base backup is older than the gap`,
+      ? `restore target ${resolved} lies after a gap in the archive ${gapBounds(gap)} (${gapCause(gap)}) but before the earliest point restorable after it, ${pointText(next.earliest)}`
+      : `restore target ${resolved} lies after a gap in the archive ${gapBounds(gap)} (${gapCause(gap)}) and every base backup is older than the gap`,
     next
       ? `choose a target ${choose} ("pitr list")`
       : `take a new base backup now ("pitr backup"): points after it become restorable${before ? `; targets ${before} still are` : ''}`,

@@ -213,7 +213,7 @@ test('before a new backup: list, verify, status and the metrics report the gap; 
   expect(code).toBe(2);
   expect(health.health).toBe('broken');
   expect(health.reasons[0]).toMatch(
-    /^the archive has a gap from .*, and no base backup after it: nothing after .* can be restored; take a new base backup now \("pitr backup"\)$/,
+    /^the archive has a gap from .* \(replication slot "pitr" re-created\) and no base backup after it: nothing after .* can be restored; take a new base backup now \("pitr backup"\)$/,
   );
   boundsIn(health.reasons[0] ?? '', gap);
   expect(health.gaps).toEqual([gap]);
@@ -228,14 +228,16 @@ test('before a new backup: list, verify, status and the metrics report the gap; 
   const inside = await restoreFails(fx, 'inside_gap', insideGap);
   expect(inside.code).toBe(7);
   const [message, hint] = errorLines(inside);
-  expect(message).toMatch(/^pitr: error: restore target .* lies inside a gap in the archive, from .*: no point inside it can be restored$/);
+  expect(message).toMatch(
+    /^pitr: error: restore target .* lies inside a gap in the archive from .* \(replication slot "pitr" re-created\): no point inside it can be restored$/,
+  );
   boundsIn(message ?? '', gap);
   expect(hint).toMatch(/take one now \("pitr backup"\)/);
 
   const latest = await restoreFails(fx, 'latest_no_backup', 'latest');
   expect(latest.code).toBe(7);
   const [latestMessage, latestHint] = errorLines(latest);
-  expect(latestMessage).toMatch(/lies after a gap in the archive, .*, and every base backup is older than the gap$/);
+  expect(latestMessage).toMatch(/lies after a gap in the archive from .* \(replication slot "pitr" re-created\) and every base backup is older than the gap$/);
   boundsIn(latestMessage ?? '', gap);
   expect(latestHint).toMatch(/^hint: take a new base backup now \("pitr backup"\)/);
 
