@@ -116,8 +116,14 @@ export class Archiver {
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
     const backups =
       this.options.backups &&
-      new BackupSchedule(this.repo, this.source, this.log, this.options.backups.everyMs, this.options.backups.options, () =>
-        this.options.observer?.failed('backup'),
+      new BackupSchedule(
+        this.repo,
+        this.source,
+        this.log,
+        this.options.backups.everyMs,
+        this.options.backups.options,
+        () => this.options.observer?.failed('backup'),
+        this.options.slot,
       );
     backups?.start();
     for (const work of this.options.alongside ?? []) work.start();

@@ -1,5 +1,7 @@
 import type { Repository } from '../archive/repository';
+import { newestSlotCreation } from '../archive/slot-creation';
 import { newestBackup } from '../backup/catalog';
+import { parseLsn } from './lsn';
 import { runBackup, type BackupOptions } from '../backup/run-backup';
 import type { SourceConnection } from '../config/connection';
 import { messageOf } from '../errors';
@@ -7,8 +9,10 @@ import type { Logger } from '../logger';
 
 /**
  * Base backups on a schedule inside `pitr archive`: one whenever the newest backup is older than
- * `everyMs` (so a restart does not take an extra one), never two at once. Backups run beside the
- * stream, which is not paused; a failed backup is logged and tried again at the next check.
+ * `everyMs` (so a restart does not take an extra one), never two at once, and one at once when the
+ * slot was re-created after a gap and no backup follows it (nothing after the gap is restorable until
+ * one does). Backups run beside the stream, which is not paused; a failed backup is logged and tried
+ * again at the next check.
  */
 export class BackupSchedule {
   private timer: NodeJS.Timeout | undefined;
@@ -23,6 +27,8 @@ export class BackupSchedule {
     private readonly options: BackupOptions,
     /** Called when a scheduled backup fails (for the error metrics). */
     private readonly onFailure: () => void = () => undefined,
+    /** The archiver's slot, whose re-creation after a gap calls for a backup at once. */
+    private readonly slot?: string,
   ) {}
 
   start(): void {
@@ -36,13 +42,25 @@ export class BackupSchedule {
   private async maybeBackup(): Promise<void> {
     try {
       const newest = await newestBackup(this.repo);
-      if (newest && Date.now() - Date.parse(newest.endTime) < this.everyMs) return;
-      this.log.info({ event: 'scheduled_backup', previous: newest?.id ?? null }, 'taking a scheduled base backup');
+      const afterGap = await this.gapWithoutBackup(newest?.alignedLsn);
+      if (newest && !afterGap && Date.now() - Date.parse(newest.endTime) < this.everyMs) return;
+      this.log.info(
+        { event: 'scheduled_backup', previous: newest?.id ?? null, afterGap: afterGap ?? null },
+        afterGap ? `taking a base backup now: nothing after the gap that ends at ${afterGap} is restorable without one` : 'taking a scheduled base backup',
+      );
       await runBackup({ repo: this.repo, source: this.source, log: this.log, signal: this.abort.signal }, this.options);
     } catch (error) {
       this.log.error({ event: 'scheduled_backup_failed', error: messageOf(error) }, 'scheduled base backup failed; will retry');
       this.onFailure();
     }
+  }
+
+  /** The new slot's consistent point when the slot was re-created after a gap and the newest backup is older; else undefined. */
+  private async gapWithoutBackup(newestAligned: string | undefined): Promise<string | undefined> {
+    if (!this.slot || newestAligned === undefined) return undefined;
+    const creation = await newestSlotCreation(this.repo, this.slot);
+    if (!creation?.latestSegment) return undefined; // a slot created on an empty repository leaves no gap
+    return parseLsn(newestAligned) < parseLsn(creation.consistentPoint) ? creation.consistentPoint : undefined;
   }
 
   /** Stops scheduling and interrupts a backup in progress (its pieces are removed). */

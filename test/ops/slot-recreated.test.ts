@@ -294,3 +294,23 @@ test('after a new backup: latest restores the source, the gap stays reported, an
   expect(archiver.lines.some((l) => l.event === 'chain_break')).toBe(false);
   expect(await theGap()).toEqual(gap);
 });
+
+test('archive --backup-every takes a base backup at once when the slot was re-created and no backup follows the gap', async () => {
+  expect(await archiver?.stop()).toBe(0);
+  archiver = undefined;
+  await fx.cluster.query("SELECT pg_drop_replication_slot('pitr')");
+  await insert(9001, 9005); // lost: no slot
+  expect((await fx.init(['--log-level', 'warn'])).code).toBe(0);
+  const record = creations().at(-1) as SlotCreation;
+  // the newest backup ended moments ago: only the gap makes a 24h schedule take one now
+  archiver = await startArchiver(['--backup-every', '24h']);
+  const scheduled = await archiver.waitFor((l) => l.event === 'scheduled_backup');
+  expect(scheduled.afterGap).toBe(record.consistentPoint);
+  await pollUntil(
+    async () => (await list()).backups,
+    (backups) => backups.some((b) => parseLsn(b.alignedLsn) >= parseLsn(record.consistentPoint)),
+    'a backup aligned after the new slot was created',
+  );
+  const { report: health } = await status();
+  expect(health.reasons.filter((r) => r.includes('gap'))).toEqual([]);
+});
