@@ -7,7 +7,7 @@
  *   3 configuration of the source is not fit for archiving · 4 cannot connect or authenticate
  *   5 repository problem (unwritable, wrong source, corrupt object) · 6 already running elsewhere
  *   7 integrity violation (different bytes under an archived name, broken chain) · 8 missing tool
- *   9 not found (no such backup, segment, target)
+ *   9 not found (no such backup, segment, target) · 130 interrupted (SIGINT/SIGTERM; run it again to continue)
  */
 export const ErrorKind = {
   Internal: 1,
@@ -19,6 +19,8 @@ export const ErrorKind = {
   Integrity: 7,
   MissingTool: 8,
   NotFound: 9,
+  /** Stopped by SIGINT/SIGTERM before the end; running the same command again continues (128 + SIGINT). */
+  Interrupted: 130,
 } as const;
 export type ErrorKind = keyof typeof ErrorKind;
 

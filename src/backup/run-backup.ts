@@ -107,7 +107,8 @@ export async function runBackup(deps: BackupDeps, options: BackupOptions): Promi
     tables.forEach((table, tableIndex) =>
       table.chunks.forEach((chunk, chunkIndex) => {
         const task = queue.add(async () => {
-          if (deps.signal?.aborted) throw new PitrError('Internal', 'backup interrupted');
+          if (deps.signal?.aborted)
+            throw new PitrError('Interrupted', 'backup interrupted: its pieces are removed, nothing of it is used', 'run "pitr backup" again');
           const session = idle.pop() as Client;
           try {
             const name = `data/${table.oid}.${String(chunkIndex).padStart(5, '0')}.copy.lz4`;

@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<void> {
     const controller = new AbortController();
     const stop = (signal: string): void => {
       if (controller.signal.aborted) {
-        log.warn({ event: 'signal', signal }, 'second signal: exiting now; nothing unstored was acknowledged');
+        log.warn({ event: 'signal', signal }, 'second signal: exiting now; nothing half-done is kept (the archiver acknowledges only what it stored)');
         process.exit(130);
       }
       log.info({ event: 'signal', signal }, 'stopping');

@@ -14,7 +14,7 @@ export const restoreCommand: Command = {
     'pitr restore --repo /var/lib/pitr/shop --target postgresql://postgres@localhost/drill --to latest --json',
     'pitr restore --repo gs://backups/shop --target postgresql://postgres@db2/shop_check --to mark:before-migration-42 --dry-run',
   ],
-  async run({ options, log, out }) {
+  async run({ options, log, out, signal }) {
     const targetUrl = options.requireString('target', 'e.g. --target postgresql://postgres@localhost/shop_restored');
     const to = options.requireString('to', 'e.g. --to latest, --to "2026-11-22 10:41:59.5", --to xid:N, --to lsn:X/Y, --to mark:NAME');
     if (!/^postgres(ql)?:\/\//.test(targetUrl))
@@ -39,6 +39,7 @@ export const restoreCommand: Command = {
         dryRun: options.flag('dry-run'),
         force: options.flag('force'),
         ...(pgDump ? { pgDump } : {}),
+        signal,
       },
       log,
     );

@@ -14,7 +14,7 @@ import {
   type TruncateMessage,
   type UpdateMessage,
 } from '../capture/pgoutput-decoder';
-import { PitrError } from '../errors';
+import { PitrError, isPitrError } from '../errors';
 import type { Logger } from '../logger';
 import { ApplyLane, type LaneFailure, type LaneJob } from './apply-lane';
 import { BatchRouter } from './batch-router';
@@ -24,6 +24,7 @@ import { readAhead } from './read-ahead';
 import { replayRelation, tablesUniqueOnlyByKey, type ReplayRelation } from './replay-relation';
 import { explainSegmentFailure } from './segment-failure';
 import { readTableProgress, recordProgress, type AppliedCommit } from './restore-state';
+import { throwIfInterrupted } from './interrupted';
 import type { TableBatch } from './table-batch';
 import { TargetColumns } from './target-columns';
 
@@ -53,6 +54,8 @@ export interface ReplayInput {
   log: Logger;
   /** Called as each segment has been read and handed to the lanes (for progress). */
   onSegmentRead?: (segment: SegmentManifest) => void;
+  /** Aborted on SIGINT/SIGTERM: the lanes roll back what they have not committed. */
+  signal?: AbortSignal;
 }
 
 export interface ReplayResult {
@@ -160,6 +163,7 @@ class SegmentReplay {
     const items = readAhead(segmentItems(this.input.repo, segments), READ_AHEAD_FRAMES);
     try {
       for await (const item of items) {
+        throwIfInterrupted(this.input.signal, 'during replay');
         this.throwIfLaneFailed();
         if (item.kind === 'start') await this.startSegment(item.segment);
         else if (item.kind === 'records') {
@@ -181,6 +185,7 @@ class SegmentReplay {
     } catch (error) {
       const failure = error instanceof LaneFailed ? error.failure : this.lanes.find((l) => l.failure)?.failure;
       for (const lane of this.lanes) await lane.rollback();
+      if (!failure && isPitrError(error, 'Interrupted')) throw error;
       const segment = failure?.segment ?? this.tally?.segment;
       const cause = failure ? failure.error : error;
       throw segment ? await explainSegmentFailure(this.input.repo, segment, cause) : cause;

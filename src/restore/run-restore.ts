@@ -12,6 +12,7 @@ import type { Logger } from '../logger';
 import { foreignKeyStatements, loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
 import { planRestore, type RestorePlan } from './plan';
 import { summarisePlan, type PlanSummary } from './plan-summary';
+import { throwIfInterrupted } from './interrupted';
 import { replaySegments } from './replay';
 import { createStateTable, readState, setPhase } from './restore-state';
 import { setSequences } from './set-sequences';
@@ -26,6 +27,8 @@ export interface RestoreOptions {
   dryRun: boolean;
   force: boolean;
   pgDump?: string;
+  /** SIGINT/SIGTERM: stop, roll back what is not committed, exit 130; the same command continues. */
+  signal?: AbortSignal;
 }
 
 export interface RestoreSummary {
@@ -233,6 +236,7 @@ async function restoreInto(
       for (const table of chosen) {
         queue
           .add(async () => {
+            throwIfInterrupted(options.signal, 'while loading the backup');
             const session = sessions.pop() as Client;
             try {
               await loadTable(repo, plan.backup, session, table);
@@ -282,6 +286,7 @@ async function restoreInto(
     resumeAfter: state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined,
     tables,
     log,
+    ...(options.signal ? { signal: options.signal } : {}),
     onSegmentRead: (segment) => {
       progress.addBytes(segment.rawBytes);
       progress.itemDone();

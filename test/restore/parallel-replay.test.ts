@@ -10,6 +10,7 @@
 import { Client } from 'pg';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase, type Fingerprints } from '../harness/fingerprint';
+import { pollUntil } from '../harness/poll-until';
 import { PitrProcess, runPitr } from '../harness/pitr-process';
 import { databaseFingerprints, describeDifference, restoreArgs, restoreOk, shellLine } from './restore-helpers';
 
@@ -157,4 +158,28 @@ test('--jobs 3 killed with SIGKILL mid-replay, then run again, equals the source
   const actual = await databaseFingerprints(fx, db);
   if (JSON.stringify(actual) !== JSON.stringify(end))
     throw new Error(`${shellLine(args)} (re-run after SIGKILL) restored the wrong data:\n${describeDifference(end, actual, undefined, undefined)}`);
+}, 110_000);
+
+test('SIGINT mid-replay stops the restore with exit 130 and one line saying so; the same command then finishes it exactly', async () => {
+  const db = 'interrupted_3';
+  const args = [...restoreArgs(fx, db, 'latest', ['--jobs', '3']), '--log-level', 'warn'];
+  const first = new PitrProcess(args);
+  await pollUntil(
+    () =>
+      fx.cluster
+        .query<{ n: string }>('SELECT transactions::text AS n FROM pitr.restore_state', [], db)
+        .then((rows) => Number(rows[0]?.n ?? 0))
+        .catch(() => 0),
+    (n) => n > 0 || first.child.exitCode !== null,
+    'replay to start',
+  );
+  if (first.child.exitCode !== null) throw new Error(`${shellLine(args)} finished before it could be interrupted: make the workload bigger`);
+  expect(await first.stop('SIGINT')).toBe(130);
+  expect(first.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'))).toEqual([
+    'pitr: error: restore interrupted during replay: what was committed stays in the target',
+    'hint: run the same command again to continue where it stopped',
+  ]);
+  const second = await runPitr(args, {}, 100_000);
+  if (second.code !== 0) throw new Error(`${shellLine(args)} (re-run after SIGINT) exited ${second.code}:\n${second.stderr.slice(-3000)}`);
+  expect(await databaseFingerprints(fx, db)).toEqual(end);
 }, 110_000);
