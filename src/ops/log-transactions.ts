@@ -1,4 +1,5 @@
 import type { Repository } from '../archive/repository';
+import { MessagePrefix } from '../archive/segment-format';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import { readSlotCreations } from '../archive/slot-creation';
 import { readTransactions, type ArchivedTransaction } from '../archive/transaction-reader';
@@ -52,6 +53,10 @@ export interface LogEntry {
   tables: TableCounts[];
   /** Statement text of each DDL command captured in the transaction. */
   ddl: string[];
+  /** Names of the restore points (`pitr mark`) the transaction carries. */
+  marks: string[];
+  /** The transaction is the archiver's heartbeat (sequence values, the newest commit moving on an idle source). */
+  heartbeat: boolean;
   rows?: RowChange[];
 }
 
@@ -120,6 +125,8 @@ function relationOf(txn: ArchivedTransaction, id: number): RelationMessage {
 export function summarize(txn: ArchivedTransaction, withRows: boolean): LogEntry {
   const tables = new Map<string, TableCounts>();
   const ddl: string[] = [];
+  const marks: string[] = [];
+  let heartbeat = false;
   const rows: RowChange[] = [];
   const count = (table: string, op: RowOp): void => {
     let c = tables.get(table);
@@ -161,7 +168,9 @@ export function summarize(txn: ArchivedTransaction, withRows: boolean): LogEntry
         }
         break;
       case 'M':
-        if (m.prefix === 'pitr.ddl') ddl.push(ddlText(m.content));
+        if (m.prefix === MessagePrefix.Ddl) ddl.push(ddlText(m.content));
+        else if (m.prefix === MessagePrefix.Mark) marks.push(markName(m.content));
+        else if (m.prefix === MessagePrefix.Heartbeat) heartbeat = true;
         break;
       default:
         break;
@@ -175,8 +184,19 @@ export function summarize(txn: ArchivedTransaction, withRows: boolean): LogEntry
     segment: txn.segment,
     tables: [...tables.values()],
     ddl,
+    marks,
+    heartbeat,
     ...(withRows ? { rows } : {}),
   };
+}
+
+function markName(content: Buffer): string {
+  try {
+    const parsed = JSON.parse(content.toString('utf8')) as { name?: unknown };
+    return typeof parsed.name === 'string' ? parsed.name : '?';
+  } catch {
+    return '?';
+  }
 }
 
 function ddlText(content: Buffer): string {
@@ -279,6 +299,8 @@ export function formatLogEntry(entry: LogEntry): string {
     return `${t.table}: ${ops.join(', ')}`;
   });
   if (entry.ddl.length > 0) parts.push(`ddl ${entry.ddl.length}: ${entry.ddl.map((q) => q.replace(/\s+/g, ' ').trim()).join('; ')}`);
+  for (const mark of entry.marks) parts.push(`mark ${mark}`);
+  if (entry.heartbeat && parts.length === 0) parts.push('heartbeat');
   let text = `${entry.commitTime}  xid ${entry.xid}  ${entry.commitLsn}  ${parts.join('; ') || '(no changes)'}\n`;
   for (const row of entry.rows ?? []) {
     if (row.op === 'truncate') text += `    truncate ${row.table}\n`;
