@@ -55,7 +55,11 @@ export class ApplyLane {
     readonly client: Client,
     private readonly columns: TargetColumns,
     private readonly someTables: boolean,
-  ) {}
+    /** SIGINT/SIGTERM: waiting for room or for the lane to be idle ends at once. */
+    private readonly signal?: AbortSignal,
+  ) {
+    signal?.addEventListener('abort', () => this.wake(), { once: true });
+  }
 
   push(job: LaneJob): void {
     if (this.failure || this.aborted) {
@@ -68,14 +72,14 @@ export class ApplyLane {
     if (!this.running) void this.pump();
   }
 
-  /** Resolves once at most `bytes` are queued, or the lane failed. */
+  /** Resolves once at most `bytes` are queued, or the lane failed, or the replay was interrupted. */
   async room(bytes: number): Promise<void> {
-    while (this.queued > bytes && !this.failure) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    while (this.queued > bytes && !this.failure && !this.signal?.aborted) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
-  /** Resolves once everything queued has run, or the lane failed. */
+  /** Resolves once everything queued has run, or the lane failed, or the replay was interrupted. */
   async idle(): Promise<void> {
-    while (this.running && !this.failure) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    while (this.running && !this.failure && !this.signal?.aborted) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
   private wake(): void {
