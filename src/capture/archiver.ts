@@ -179,7 +179,12 @@ export class Archiver {
       const started = new Promise<'running'>((resolve) => (markStarted = () => resolve('running')));
       const ended = stream.run(this.durableLsn, () => markStarted()).then(() => 'ended' as const);
       ended.catch(() => undefined); // observed through the races below
-      const stopRequested = new Promise<'stop'>((resolve) => signal.addEventListener('abort', () => resolve('stop'), { once: true }));
+      // one listener per connection attempt, removed after it: an archiver reconnecting for days must not pile them up
+      let onAbort = (): void => undefined;
+      const stopRequested = new Promise<'stop'>((resolve) => {
+        onAbort = () => resolve('stop');
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
       try {
         const first = await Promise.race([ended, stopRequested, started]);
         if (first === 'running') {
@@ -208,6 +213,8 @@ export class Archiver {
         this.options.observer?.failed('connection');
         this.setState('backoff', { error: messageOf(error), retryInMs: waitMs, attempt });
         await Promise.race([delay(waitMs), stopRequested]);
+      } finally {
+        signal.removeEventListener('abort', onAbort);
       }
     }
     await this.finishUploads();
