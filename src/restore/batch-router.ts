@@ -1,10 +1,9 @@
+import { Tag } from '../archive/segment-format';
 import { PitrError } from '../errors';
 import { ValueKind, type RawChange, type RawTuple } from './raw-change';
 import type { ReplayRelation } from './replay-relation';
 import { TableBatch, rowKey, type BatchKind } from './table-batch';
 
-const TAG_INSERT = 0x49;
-const TAG_UPDATE = 0x55;
 const MAX_ROWS = 10_000;
 const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 /** Open batches of one table; beyond this they are handed on. */
@@ -47,7 +46,7 @@ export class BatchRouter {
 
   add(change: RawChange, relation: ReplayRelation): void {
     const columns = relation.message.columns.length;
-    const tuple = change.tag === TAG_INSERT || change.tag === TAG_UPDATE ? change.next : change.old;
+    const tuple = change.tag === Tag.Insert || change.tag === Tag.Update ? change.next : change.old;
     if (tuple.count !== columns)
       throw new PitrError(
         'Integrity',
@@ -59,11 +58,11 @@ export class BatchRouter {
     let kind: BatchKind;
     let setIndexes = NO_COLUMNS;
     let keyTuple: RawTuple;
-    if (change.tag === TAG_INSERT) {
+    if (change.tag === Tag.Insert) {
       kind = 'insert';
       keyTuple = change.next;
       keys.push(rowKey(keyTuple, relation.keyIndexes));
-    } else if (change.tag === TAG_UPDATE) {
+    } else if (change.tag === Tag.Update) {
       kind = 'update';
       keyTuple = change.hasOld ? change.old : change.next;
       setIndexes = this.assigned(change, relation);

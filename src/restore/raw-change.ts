@@ -1,3 +1,4 @@
+import { Tag } from '../archive/segment-format';
 import { PitrError } from '../errors';
 
 /**
@@ -13,9 +14,6 @@ export const ValueKind = {
   Binary: 0x62, // b
 } as const;
 
-const TAG_INSERT = 0x49;
-const TAG_UPDATE = 0x55;
-const TAG_DELETE = 0x44;
 const NEW_TUPLE = 0x4e; // N
 const KEY_TUPLE = 0x4b; // K
 const OLD_TUPLE = 0x4f; // O
@@ -126,10 +124,10 @@ export class RawChange {
     this.oldKind = 0;
     let offset = start + 5;
     const marker = buf[offset++] as number;
-    if (tag === TAG_INSERT) {
+    if (tag === Tag.Insert) {
       if (marker !== NEW_TUPLE) throw corrupt(`insert into relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
       offset = this.next.read(buf, offset, end);
-    } else if (tag === TAG_UPDATE) {
+    } else if (tag === Tag.Update) {
       if (marker === KEY_TUPLE || marker === OLD_TUPLE) {
         this.oldKind = marker;
         offset = this.old.read(buf, offset, end);
@@ -138,7 +136,7 @@ export class RawChange {
         throw corrupt(`update of relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
       }
       offset = this.next.read(buf, offset, end);
-    } else if (tag === TAG_DELETE) {
+    } else if (tag === Tag.Delete) {
       if (marker !== KEY_TUPLE && marker !== OLD_TUPLE) throw corrupt(`delete from relation ${this.relationId} has tuple marker 0x${marker.toString(16)}`);
       this.oldKind = marker;
       offset = this.old.read(buf, offset, end);

@@ -1,5 +1,5 @@
 import type { Repository } from '../archive/repository';
-import { MessagePrefix } from '../archive/segment-format';
+import { MessagePrefix, Tag } from '../archive/segment-format';
 import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentFrames, type RecordFrame } from '../archive/segment-reader';
 import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
@@ -29,7 +29,6 @@ const READ_AHEAD_FRAMES = 4;
 const YIELD_EVERY = 256;
 const yieldToLanes = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const LANE_QUEUE_BYTES = 8 * 1024 * 1024;
-const TAG = { B: 0x42, C: 0x43, O: 0x4f, R: 0x52, Y: 0x59, I: 0x49, U: 0x55, D: 0x44, T: 0x54, M: 0x4d } as const;
 
 type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; frame: RecordFrame };
 
@@ -193,13 +192,13 @@ export class SegmentReplay {
   private record(data: Buffer, start: number, end: number): void {
     const tag = data[start];
     switch (tag) {
-      case TAG.R: {
+      case Tag.Relation: {
         const message = decodePgoutput(data.subarray(start, end)) as RelationMessage;
         this.router.flush(message.relationId);
         this.relations.set(message.relationId, replayRelation(message, this.input.tables, this.keyOnlyUnique));
         return;
       }
-      case TAG.B: {
+      case Tag.Begin: {
         if (this.stopped) return;
         const begin = decodePgoutput(data.subarray(start, end)) as BeginMessage;
         this.transaction = { commitLsn: begin.finalLsn, commitTime: begin.commitTime, xid: begin.xid };
@@ -212,7 +211,7 @@ export class SegmentReplay {
         this.applying = begin.finalLsn >= this.aligned && (resumeAfter === undefined || begin.finalLsn > resumeAfter);
         return;
       }
-      case TAG.C: {
+      case Tag.Commit: {
         decodePgoutput(data.subarray(start, end));
         const tally = this.tally as SegmentTally;
         if (this.applying && this.transaction) {
@@ -226,19 +225,19 @@ export class SegmentReplay {
         this.applying = false;
         return;
       }
-      case TAG.I:
-      case TAG.U:
-      case TAG.D:
+      case Tag.Insert:
+      case Tag.Update:
+      case Tag.Delete:
         if (this.applying) this.rowChange(data, start, end);
         return;
-      case TAG.T:
+      case Tag.Truncate:
         if (this.applying) this.truncate(decodePgoutput(data.subarray(start, end)) as TruncateMessage);
         return;
-      case TAG.M:
+      case Tag.Message:
         if (this.applying) this.logicalMessage(decodePgoutput(data.subarray(start, end)) as LogicalMessage);
         return;
-      case TAG.O:
-      case TAG.Y:
+      case Tag.Origin:
+      case Tag.Type:
         return;
       default:
         decodePgoutput(data.subarray(start, end)); // names what the record is
@@ -261,7 +260,7 @@ export class SegmentReplay {
     if (applied !== undefined && (this.transaction as { commitLsn: Lsn }).commitLsn <= applied) return; // committed before an interruption
     const lane = this.laneFor(change.relationId);
     lane.load += end - start;
-    if (relation.rowByRow && change.tag !== TAG.I) {
+    if (relation.rowByRow && change.tag !== Tag.Insert) {
       this.router.flush(change.relationId);
       const message = decodePgoutput(data.subarray(start, end)) as UpdateMessage | DeleteMessage;
       this.push(lane, { kind: 'row', relation, message });
