@@ -56,8 +56,9 @@ async function withSchemaDump<T>(repo: Repository, manifest: BackupManifest, fn:
 
 /**
  * Runs one schema section from the backup's pg_dump archive with pg_restore (pitr's own trigger left
- * out). `withoutForeignKeys` leaves foreign keys out too: with `--tables`, a restored table may point at
- * one that is not restored (see foreignKeyStatements).
+ * out). `withoutForeignKeys` leaves foreign keys out too (with `--tables`, a restored table may point at
+ * one that is not restored) and returns them, one `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY`
+ * statement each, read from the same copy of the dump; otherwise it returns none.
  */
 export async function restoreSchemaSection(
   repo: Repository,
@@ -66,8 +67,8 @@ export async function restoreSchemaSection(
   target: ClientConfig,
   section: 'pre-data' | 'post-data',
   options: { withoutForeignKeys?: boolean } = {},
-): Promise<void> {
-  await withSchemaDump(repo, manifest, async (dumpFile, dir) => {
+): Promise<string[]> {
+  return withSchemaDump(repo, manifest, async (dumpFile, dir) => {
     const listFile = await writeRestoreList(pgRestore, dumpFile, dir, options.withoutForeignKeys ? (line) => !isForeignKey(line) : undefined);
     const env = libpqEnv(target);
     await execFileAsync(
@@ -84,20 +85,19 @@ export async function restoreSchemaSection(
         `restoring the ${section} schema failed: ${stderr.split('\n').find((l) => l.includes('error')) ?? stderr.split('\n')[0]}`,
       );
     });
+    return options.withoutForeignKeys ? foreignKeyStatements(pgRestore, dumpFile, dir) : [];
   });
 }
 
-/** The backup's foreign key constraints, one `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY` statement each. */
-export async function foreignKeyStatements(repo: Repository, manifest: BackupManifest, pgRestore: PgTool): Promise<string[]> {
-  return withSchemaDump(repo, manifest, async (dumpFile, dir) => {
-    const listFile = await writeRestoreList(pgRestore, dumpFile, dir, isForeignKey);
-    const { stdout } = await execFileAsync(pgRestore.path, ['--use-list', listFile, '--section=post-data', '--file', '-', dumpFile], {
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return splitStatements(stdout)
-      .map((statement) => statement.replace(/^(--[^\n]*\n|\s)*/, '').trim())
-      .filter((statement) => /^ALTER TABLE\b/i.test(statement));
+/** The dump's foreign key constraints, one `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY` statement each. */
+async function foreignKeyStatements(pgRestore: PgTool, dumpFile: string, dir: string): Promise<string[]> {
+  const listFile = await writeRestoreList(pgRestore, dumpFile, dir, isForeignKey);
+  const { stdout } = await execFileAsync(pgRestore.path, ['--use-list', listFile, '--section=post-data', '--file', '-', dumpFile], {
+    maxBuffer: 64 * 1024 * 1024,
   });
+  return splitStatements(stdout)
+    .map((statement) => statement.replace(/^(--[^\n]*\n|\s)*/, '').trim())
+    .filter((statement) => /^ALTER TABLE\b/i.test(statement));
 }
 
 /** COPY one table's chunks into the target, each chunk in its own transaction (nothing of a corrupt chunk lands). */

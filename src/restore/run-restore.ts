@@ -9,7 +9,7 @@ import { connectSource } from '../capture/source';
 import { qualifiedName, quoteIdent } from '../capture/sql-quote';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
-import { foreignKeyStatements, loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
+import { loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
 import { planRestore, type RestorePlan } from './plan';
 import { summarisePlan, type PlanSummary } from './plan-summary';
 import { throwIfInterrupted } from './interrupted';
@@ -258,10 +258,12 @@ async function restoreInto(
       for (const session of sessions) if (session !== client) await session.end().catch(() => undefined);
     }
     await restoreSequences(client, plan.backup.sequences);
-    await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'post-data', { withoutForeignKeys: tables !== undefined });
+    const leftOutKeys = await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'post-data', {
+      withoutForeignKeys: tables !== undefined,
+    });
     if (tables) {
       await dropUnselected(client, tables);
-      await addForeignKeys(client, await foreignKeyStatements(repo, plan.backup, pgRestore), log);
+      await addForeignKeys(client, leftOutKeys, log);
     }
     await setPhase(client, 'replay');
     state = await readState(client);
