@@ -5,16 +5,11 @@ const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 
 /**
- * Length of the LZ4 frame at the start of `data`, or undefined if `data` does not yet hold all of it.
- * Follows the LZ4 frame format: header, blocks (4-byte size, high bit = stored uncompressed, optional
- * block checksum), end mark, optional content checksum. Skippable frames are measured too.
+ * Length of the LZ4 frame at the start of `data` or, while `data` holds only part of it, how many bytes
+ * are needed to learn more. Follows the LZ4 frame format: header, blocks (4-byte size, high bit = stored
+ * uncompressed, optional block checksum), end mark, optional content checksum. Skippable frames are
+ * measured too.
  */
-export function frameLength(data: Buffer): number | undefined {
-  const extent = frameExtent(data);
-  return 'length' in extent ? extent.length : undefined;
-}
-
-/** The frame's length, or (while `data` holds only part of it) how many bytes are needed to learn more. */
 function frameExtent(data: Buffer): { length: number } | { atLeast: number } {
   if (data.length < 8) return { atLeast: 8 };
   const magic = data.readUInt32LE(0);

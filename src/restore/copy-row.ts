@@ -12,7 +12,7 @@ const NULL_MARK = Buffer.from('\\N', 'latin1');
  * carriage return escaped (PostgreSQL docs, "COPY", File Formats: Text Format). The bytes are the
  * source's output-function text, so the target's input function reads back exactly that value.
  */
-export function writeCopyValue(out: ByteWriter, source: Buffer, start: number, end: number): void {
+function writeCopyValue(out: ByteWriter, source: Buffer, start: number, end: number): void {
   let i = start;
   for (; i < end; i++) {
     const b = source[i] as number;

@@ -6,7 +6,7 @@ import type { TargetColumn } from './target-columns';
 
 type Text = string | null;
 
-export const textOf = (value: TupleValue | undefined): Text =>
+const textOf = (value: TupleValue | undefined): Text =>
   value?.kind === 'text' ? value.value : value?.kind === 'binary' ? `\\x${value.value.toString('hex')}` : null;
 
 /**
