@@ -88,6 +88,13 @@ function positions(sql: string, ...patterns: RegExp[]): number[] {
   return patterns.map((p) => lines.findIndex((l) => p.test(l)));
 }
 
+/** Each pattern matches a line of the script (past its first), each after the one before. */
+function expectInOrder(sql: string, ...patterns: RegExp[]): void {
+  const found = positions(sql, ...patterns);
+  expect(found[0]).toBeGreaterThan(0);
+  for (let i = 1; i < found.length; i++) expect(found[i - 1]).toBeLessThan(found[i] as number);
+}
+
 beforeAll(async () => {
   outDir = mkdtempSync(path.join(tmpdir(), 'pitr-undo-fk-'));
   fx = await ArchiveFixture.create();
@@ -218,15 +225,7 @@ test('an insert of a parent with children and grandchildren is undone children f
   const { result, stderr } = await undoJson('insert', ['--source', fx.source]);
   expect(stderr).toBe('');
   expect(result.order).toBe('foreign-keys');
-  const [grandchild, child, parent] = positions(
-    result.sql,
-    /^DELETE FROM "public"."grandchild"/,
-    /^DELETE FROM "public"."child"/,
-    /^DELETE FROM "public"."parent"/,
-  );
-  expect(grandchild).toBeGreaterThan(0);
-  expect(grandchild).toBeLessThan(child as number);
-  expect(child).toBeLessThan(parent as number);
+  expectInOrder(result.sql, /^DELETE FROM "public"."grandchild"/, /^DELETE FROM "public"."child"/, /^DELETE FROM "public"."parent"/);
   await expectUndone('insert', result.sql);
 });
 
@@ -241,15 +240,7 @@ test('a delete cascading over three levels: without a source it warns (and would
 
   const run = await undo('chain', [], { PITR_SOURCE: fx.source });
   expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-  const [parent, child, grandchild] = positions(
-    run.stdout,
-    /^INSERT INTO "public"."parent"/,
-    /^INSERT INTO "public"."child"/,
-    /^INSERT INTO "public"."grandchild"/,
-  );
-  expect(parent).toBeGreaterThan(0);
-  expect(parent).toBeLessThan(child as number);
-  expect(child).toBeLessThan(grandchild as number);
+  expectInOrder(run.stdout, /^INSERT INTO "public"."parent"/, /^INSERT INTO "public"."child"/, /^INSERT INTO "public"."grandchild"/);
   await expectUndone('chain', run.stdout);
 });
 
