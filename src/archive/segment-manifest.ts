@@ -1,5 +1,5 @@
-import { formatLsn, lsnToSortableHex, parseLsn, type Lsn } from '../capture/lsn';
-import { formatUnixMicros } from '../capture/pg-time';
+import { formatLsn, lsnToSortableHex, parseLsn, type Lsn } from '../pg/lsn';
+import { formatUnixMicros } from '../pg/pg-time';
 
 /** Counts of what a segment holds, by kind. */
 export interface ChangeCounts {

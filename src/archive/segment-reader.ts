@@ -39,6 +39,7 @@ export async function* readSegmentFrames(stored: Readable, name: string, expecte
             'run "pitr verify" to list damaged objects',
           ),
       ),
+      `segment ${name}`,
     )) {
       pending = pending.length === 0 ? raw : Buffer.concat([pending, raw]);
       let offset = 0;

@@ -1,4 +1,4 @@
-import { lsnToSortableHex, parseLsn, type Lsn } from '../capture/lsn';
+import { lsnToSortableHex, parseLsn, type Lsn } from '../pg/lsn';
 import { PitrError } from '../errors';
 import { decodeCheckedJson, encodeCheckedJson } from './checked-json';
 import type { Repository } from './repository';

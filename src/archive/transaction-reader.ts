@@ -1,5 +1,5 @@
-import { decodePgoutput, type PgoutputMessage, type RelationMessage } from '../capture/pgoutput-decoder';
-import type { Lsn } from '../capture/lsn';
+import { decodePgoutput, type PgoutputMessage, type RelationMessage } from './pgoutput-decoder';
+import type { Lsn } from '../pg/lsn';
 import { PitrError } from '../errors';
 import type { Repository } from './repository';
 import { segmentDataName, type SegmentManifest } from './segment-manifest';

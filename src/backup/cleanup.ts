@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { decodeCheckedJson } from '../archive/checked-json';
 import type { Repository } from '../archive/repository';
 import type { Logger } from '../logger';
-import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE } from './backup-manifest';
+import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE } from '../archive/backup-manifest';
 import { messageOf } from '../errors';
 
 /**

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Client, ClientConfig } from 'pg';
-import { connectSource } from '../capture/source';
-import { parseLsn, type Lsn } from '../capture/lsn';
+import { connectSource } from '../pg/connect';
+import { parseLsn, type Lsn } from '../pg/lsn';
 import { reportWaits } from '../capture/prepare-source';
-import { quoteIdent } from '../capture/sql-quote';
+import { quoteIdent } from '../pg/sql-quote';
 import type { Logger } from '../logger';
 
 /**

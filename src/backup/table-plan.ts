@@ -1,6 +1,7 @@
 import type { Client } from 'pg';
+import type { SequenceValue } from '../archive/backup-manifest';
 import { PITR_SCHEMA } from '../capture/in-band-sql';
-import { qualifiedName, quoteIdent } from '../capture/sql-quote';
+import { qualifiedName, quoteIdent } from '../pg/sql-quote';
 import { PitrError } from '../errors';
 
 export interface TablePlan {
@@ -13,13 +14,6 @@ export interface TablePlan {
   bytes: number;
   /** ctid page ranges [from, to) of each chunk; `to` null = to the end. */
   chunks: { fromPage: number; toPage: number | null }[];
-}
-
-export interface SequenceValue {
-  schema: string;
-  name: string;
-  /** null when the sequence was never used (restore: setval(start, false)). */
-  lastValue: string | null;
 }
 
 /**

@@ -8,16 +8,15 @@ import { FORMAT_VERSION } from '../archive/segment-format';
 import { segmentBaseName, type SegmentManifest } from '../archive/segment-manifest';
 import { newestSlotCreation } from '../archive/slot-creation';
 import type { SourceConnection } from '../config/connection';
+import { backoffMs, delay } from '../backoff';
 import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
-import type { BackupOptions } from '../backup/run-backup';
 import type { ArchiverObserver } from './archiver-observer';
-import { BackupSchedule } from './backup-schedule';
 import { EMIT_HEARTBEAT_SQL } from './in-band-sql';
-import { formatLsn, parseLsn, type Lsn } from './lsn';
-import { formatUnixMicros } from './pg-time';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import { formatUnixMicros } from '../pg/pg-time';
 import { ReplicationStream } from './replication-stream';
-import { connectSource, connectionError, identifySystem } from './source';
+import { connectSource, connectionError, identifySystem } from '../pg/connect';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
 
 export interface ArchiverOptions {
@@ -30,11 +29,12 @@ export interface ArchiverOptions {
   spoolDir?: string;
   /** Pause the stream while this many sealed segments wait for upload. */
   maxPendingSegments?: number;
-  /** Take base backups on this schedule while archiving. */
-  backups?: { everyMs: number; options: BackupOptions };
   /** Told of stored segments and survived failures (the metrics endpoint). */
   observer?: ArchiverObserver;
-  /** Periodic work beside the stream (retention), started once the repository is claimed as ours and stopped before run() returns. */
+  /**
+   * Periodic work beside the stream (scheduled backups, retention), started once the repository is claimed
+   * as ours and stopped, in reverse order, before run() returns.
+   */
   alongside?: readonly { start(): void; stop(): Promise<void> }[];
 }
 
@@ -114,27 +114,15 @@ export class Archiver {
 
     const ageTimer = setInterval(() => this.maybeSeal(false), Math.min(100, this.options.segmentAgeMs));
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
-    const backups =
-      this.options.backups &&
-      new BackupSchedule(
-        this.repo,
-        this.source,
-        this.log,
-        this.options.backups.everyMs,
-        this.options.backups.options,
-        () => this.options.observer?.failed('backup'),
-        this.options.slot,
-      );
-    backups?.start();
-    for (const work of this.options.alongside ?? []) work.start();
+    const alongside = this.options.alongside ?? [];
+    for (const work of alongside) work.start();
     try {
       await this.streamUntilStopped(signal);
     } finally {
       // after a clean drain nothing is pending; after a fatal error nothing pending may be waited for
       this.abandonUploads.abort();
       this.uploads.clear();
-      for (const work of this.options.alongside ?? []) await work.stop();
-      await backups?.stop();
+      for (const work of [...alongside].reverse()) await work.stop();
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
       await this.heartbeatClient?.end().catch(() => undefined);
@@ -208,7 +196,7 @@ export class Archiver {
         const classified = this.classify(error, firstConnect && attempt >= 4);
         if (classified) throw classified;
         await this.assembler.reset();
-        const waitMs = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7));
+        const waitMs = backoffMs(attempt, 250, 30_000);
         attempt++;
         this.options.observer?.failed('connection');
         this.setState('backoff', { error: messageOf(error), retryInMs: waitMs, attempt });
@@ -339,7 +327,7 @@ export class Archiver {
             return;
           }
           if (this.abandonUploads.signal.aborted) return;
-          const waitMs = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+          const waitMs = backoffMs(attempt, 500, 30_000);
           this.options.observer?.failed('upload');
           this.log.warn(
             { event: 'upload_retry', segment: base, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 },
@@ -425,17 +413,4 @@ export class Archiver {
   get status(): { state: ArchiverState; durableLsn: string; host: string } {
     return { state: this.state, durableLsn: formatLsn(this.durableLsn), host: hostname() };
   }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

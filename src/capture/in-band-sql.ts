@@ -1,5 +1,5 @@
 import { MessagePrefix } from '../archive/segment-format';
-import { quoteIdent, quoteLiteral } from './sql-quote';
+import { quoteIdent, quoteLiteral } from '../pg/sql-quote';
 
 /** The project's own schema on the source; never part of the user's data. */
 export const PITR_SCHEMA = 'pitr';

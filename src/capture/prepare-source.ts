@@ -2,8 +2,8 @@ import type { Client } from 'pg';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { CAPTURE_DDL_FUNCTION_SQL, CREATE_DDL_TRIGGER_SQL, DDL_EVENT_TRIGGER, PITR_SCHEMA } from './in-band-sql';
-import { parseLsn, type Lsn } from './lsn';
-import { quoteIdent } from './sql-quote';
+import { parseLsn, type Lsn } from '../pg/lsn';
+import { quoteIdent } from '../pg/sql-quote';
 
 export interface PrepareResult {
   created: string[];

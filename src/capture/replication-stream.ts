@@ -1,9 +1,10 @@
 import type { Socket } from 'node:net';
 import type { Client, ClientConfig } from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
-import { quoteIdent, quoteLiteral } from './sql-quote';
-import { formatLsn, parseLsn, type Lsn } from './lsn';
-import { nowUnixMicros, unixMicrosToPgMicros } from './pg-time';
+import { quoteIdent, quoteLiteral } from '../pg/sql-quote';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import { nowUnixMicros, unixMicrosToPgMicros } from '../pg/pg-time';
+import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 
 /** pgoutput with the raw message bytes handed over untouched (no value conversion, no copies). */
 class RawPgoutputPlugin {
@@ -22,14 +23,6 @@ class RawPgoutputPlugin {
     return client.query(`START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${startLsn} (${options})`);
   }
 }
-
-/**
- * Text values are produced by the walsender's output functions under its session settings; pinning
- * them makes the archived text canonical and independent of server or role defaults. A restore reads
- * values back under the same settings (recorded in docs/format.md).
- */
-export const DECODING_SESSION_OPTIONS =
-  '-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c client_encoding=UTF8 -c lc_monetary=C';
 
 export interface StreamHandlers {
   /**

@@ -1,5 +1,5 @@
 import type { Client } from 'pg';
-import { qualifiedName, quoteIdent } from './sql-quote';
+import { qualifiedName, quoteIdent } from '../pg/sql-quote';
 
 /** One failed requirement: what is wrong and the exact fix. */
 export interface CheckFailure {

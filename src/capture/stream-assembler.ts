@@ -3,8 +3,8 @@ import { SegmentBuilder, type SpooledSegment } from '../archive/segment-builder'
 import { MessagePrefix, Tag } from '../archive/segment-format';
 import type { ChangeCounts } from '../archive/segment-manifest';
 import { PitrError } from '../errors';
-import type { Lsn } from './lsn';
-import { pgMicrosToUnixMicros } from './pg-time';
+import type { Lsn } from '../pg/lsn';
+import { pgMicrosToUnixMicros } from '../pg/pg-time';
 
 /** What a sealed segment holds, for its manifest. */
 export interface SegmentContents {

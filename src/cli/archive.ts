@@ -1,3 +1,4 @@
+import { BackupSchedule } from '../backup/backup-schedule';
 import { Archiver } from '../capture/archiver';
 import { sourceConnection } from '../config/connection';
 import { parseListenAddress } from '../config/listen-address';
@@ -49,6 +50,23 @@ export const archiveCommand: Command = {
     try {
       // pruning starts inside the archiver, once it has checked that the repository is this source's
       const pruning = retentionMs === undefined ? undefined : new PruneSchedule(repo, retentionMs, log, () => endpoint?.metrics.failed('prune'));
+      const backups =
+        backupEvery === undefined
+          ? undefined
+          : new BackupSchedule(
+              repo,
+              source,
+              log,
+              backupEvery,
+              {
+                jobs: options.number('jobs') as number,
+                chunkBytes: options.number('chunk-size') as number,
+                ...(pgDump ? { pgDump } : {}),
+                ...(spoolDir ? { spoolDir } : {}),
+              },
+              () => endpoint?.metrics.failed('backup'),
+              slot,
+            );
       archiver = new Archiver(repo, source, log, {
         slot,
         publication: options.string('publication') as string,
@@ -57,21 +75,8 @@ export const archiveCommand: Command = {
         heartbeatMs: options.number('heartbeat') as number,
         uploadConcurrency: options.number('upload-concurrency') as number,
         ...(spoolDir ? { spoolDir } : {}),
-        ...(backupEvery
-          ? {
-              backups: {
-                everyMs: backupEvery,
-                options: {
-                  jobs: options.number('jobs') as number,
-                  chunkBytes: options.number('chunk-size') as number,
-                  ...(pgDump ? { pgDump } : {}),
-                  ...(spoolDir ? { spoolDir } : {}),
-                },
-              },
-            }
-          : {}),
         ...(endpoint ? { observer: endpoint.metrics } : {}),
-        ...(pruning ? { alongside: [pruning] } : {}),
+        alongside: [backups, pruning].filter((work) => work !== undefined),
       });
       await archiver.run(signal);
     } finally {

@@ -1,11 +1,11 @@
 import { prepareSource } from '../capture/prepare-source';
 import { checkSource, sourceFacts } from '../capture/source-checks';
-import { connectSource, identifySystem } from '../capture/source';
+import { connectSource, identifySystem } from '../pg/connect';
 import { sourceConnection } from '../config/connection';
-import { newestBackup } from '../backup/catalog';
+import { newestBackup } from '../archive/backup-catalog';
 import { latestSegmentOf, newSlotCreation, storeSlotCreation, type SlotCreation } from '../archive/slot-creation';
-import { formatLsn } from '../capture/lsn';
-import { formatUnixMicros } from '../capture/pg-time';
+import { formatLsn } from '../pg/lsn';
+import { formatUnixMicros } from '../pg/pg-time';
 import { PitrError } from '../errors';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';

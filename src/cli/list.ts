@@ -1,5 +1,5 @@
 import { formatBytes } from '../config/units';
-import { describeGap } from '../ops/archive-gaps';
+import { describeGap } from '../archive/archive-gaps';
 import { listRepository, type Point } from '../ops/list';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';

@@ -1,5 +1,5 @@
 import { EMIT_MARK_SQL } from '../capture/in-band-sql';
-import { connectSource } from '../capture/source';
+import { connectSource } from '../pg/connect';
 import { sourceConnection } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Command } from './command';

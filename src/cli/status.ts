@@ -1,6 +1,6 @@
 import { sourceConnection } from '../config/connection';
 import { formatBytes } from '../config/units';
-import { describeGap } from '../ops/archive-gaps';
+import { describeGap } from '../archive/archive-gaps';
 import type { Point } from '../ops/list';
 import { archiveStatus, statusExitCode, type StatusReport } from '../ops/status';
 import type { Command } from './command';

@@ -1,15 +1,12 @@
 import type { ClientConfig } from 'pg';
 import { PitrError } from '../errors';
+import type { PgEndpoint } from '../pg/with-client';
 
 /**
  * The source's connection settings. The URL may leave parts out; node-postgres then takes them from the
  * libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), as psql would.
  */
-export interface SourceConnection {
-  config: ClientConfig;
-  /** Where we connect, without the password: for logs and messages. */
-  display: string;
-}
+export type SourceConnection = PgEndpoint;
 
 export function redactUrl(url: string): string {
   try {
@@ -19,6 +16,14 @@ export function redactUrl(url: string): string {
   } catch {
     return url.replace(/:\/\/([^:@/]*):[^@/]*@/, '://$1:****@');
   }
+}
+
+/** The same connection settings pointed at another database of the same server (the URL's own when omitted). */
+export function configForDatabase(url: string, database?: string): ClientConfig {
+  if (!database) return { connectionString: url };
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return { connectionString: parsed.toString() };
 }
 
 export function sourceConnection(url: string | undefined, applicationName: string): SourceConnection {

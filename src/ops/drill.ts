@@ -2,14 +2,14 @@ import type { Client, ClientConfig } from 'pg';
 import type { Repository } from '../archive/repository';
 import { readTransactions } from '../archive/transaction-reader';
 import { MessagePrefix } from '../archive/segment-format';
-import type { BackupManifest } from '../backup/backup-manifest';
-import { listBackups } from '../backup/catalog';
-import { formatLsn, parseLsn } from '../capture/lsn';
-import { parseIsoMicros } from '../capture/pg-time';
-import { DECODING_SESSION_OPTIONS } from '../capture/replication-stream';
-import { connectSource } from '../capture/source';
-import { qualifiedName, quoteIdent } from '../capture/sql-quote';
-import { redactUrl } from '../config/connection';
+import type { BackupManifest } from '../archive/backup-manifest';
+import { listBackups } from '../archive/backup-catalog';
+import { formatLsn, parseLsn } from '../pg/lsn';
+import { parseIsoMicros } from '../pg/pg-time';
+import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
+import { connectSource } from '../pg/connect';
+import { qualifiedName, quoteIdent } from '../pg/sql-quote';
+import { configForDatabase, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { runRestore, type RestoreSummary } from '../restore/run-restore';
@@ -47,13 +47,6 @@ export interface DrillReport {
   kept: boolean;
   restore: { resolved: string; transactions: number; changes: number; seconds: RestoreSummary['seconds'] };
   source?: { compared: boolean; walInsertLsn: string; note: string };
-}
-
-function databaseConfig(url: string, database?: string): ClientConfig {
-  if (!database) return { connectionString: url };
-  const parsed = new URL(url);
-  parsed.pathname = `/${encodeURIComponent(database)}`;
-  return { connectionString: parsed.toString() };
 }
 
 /** Expected row counts per "schema.table" and the DDL statements met, from the backup plus the archived changes. */
@@ -197,7 +190,7 @@ export async function runDrill(repo: Repository, options: DrillOptions, log: Log
   if (!database) throw new PitrError('Usage', 'drill: --target must name a scratch database', 'e.g. --target postgresql://postgres@localhost/pitr_drill');
   const display = redactUrl(options.targetUrl);
   const withAdmin = async <T>(fn: (admin: Client) => Promise<T>): Promise<T> => {
-    const admin = await connectSource(databaseConfig(options.targetUrl, 'postgres'), display, { application_name: 'pitr drill' });
+    const admin = await connectSource(configForDatabase(options.targetUrl, 'postgres'), display, { application_name: 'pitr drill' });
     try {
       return await fn(admin);
     } finally {
@@ -230,7 +223,7 @@ export async function runDrill(repo: Repository, options: DrillOptions, log: Log
     const backup = (await listBackups(repo)).find((b) => b.id === summary.backup.id);
     if (!backup) throw new PitrError('Repository', `backup ${summary.backup.id} used by the restore is no longer in ${repo.storage.location}`);
     const expected = await expectedRows(repo, backup, summary.lastApplied?.commitLsn);
-    const client = await connectSource(databaseConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS, application_name: 'pitr drill' });
+    const client = await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS, application_name: 'pitr drill' });
     try {
       const present = await userTables(client);
       const names = [...new Set([...expected.counts.keys(), ...present])].sort();

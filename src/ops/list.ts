@@ -1,12 +1,12 @@
 import type { Repository } from '../archive/repository';
 import type { SegmentManifest } from '../archive/segment-manifest';
-import { listBackups } from '../backup/catalog';
-import { parseLsn } from '../capture/lsn';
-import type { ArchiveGap } from './archive-gaps';
-import { recoverableWindow, toPoint, type Point } from './recoverable-window';
+import { listBackups } from '../archive/backup-catalog';
+import { parseLsn } from '../pg/lsn';
+import type { ArchiveGap } from '../archive/archive-gaps';
+import { recoverableWindow, toPoint, type Point } from '../archive/recoverable-window';
 
-export type { Point } from './recoverable-window';
-export type { ArchiveGap } from './archive-gaps';
+export type { Point } from '../archive/recoverable-window';
+export type { ArchiveGap } from '../archive/archive-gaps';
 
 export interface BackupSummary {
   id: string;

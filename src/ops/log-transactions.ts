@@ -3,11 +3,12 @@ import { MessagePrefix } from '../archive/segment-format';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import { readSlotCreations } from '../archive/slot-creation';
 import { readTransactions, type ArchivedTransaction } from '../archive/transaction-reader';
-import { formatLsn } from '../capture/lsn';
-import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
-import type { RelationMessage, TupleData, TupleValue } from '../capture/pgoutput-decoder';
+import { formatLsn } from '../pg/lsn';
+import { formatUnixMicros, parseIsoMicros } from '../pg/pg-time';
+import { quoteLiteral } from '../pg/sql-quote';
+import type { RelationMessage, TupleData, TupleValue } from '../archive/pgoutput-decoder';
 import { PitrError } from '../errors';
-import { archiveGaps } from './archive-gaps';
+import { archiveGaps } from '../archive/archive-gaps';
 
 export const LOG_OPS = ['insert', 'update', 'delete', 'truncate', 'ddl'] as const;
 export type LogOp = (typeof LOG_OPS)[number];
@@ -283,7 +284,7 @@ export async function logTransactions(repo: Repository, filter: LogFilter): Prom
 function rowValueText(value: RowValue): string {
   if (value === null) return 'NULL';
   if (typeof value === 'object') return '<unchanged>';
-  return "'" + value.replace(/'/g, "''") + "'";
+  return quoteLiteral(value);
 }
 
 function rowText(row: Record<string, RowValue>): string {

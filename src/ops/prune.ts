@@ -1,9 +1,9 @@
 import { decodeCheckedJson } from '../archive/checked-json';
 import type { Repository } from '../archive/repository';
 import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from '../archive/segment-manifest';
-import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, backupPrefix, type BackupManifest } from '../backup/backup-manifest';
-import { listBackups } from '../backup/catalog';
-import { lsnFromSortableHex, parseLsn, type Lsn } from '../capture/lsn';
+import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, backupPrefix, type BackupManifest } from '../archive/backup-manifest';
+import { listBackups } from '../archive/backup-catalog';
+import { lsnFromSortableHex, parseLsn, type Lsn } from '../pg/lsn';
 import type { Logger } from '../logger';
 
 export interface PruneOptions {

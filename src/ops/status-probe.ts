@@ -1,5 +1,5 @@
 import { archiveStatus, missingSlot, type StatusInput, type StatusReport } from './status';
-import type { BackupBoundCache } from './recoverable-window';
+import type { BackupBoundCache } from '../archive/recoverable-window';
 
 export interface StatusProbeOptions {
   /** A report younger than this is served as it is. */

@@ -1,14 +1,15 @@
 import type { ClientConfig } from 'pg';
 import type { Repository } from '../archive/repository';
-import { listBackups } from '../backup/catalog';
-import { parseLsn } from '../capture/lsn';
-import { connectSource } from '../capture/source';
+import { listBackups } from '../archive/backup-catalog';
+import { parseLsn } from '../pg/lsn';
+import { connectSource } from '../pg/connect';
 import { messageOf } from '../errors';
-import { gapBounds, gapCause, type ArchiveGap } from './archive-gaps';
-import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from './recoverable-window';
+import { gapBounds, gapCause, type ArchiveGap } from '../archive/archive-gaps';
+import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from '../archive/recoverable-window';
 
 export type Health = 'healthy' | 'degraded' | 'broken';
-export type ArchiverState = 'running' | 'stalled' | 'stopped' | 'unknown';
+/** The archiver as status sees it from the source: its slot active and moving, active but stuck, inactive. */
+export type ArchiverActivity = 'running' | 'stalled' | 'stopped' | 'unknown';
 
 export interface SlotStatus {
   name: string;
@@ -40,7 +41,7 @@ export interface StatusReport {
   window: { earliest: Point | null; latest: Point | null };
   /** Gaps recorded in the repository (a re-created replication slot), oldest first; broken links are found by `pitr verify`. */
   gaps: ArchiveGap[];
-  archiver: ArchiverState;
+  archiver: ArchiverActivity;
 }
 
 export interface StatusLimits {
@@ -182,7 +183,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
       );
   }
 
-  let archiver: ArchiverState = 'unknown';
+  let archiver: ArchiverActivity = 'unknown';
   if (sourceReached) {
     if (!slot.exists) broken.push(`replication slot "${slot.name}" is missing; the archive has a gap from here on; run "pitr init" and take a new backup`);
     else if (slot.walStatus === 'lost')

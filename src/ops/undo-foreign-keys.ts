@@ -1,5 +1,5 @@
-import { connectSource } from '../capture/source';
-import { qualifiedName } from '../capture/sql-quote';
+import { connectSource } from '../pg/connect';
+import { qualifiedName } from '../pg/sql-quote';
 import type { SourceConnection } from '../config/connection';
 import { PitrError, messageOf } from '../errors';
 

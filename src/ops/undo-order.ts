@@ -1,4 +1,4 @@
-import type { RelationMessage, TupleData, TupleValue } from '../capture/pgoutput-decoder';
+import type { RelationMessage, TupleData, TupleValue } from '../archive/pgoutput-decoder';
 import type { UndoForeignKey } from './undo-foreign-keys';
 import type { UndoStep } from './undo-steps';
 

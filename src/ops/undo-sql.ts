@@ -1,9 +1,9 @@
 import type { Repository } from '../archive/repository';
 import type { ArchivedTransaction } from '../archive/transaction-reader';
-import { formatLsn } from '../capture/lsn';
-import { formatUnixMicros } from '../capture/pg-time';
-import type { RelationMessage, TupleData } from '../capture/pgoutput-decoder';
-import { quoteIdent } from '../capture/sql-quote';
+import { formatLsn } from '../pg/lsn';
+import { formatUnixMicros } from '../pg/pg-time';
+import type { RelationMessage, TupleData } from '../archive/pgoutput-decoder';
+import { quoteIdent } from '../pg/sql-quote';
 import type { SourceConnection } from '../config/connection';
 import { PitrError } from '../errors';
 import { readManifests, relationText, transactionsOf } from './log-transactions';

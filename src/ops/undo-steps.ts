@@ -1,6 +1,6 @@
 import type { ArchivedTransaction } from '../archive/transaction-reader';
-import type { RelationMessage, TupleData, TupleValue } from '../capture/pgoutput-decoder';
-import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
+import type { RelationMessage, TupleData, TupleValue } from '../archive/pgoutput-decoder';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
 import { PitrError } from '../errors';
 import { relationText } from './log-transactions';
 

@@ -4,13 +4,13 @@ import { digestStream } from '../archive/checked-stream';
 import { IDENTITY_OBJECT, type Repository } from '../archive/repository';
 import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentRecords } from '../archive/segment-reader';
-import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, type BackupManifest, type StoredPart } from '../backup/backup-manifest';
-import { parseLsn } from '../capture/lsn';
-import { parseIsoMicros } from '../capture/pg-time';
-import { decodePgoutput } from '../capture/pgoutput-decoder';
+import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, type BackupManifest, type StoredPart } from '../archive/backup-manifest';
+import { parseLsn } from '../pg/lsn';
+import { parseIsoMicros } from '../pg/pg-time';
+import { decodePgoutput } from '../archive/pgoutput-decoder';
 import { isPitrError, messageOf } from '../errors';
 import { SLOTS_PREFIX, slotCreationName, type SlotCreation } from '../archive/slot-creation';
-import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from './archive-gaps';
+import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
 
 export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap';
 

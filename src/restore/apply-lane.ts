@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 import type { SegmentManifest } from '../archive/segment-manifest';
-import type { DeleteMessage, UpdateMessage } from '../capture/pgoutput-decoder';
+import type { DeleteMessage, UpdateMessage } from '../archive/pgoutput-decoder';
 import { applyBatch } from './batch-statement';
 import { replayDdl } from './ddl-replay';
 import type { ReplayRelation } from './replay-relation';

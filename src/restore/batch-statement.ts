@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { quoteIdent } from '../capture/sql-quote';
+import { quoteIdent } from '../pg/sql-quote';
 import { PitrError } from '../errors';
 import type { TableBatch } from './table-batch';
 import type { TargetColumn } from './target-columns';

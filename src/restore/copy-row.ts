@@ -1,3 +1,4 @@
+import { PitrError } from '../errors';
 import type { ByteWriter } from './byte-writer';
 import { ValueKind, type RawTuple } from './raw-change';
 
@@ -59,7 +60,7 @@ export function writeCopyRow(out: ByteWriter, tuple: RawTuple): void {
       // binary-mode values are never requested from the server; kept as bytea's hex text, like the decoder's readers
       const hex = Buffer.from(`\\x${buf.subarray(starts[i], ends[i]).toString('hex')}`, 'latin1');
       writeCopyValue(out, hex, 0, hex.length);
-    } else throw new RangeError(`column ${i} of an inserted row has no value`);
+    } else throw new PitrError('Integrity', `column ${i} of an inserted row has no value`, 'the archived change data is corrupt');
   }
   out.byte(NEWLINE);
 }

@@ -11,10 +11,10 @@ import { decodeCheckedJson } from '../archive/checked-json';
 import { checkedBytes } from '../archive/checked-stream';
 import { decompressFrames } from '../archive/lz4-frames';
 import type { Repository } from '../archive/repository';
-import { backupPrefix, MANIFEST_FILE, type BackupManifest, type StoredPart } from '../backup/backup-manifest';
+import { backupPrefix, MANIFEST_FILE, type BackupManifest, type StoredPart } from '../archive/backup-manifest';
 import type { PgTool } from '../backup/pg-tools';
 import { libpqEnv, writeRestoreList } from '../backup/schema-dump';
-import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
 import { PitrError } from '../errors';
 import { splitStatements } from './sql-statements';
 
@@ -34,7 +34,7 @@ export async function* partBytes(repo: Repository, manifest: BackupManifest, par
     (actual) =>
       new PitrError('Integrity', `backup object ${name} is corrupt: sha256 ${actual} does not match the manifest`, 'run "pitr verify"; use another backup'),
   );
-  yield* decompressFrames(stored);
+  yield* decompressFrames(stored, `backup object ${name}`);
 }
 
 /** The TOC line of a foreign key constraint in `pg_restore --list` output. */

@@ -1,16 +1,16 @@
 import type { Repository } from '../archive/repository';
 import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentRecords } from '../archive/segment-reader';
-import type { BackupManifest } from '../backup/backup-manifest';
-import { listBackups } from '../backup/catalog';
-import { decodePgoutput } from '../capture/pgoutput-decoder';
-import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
-import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
+import type { BackupManifest } from '../archive/backup-manifest';
+import { listBackups } from '../archive/backup-catalog';
+import { decodePgoutput } from '../archive/pgoutput-decoder';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import { formatUnixMicros, parseIsoMicros } from '../pg/pg-time';
 import { MessagePrefix } from '../archive/segment-format';
 import { PitrError } from '../errors';
 import { readSlotCreations } from '../archive/slot-creation';
-import { archiveGaps, gapBounds, gapCause, gapPointText, type ArchiveGap } from '../ops/archive-gaps';
-import { backupBound, pointText, recoverableWindow, type ExactPoint, type RecoverableRange } from '../ops/recoverable-window';
+import { archiveGaps, gapBounds, gapCause, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
+import { backupBound, pointText, recoverableWindow, type ExactPoint, type RecoverableRange } from '../archive/recoverable-window';
 import type { TargetSpec } from './target';
 
 /** Which transactions a restore applies: those `includes` accepts, in commit order, stopping at the first it refuses. */

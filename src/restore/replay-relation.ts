@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
-import type { RelationMessage } from '../capture/pgoutput-decoder';
-import { qualifiedName } from '../capture/sql-quote';
+import type { RelationMessage } from '../archive/pgoutput-decoder';
+import { qualifiedName } from '../pg/sql-quote';
 
 /** A table as replay sees it: the archived Relation message and what follows from it. */
 export interface ReplayRelation {

@@ -1,10 +1,6 @@
-import type { Client } from 'pg';
-import type { Repository } from '../archive/repository';
-import type { SegmentManifest } from '../archive/segment-manifest';
-import { parseLsn, type Lsn } from '../capture/lsn';
-import type { Logger } from '../logger';
+import { parseLsn } from '../pg/lsn';
 import { ApplyLane } from './apply-lane';
-import type { RestorePlan } from './plan';
+import type { ReplayInput, ReplayResult } from './replay-input';
 import { readTableProgress } from './restore-state';
 import { SegmentReplay } from './segment-replay';
 import { TargetColumns } from './target-columns';
@@ -17,34 +13,6 @@ import { TargetColumns } from './target-columns';
  *   parallel any other segment: each table's changes go to one lane (the same for the whole restore),
  *            in the source's order; each lane commits its share when the segment's checksum passed
  */
-
-export type HeartbeatSequences = [string, string, string | null][];
-
-export interface ReplayInput {
-  repo: Repository;
-  plan: RestorePlan;
-  /** Records the progress of parallel segments once every lane committed them. */
-  client: Client;
-  /** Opens one more connection to the target, with the decoding session's settings. */
-  connect: () => Promise<Client>;
-  /** Connections applying at once (tables are shared out among them). */
-  jobs: number;
-  /** Commit LSN already applied to every table (restore_state), when resuming. */
-  resumeAfter: Lsn | undefined;
-  tables: Set<string> | undefined;
-  log: Logger;
-  /** Called as each segment has been read and handed to the lanes (for progress). */
-  onSegmentRead?: (segment: SegmentManifest) => void;
-  /** Aborted on SIGINT/SIGTERM: the lanes roll back what they have not committed. */
-  signal?: AbortSignal;
-}
-
-export interface ReplayResult {
-  transactions: number;
-  changes: number;
-  /** The latest sequence values carried by a heartbeat. */
-  sequences: HeartbeatSequences | undefined;
-}
 
 /**
  * Applies the archived transactions of the plan's segments after `resumeAfter`, in commit order per

@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
-import type { DeleteMessage, TupleValue, UpdateMessage } from '../capture/pgoutput-decoder';
-import { quoteIdent } from '../capture/sql-quote';
+import type { DeleteMessage, TupleValue, UpdateMessage } from '../archive/pgoutput-decoder';
+import { quoteIdent } from '../pg/sql-quote';
 import type { ReplayRelation } from './replay-relation';
 import type { TargetColumn } from './target-columns';
 

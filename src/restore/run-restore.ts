@@ -1,12 +1,13 @@
-import type { Client, ClientConfig } from 'pg';
+import type { Client } from 'pg';
 import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
 import { findPgTool } from '../backup/pg-tools';
 import { Progress } from '../backup/progress';
-import { parseLsn } from '../capture/lsn';
-import { DECODING_SESSION_OPTIONS } from '../capture/replication-stream';
-import { connectSource } from '../capture/source';
-import { qualifiedName, quoteIdent } from '../capture/sql-quote';
+import { parseLsn } from '../pg/lsn';
+import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
+import { connectSource } from '../pg/connect';
+import { qualifiedName, quoteIdent } from '../pg/sql-quote';
+import { configForDatabase, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
@@ -43,13 +44,6 @@ export interface RestoreSummary {
   plan?: PlanSummary;
 }
 
-function targetConfig(url: string, database?: string): ClientConfig {
-  if (!database) return { connectionString: url };
-  const parsed = new URL(url);
-  parsed.pathname = `/${encodeURIComponent(database)}`;
-  return { connectionString: parsed.toString() };
-}
-
 /**
  * Restores the database as it was at a point of the archive: the newest usable backup, then the
  * archived transactions after its aligned LSN in commit order, up to the target. Each segment is
@@ -60,8 +54,8 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
   const started = Date.now();
   const database = decodeURIComponent(new URL(options.targetUrl).pathname.replace(/^\//, ''));
   if (!database) throw new PitrError('Usage', 'restore: --target must name a database', 'e.g. --target postgresql://postgres@localhost/shop_restored');
-  const display = options.targetUrl.replace(/:\/\/([^:@/]*):[^@/]*@/, '://$1:****@');
-  const admin = await connectSource(targetConfig(options.targetUrl, 'postgres'), display, { application_name: 'pitr restore' });
+  const display = redactUrl(options.targetUrl);
+  const admin = await connectSource(configForDatabase(options.targetUrl, 'postgres'), display, { application_name: 'pitr restore' });
   try {
     const spec = await parseTarget(options.to, admin);
     const plan = await planRestore(repo, spec, options.exclusive);
@@ -86,7 +80,7 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
     const exists = (await admin.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database])).rowCount === 1;
     let client: Client | undefined;
     if (exists) {
-      client = await connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
+      client = await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
       const state = await readState(client);
       const sameRestore = state && state.backupId === plan.backup.id && state.target === `${target.input}${options.exclusive ? ' exclusive' : ''}`;
       const empty = !state && (await isEmpty(client));
@@ -116,7 +110,7 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
     if (!client) {
       const stillThere = (await admin.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database])).rowCount === 1;
       if (!stillThere) await admin.query(`CREATE DATABASE ${quoteIdent(database)} TEMPLATE template0 ENCODING 'UTF8'`);
-      client = await connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
+      client = await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
     }
     try {
       return await restoreInto(repo, client, plan, options, log, base, display, started);
@@ -216,14 +210,15 @@ async function restoreInto(
     const pgRestore = await findPgTool('pg_restore', Math.floor(plan.backup.serverVersionNum / 10000), options.pgDump);
     log.info({ event: 'restore_load', backup: plan.backup.id, alignedLsn: plan.backup.alignedLsn }, `loading backup ${plan.backup.id}`);
     // pg_restore connects on its own, through the environment (no password on its command line)
-    await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'pre-data');
+    await restoreSchemaSection(repo, plan.backup, pgRestore, configForDatabase(options.targetUrl), 'pre-data');
     await createStateTable(client, plan.backup.id, targetKey);
     if (tables) tables = await expandPartitions(client, tables);
     const chosen = plan.backup.tables.filter((t) => !tables || tables.has(`${t.schema}.${t.name}`));
     const unknown = [...(tables ?? [])].filter((name) => !plan.backup.tables.some((t) => `${t.schema}.${t.name}` === name));
     if (unknown.length) log.warn({ event: 'unknown_tables', tables: unknown }, `not in the backup (created later, or misspelled): ${unknown.join(', ')}`);
     const sessions: Client[] = [client];
-    for (let i = 1; i < options.jobs; i++) sessions.push(await connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }));
+    for (let i = 1; i < options.jobs; i++)
+      sessions.push(await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }));
     try {
       const progress = new Progress(
         'load',
@@ -258,7 +253,7 @@ async function restoreInto(
       for (const session of sessions) if (session !== client) await session.end().catch(() => undefined);
     }
     await restoreSequences(client, plan.backup.sequences);
-    const leftOutKeys = await restoreSchemaSection(repo, plan.backup, pgRestore, targetConfig(options.targetUrl), 'post-data', {
+    const leftOutKeys = await restoreSchemaSection(repo, plan.backup, pgRestore, configForDatabase(options.targetUrl), 'post-data', {
       withoutForeignKeys: tables !== undefined,
     });
     if (tables) {
@@ -283,7 +278,7 @@ async function restoreInto(
     repo,
     plan,
     client,
-    connect: () => connectSource(targetConfig(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }),
+    connect: () => connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }),
     jobs: options.jobs,
     resumeAfter: state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined,
     tables,

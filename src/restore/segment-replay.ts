@@ -2,8 +2,8 @@ import type { Repository } from '../archive/repository';
 import { MessagePrefix, Tag } from '../archive/segment-format';
 import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentFrames, type RecordFrame } from '../archive/segment-reader';
-import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
-import { formatUnixMicros } from '../capture/pg-time';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import { formatUnixMicros } from '../pg/pg-time';
 import {
   decodePgoutput,
   type BeginMessage,
@@ -12,14 +12,14 @@ import {
   type RelationMessage,
   type TruncateMessage,
   type UpdateMessage,
-} from '../capture/pgoutput-decoder';
+} from '../archive/pgoutput-decoder';
 import { PitrError, isPitrError } from '../errors';
 import type { ApplyLane, LaneFailure, LaneJob } from './apply-lane';
 import { BatchRouter } from './batch-router';
 import { throwIfInterrupted } from './interrupted';
 import { RawChange } from './raw-change';
 import { readAhead } from './read-ahead';
-import type { HeartbeatSequences, ReplayInput, ReplayResult } from './replay';
+import type { HeartbeatSequences, ReplayInput, ReplayResult } from './replay-input';
 import { replayRelation, tablesUniqueOnlyByKey, type ReplayRelation } from './replay-relation';
 import { recordProgress, type AppliedCommit } from './restore-state';
 import { explainSegmentFailure } from './segment-failure';

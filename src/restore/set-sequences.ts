@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
-import { qualifiedName, quoteIdent, quoteLiteral } from '../capture/sql-quote';
-import type { HeartbeatSequences } from './replay';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
+import type { HeartbeatSequences } from './replay-input';
 
 /**
  * Sequences from the last heartbeat applied, then never below the largest value their owning column

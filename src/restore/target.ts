@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
-import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
-import { parseIsoMicros } from '../capture/pg-time';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import { parseIsoMicros } from '../pg/pg-time';
 import { PitrError } from '../errors';
 
 /** What `--to` asked for, before it is located in the archive. */

@@ -1,3 +1,4 @@
+import { PitrError } from '../errors';
 import { ByteWriter } from './byte-writer';
 import { ValueKind, type RawTuple } from './raw-change';
 
@@ -33,7 +34,7 @@ export class TextArrayBuilder {
       this.elements.int32(hex.length);
       this.elements.bytes(hex, 0, hex.length);
     } else {
-      throw new RangeError(`column ${i} has no value to bind`);
+      throw new PitrError('Integrity', `column ${i} of an archived change has no value to bind`, 'the archived change data is corrupt');
     }
   }
 

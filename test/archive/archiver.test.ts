@@ -3,8 +3,8 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { TYPE_ZOO_COLUMNS, TYPE_ZOO_INSERT_SQL, TYPE_ZOO_SETUP_SQL } from '../fixtures/type-zoo';
 import { ArchiveFixture, valueText } from '../harness/archive-fixture';
-import { DECODING_SESSION_OPTIONS } from '../../src/capture/replication-stream';
-import type { InsertMessage, UpdateMessage, LogicalMessage } from '../../src/capture/pgoutput-decoder';
+import { DECODING_SESSION_OPTIONS } from '../../src/pg/session-settings';
+import type { InsertMessage, UpdateMessage, LogicalMessage } from '../../src/archive/pgoutput-decoder';
 
 let fx: ArchiveFixture;
 

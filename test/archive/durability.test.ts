@@ -1,4 +1,4 @@
-import type { InsertMessage } from '../../src/capture/pgoutput-decoder';
+import type { InsertMessage } from '../../src/archive/pgoutput-decoder';
 import { ArchiveFixture, valueText } from '../harness/archive-fixture';
 import { WriteLoad } from '../harness/write-load';
 

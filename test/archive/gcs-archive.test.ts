@@ -1,4 +1,4 @@
-import type { InsertMessage } from '../../src/capture/pgoutput-decoder';
+import type { InsertMessage } from '../../src/archive/pgoutput-decoder';
 import { Repository } from '../../src/archive/repository';
 import { readTransactions } from '../../src/archive/transaction-reader';
 import { GcsStorage } from '../../src/storage/gcs/gcs-storage';

@@ -1,5 +1,5 @@
-import type { UpdateMessage } from '../../src/capture/pgoutput-decoder';
-import { parseLsn } from '../../src/capture/lsn';
+import type { UpdateMessage } from '../../src/archive/pgoutput-decoder';
+import { parseLsn } from '../../src/pg/lsn';
 import { ArchiveFixture, valueText } from '../harness/archive-fixture';
 import { loadBackup } from '../harness/backup-loader';
 import { runPitr } from '../harness/pitr-process';

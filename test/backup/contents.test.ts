@@ -5,7 +5,7 @@ import { ArchiveFixture } from '../harness/archive-fixture';
 import { loadBackup } from '../harness/backup-loader';
 import { runPitr } from '../harness/pitr-process';
 import { rawRows, withRawClient } from './backup-helpers';
-import type { BackupManifest } from '../../src/backup/backup-manifest';
+import type { BackupManifest } from '../../src/archive/backup-manifest';
 
 let fx: ArchiveFixture;
 const extraDirs: string[] = [];

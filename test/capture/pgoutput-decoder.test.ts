@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { chownSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
-import { parseLsn, type Lsn } from '../../src/capture/lsn';
-import { nowUnixMicros, PG_EPOCH_OFFSET_MICROS } from '../../src/capture/pg-time';
+import { parseLsn, type Lsn } from '../../src/pg/lsn';
+import { nowUnixMicros, PG_EPOCH_OFFSET_MICROS } from '../../src/pg/pg-time';
 import {
   decodePgoutput,
   messageTag,
@@ -12,7 +12,7 @@ import {
   type CommitMessage,
   type PgoutputMessage,
   type TupleData,
-} from '../../src/capture/pgoutput-decoder';
+} from '../../src/archive/pgoutput-decoder';
 import { PgCluster } from '../harness/pg-cluster';
 import { expectedTextRows, TYPE_ZOO_COLUMNS, TYPE_ZOO_INSERT_SQL, TYPE_ZOO_SETUP_SQL, ZOO_NULL_ROW } from '../fixtures/type-zoo';
 

@@ -1,8 +1,8 @@
 import { Client } from 'pg';
 import type { Repository } from '../../src/archive/repository';
-import type { BackupManifest } from '../../src/backup/backup-manifest';
+import type { BackupManifest } from '../../src/archive/backup-manifest';
 import { findPgTool } from '../../src/backup/pg-tools';
-import { DECODING_SESSION_OPTIONS } from '../../src/capture/replication-stream';
+import { DECODING_SESSION_OPTIONS } from '../../src/pg/session-settings';
 import { loadTable, readBackupManifest, restoreSchemaSection, restoreSequences } from '../../src/restore/load-backup';
 
 /** Loads a backup, alone, into an empty database: pre-data schema, data, post-data, sequences. */

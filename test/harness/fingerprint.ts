@@ -8,7 +8,7 @@
  * settings, so fingerprints taken from different sessions, clients or databases compare.
  */
 import { Client } from 'pg';
-import { quoteIdent } from '../../src/capture/sql-quote';
+import { quoteIdent } from '../../src/pg/sql-quote';
 
 export interface TableFingerprint {
   rows: number;

@@ -1,8 +1,8 @@
 import type { SegmentManifest } from '../../src/archive/segment-manifest';
 import { segmentBaseName } from '../../src/archive/segment-manifest';
 import { latestSegmentOf, newSlotCreation, type SlotCreation } from '../../src/archive/slot-creation';
-import { formatLsn, parseLsn } from '../../src/capture/lsn';
-import { archiveGaps, describeGap } from '../../src/ops/archive-gaps';
+import { formatLsn, parseLsn } from '../../src/pg/lsn';
+import { archiveGaps, describeGap } from '../../src/archive/archive-gaps';
 
 /**
  * How slot creation records and segment links become gaps (archive-gaps.ts), on manifests built by hand:

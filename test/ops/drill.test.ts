@@ -1,7 +1,7 @@
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { decodeCheckedJson, encodeCheckedJson } from '../../src/archive/checked-json';
-import type { BackupManifest } from '../../src/backup/backup-manifest';
+import type { BackupManifest } from '../../src/archive/backup-manifest';
 import type { DrillReport } from '../../src/ops/drill';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr } from '../harness/pitr-process';

@@ -1,4 +1,4 @@
-import { formatLsn } from '../../src/capture/lsn';
+import { formatLsn } from '../../src/pg/lsn';
 import type { DrillReport } from '../../src/ops/drill';
 import type { ListReport } from '../../src/ops/list';
 import type { LogEntry } from '../../src/ops/log-transactions';

@@ -1,6 +1,6 @@
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { formatUnixMicros, parseIsoMicros } from '../../src/capture/pg-time';
+import { formatUnixMicros, parseIsoMicros } from '../../src/pg/pg-time';
 import type { ListReport } from '../../src/ops/list';
 import type { Problem, VerifyReport } from '../../src/ops/verify';
 import { ArchiveFixture } from '../harness/archive-fixture';

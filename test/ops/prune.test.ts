@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { ListReport } from '../../src/ops/list';
 import type { PruneReport } from '../../src/ops/prune';
 import type { VerifyReport } from '../../src/ops/verify';
-import { parseLsn } from '../../src/capture/lsn';
+import { parseLsn } from '../../src/pg/lsn';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase } from '../harness/fingerprint';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';

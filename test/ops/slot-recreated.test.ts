@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { slotCreationName, type SlotCreation } from '../../src/archive/slot-creation';
-import { parseLsn } from '../../src/capture/lsn';
+import { parseLsn } from '../../src/pg/lsn';
 import type { SegmentManifest } from '../../src/archive/segment-manifest';
 import type { ArchiveGap, ListReport } from '../../src/ops/list';
 import type { StatusReport } from '../../src/ops/status';

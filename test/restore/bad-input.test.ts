@@ -4,8 +4,8 @@
  * database that is not empty (5, unless --force), an unreachable target (4).
  */
 import { Client } from 'pg';
-import { formatLsn, parseLsn, type Lsn } from '../../src/capture/lsn';
-import { formatUnixMicros } from '../../src/capture/pg-time';
+import { formatLsn, parseLsn, type Lsn } from '../../src/pg/lsn';
+import { formatUnixMicros } from '../../src/pg/pg-time';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase, type Fingerprints } from '../harness/fingerprint';
 import { freePort } from '../harness/pg-cluster';

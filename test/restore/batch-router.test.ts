@@ -5,7 +5,7 @@
  * statements they become (one statement sees the table as it was before it; a duplicate key is an
  * error), and the result must equal applying the changes one by one, in order.
  */
-import type { RelationMessage } from '../../src/capture/pgoutput-decoder';
+import type { RelationMessage } from '../../src/archive/pgoutput-decoder';
 import { BatchRouter } from '../../src/restore/batch-router';
 import { RawChange } from '../../src/restore/raw-change';
 import { replayRelation, type ReplayRelation } from '../../src/restore/replay-relation';

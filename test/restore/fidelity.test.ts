@@ -9,8 +9,8 @@
  * PITR_FIDELITY_SEED=<n> replays another workload.
  */
 import { Client } from 'pg';
-import { formatLsn, parseLsn } from '../../src/capture/lsn';
-import { formatUnixMicros } from '../../src/capture/pg-time';
+import { formatLsn, parseLsn } from '../../src/pg/lsn';
+import { formatUnixMicros } from '../../src/pg/pg-time';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprint, listUserTables, type Fingerprints } from '../harness/fingerprint';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';

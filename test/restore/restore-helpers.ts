@@ -1,8 +1,8 @@
 import { Client } from 'pg';
-import { formatLsn, parseLsn, type Lsn } from '../../src/capture/lsn';
+import { formatLsn, parseLsn, type Lsn } from '../../src/pg/lsn';
 import { MessagePrefix } from '../../src/archive/segment-format';
 import type { ArchivedTransaction } from '../../src/archive/transaction-reader';
-import { formatUnixMicros } from '../../src/capture/pg-time';
+import { formatUnixMicros } from '../../src/pg/pg-time';
 import type { ArchiveFixture } from '../harness/archive-fixture';
 import { diffRows, fingerprintDatabase, listUserTables, rowDigests, type Fingerprints } from '../harness/fingerprint';
 import { runPitr, type RunResult } from '../harness/pitr-process';

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, chmodSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
-import { parseLsn } from '../../src/capture/lsn';
+import { parseLsn } from '../../src/pg/lsn';
 import { ArchiveFixture, valueText } from '../harness/archive-fixture';
 import { fingerprintDatabase, type Fingerprints } from '../harness/fingerprint';
 import { PitrProcess, runPitr } from '../harness/pitr-process';

@@ -1,6 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { isTransient } from './gcs-errors';
-import { backoffMs, type RetryPolicy } from './gcs-retry';
+import { retryDelayMs, type RetryPolicy } from './gcs-retry';
 
 export interface ByteRange {
   start: number;
@@ -43,7 +43,7 @@ export function resumingReadStream(
     source.on('end', () => out.end());
     source.on('error', (error: unknown) => {
       if (out.destroyed) return;
-      if (attempt < policy.attempts && isTransient(error)) timer = setTimeout(start, backoffMs(policy, attempt));
+      if (attempt < policy.attempts && isTransient(error)) timer = setTimeout(start, retryDelayMs(policy, attempt));
       else out.destroy(fail(error, attempt));
     });
   };

@@ -1,3 +1,4 @@
+import { backoffMs } from '../../backoff';
 import { GaveUp, isTransient } from './gcs-errors';
 
 export interface RetryOptions {
@@ -16,9 +17,8 @@ export function retryPolicy(options: RetryOptions = {}): RetryPolicy {
 }
 
 /** Delay after failed attempt `attempt` (1-based): exponential, capped, with jitter so clients spread out. */
-export function backoffMs(policy: RetryPolicy, attempt: number): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling * (0.5 + Math.random() * 0.5));
+export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
+  return backoffMs(attempt - 1, policy.baseDelayMs, policy.maxDelayMs);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -36,7 +36,7 @@ export async function retry<T>(policy: RetryPolicy, operation: (attempt: number)
     } catch (error) {
       if (!isTransient(error)) throw error;
       if (attempt >= policy.attempts) throw new GaveUp(error, attempt);
-      await sleep(backoffMs(policy, attempt));
+      await sleep(retryDelayMs(policy, attempt));
     }
   }
 }

@@ -1,8 +1,8 @@
 import type { Repository } from '../archive/repository';
 import { newestSlotCreation } from '../archive/slot-creation';
-import { newestBackup } from '../backup/catalog';
-import { parseLsn } from './lsn';
-import { runBackup, type BackupOptions } from '../backup/run-backup';
+import { newestBackup } from '../archive/backup-catalog';
+import { parseLsn } from '../pg/lsn';
+import { runBackup, type BackupOptions } from './run-backup';
 import type { SourceConnection } from '../config/connection';
 import { messageOf } from '../errors';
 import type { Logger } from '../logger';

@@ -1,3 +1,5 @@
+import { PitrError } from '../errors';
+
 /**
  * PostgreSQL timestamps on the wire are microseconds since 2000-01-01 00:00:00 UTC. We keep
  * microseconds since the Unix epoch as bigint so nothing is rounded.
@@ -27,8 +29,8 @@ export function formatUnixMicros(unixMicros: bigint): string {
 /** Inverse of formatUnixMicros; also accepts any ISO form Date understands, keeping up to 6 fraction digits. */
 export function parseIsoMicros(text: string): bigint {
   const match = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(Z|[+-]\d\d:?\d\d)$/.exec(text);
-  if (!match || match[1] === undefined || match[3] === undefined) throw new RangeError(`invalid timestamp "${text}"`);
+  if (!match || match[1] === undefined || match[3] === undefined) throw new PitrError('Integrity', `invalid timestamp "${text}"`);
   const seconds = Date.parse(`${match[1]}${match[3]}`);
-  if (Number.isNaN(seconds)) throw new RangeError(`invalid timestamp "${text}"`);
+  if (Number.isNaN(seconds)) throw new PitrError('Integrity', `invalid timestamp "${text}"`);
   return BigInt(seconds) * 1000n + BigInt((match[2] ?? '').padEnd(6, '0'));
 }

@@ -1,5 +1,5 @@
-import { decodeCheckedJson } from '../archive/checked-json';
-import type { Repository } from '../archive/repository';
+import { decodeCheckedJson } from './checked-json';
+import type { Repository } from './repository';
 import { BACKUPS_PREFIX, MANIFEST_FILE, type BackupManifest } from './backup-manifest';
 
 /** Complete backups (those with a manifest), oldest aligned LSN first. */

@@ -1,6 +1,6 @@
-import type { SegmentManifest } from '../archive/segment-manifest';
-import type { SlotCreation } from '../archive/slot-creation';
-import { formatLsn, lsnFromSortableHex, parseLsn, type Lsn } from '../capture/lsn';
+import type { SegmentManifest } from './segment-manifest';
+import type { SlotCreation } from './slot-creation';
+import { formatLsn, lsnFromSortableHex, parseLsn, type Lsn } from '../pg/lsn';
 
 /**
  * Gaps in the archive: stretches of the source's history whose transactions are not in the repository.

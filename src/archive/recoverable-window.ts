@@ -1,12 +1,12 @@
-import type { Repository } from '../archive/repository';
-import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
-import { readSegmentRecords } from '../archive/segment-reader';
-import { readSlotCreations, type SlotCreation } from '../archive/slot-creation';
-import type { BackupManifest } from '../backup/backup-manifest';
-import { listBackups } from '../backup/catalog';
-import { formatLsn, parseLsn, type Lsn } from '../capture/lsn';
-import { formatUnixMicros, parseIsoMicros } from '../capture/pg-time';
-import { decodePgoutput } from '../capture/pgoutput-decoder';
+import type { Repository } from './repository';
+import { segmentDataName, type SegmentManifest } from './segment-manifest';
+import { readSegmentRecords } from './segment-reader';
+import { readSlotCreations, type SlotCreation } from './slot-creation';
+import type { BackupManifest } from './backup-manifest';
+import { listBackups } from './backup-catalog';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import { formatUnixMicros, parseIsoMicros } from '../pg/pg-time';
+import { decodePgoutput } from './pgoutput-decoder';
 import { archiveGaps, firstLsnOfSegmentName, type ArchiveGap } from './archive-gaps';
 
 /**

@@ -8,8 +8,8 @@
  * bytea_output), so whoever opens the replication connection must pin those.
  */
 import { PitrError } from '../errors';
-import { formatLsn, readLsn, type Lsn } from './lsn';
-import { pgMicrosToUnixMicros } from './pg-time';
+import { formatLsn, readLsn, type Lsn } from '../pg/lsn';
+import { pgMicrosToUnixMicros } from '../pg/pg-time';
 
 export type ReplicaIdentity = 'd' | 'n' | 'f' | 'i';
 

@@ -1,3 +1,5 @@
+import { PitrError } from '../errors';
+
 /**
  * A PostgreSQL WAL position (LSN): a 64-bit unsigned integer, printed as two hex halves `X/Y`.
  * Kept as bigint everywhere so positions compare exactly; strings are only for display and input.
@@ -8,7 +10,7 @@ const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 
 export function parseLsn(text: string): Lsn {
   const match = LSN_TEXT.exec(text.trim());
-  if (!match || match[1] === undefined || match[2] === undefined) throw new RangeError(`invalid LSN "${text}": expected X/Y in hexadecimal`);
+  if (!match || match[1] === undefined || match[2] === undefined) throw new PitrError('Integrity', `invalid LSN "${text}": expected X/Y in hexadecimal`);
   return (BigInt('0x' + match[1]) << 32n) | BigInt('0x' + match[2]);
 }
 

@@ -1,4 +1,10 @@
-import type { SequenceValue } from './table-plan';
+/** A sequence as the backup read it. */
+export interface SequenceValue {
+  schema: string;
+  name: string;
+  /** null when the sequence was never used (restore: setval(start, false)). */
+  lastValue: string | null;
+}
 
 /** One stored object of a backup and what it holds. */
 export interface StoredPart {
