@@ -12,6 +12,7 @@ import { recordProgress, recordRoutes, recordTableProgress, type AppliedCommit }
 import { applyRowChange } from './row-statement';
 import type { TableBatch } from './table-batch';
 import type { TargetColumns } from './target-columns';
+import { holdTriggers } from './trigger-guard';
 
 /** Work for one lane, in the order it must run. */
 export type LaneJob = { segment: SegmentManifest } & (
@@ -162,6 +163,7 @@ export class ApplyLane {
       case 'ddl': {
         await this.begin();
         await replayDdl(this.client, job.action, job.position, { someTables: this.someTables, log: this.log });
+        await holdTriggers(this.client); // a trigger it created or enabled ALWAYS must not fire on the archived rows
         this.columns.clear();
         return;
       }

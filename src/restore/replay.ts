@@ -5,6 +5,7 @@ import { prepareRoutes, readTableProgress, recordRoutes } from './restore-state'
 import { SegmentReplay, type ReplayStart } from './segment-replay';
 import { TargetCatalog } from './target-catalog';
 import { TargetColumns } from './target-columns';
+import { holdTriggers } from './trigger-guard';
 
 /*
  * Terminology:
@@ -26,6 +27,7 @@ export async function replaySegments(input: ReplayInput): Promise<ReplayResult> 
   const lanes: ApplyLane[] = [];
   const columns = new TargetColumns();
   try {
+    await holdTriggers(input.client);
     for (let i = 0; i < Math.max(1, input.jobs); i++) {
       const client = await input.connect();
       // Triggers and foreign keys already did their work on the source. Progress rows commit with the
@@ -35,7 +37,7 @@ export async function replaySegments(input: ReplayInput): Promise<ReplayResult> 
       lanes.push(new ApplyLane(client, columns, input.tables !== undefined, input.log, input.signal));
     }
     const replay = new SegmentReplay(input, lanes, await replayStart(input));
-    return await replay.run(segments);
+    return await replay.run(segments, input.plan.lookAhead);
   } finally {
     for (const lane of lanes) {
       await lane.rollback();
