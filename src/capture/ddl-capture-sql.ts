@@ -137,7 +137,7 @@ BEGIN
   PERFORM pg_catalog.set_config('pitr.extension_depth',
     (COALESCE(NULLIF(pg_catalog.current_setting('pitr.extension_depth', true), ''), '0')::int OPERATOR(pg_catalog.+) 1)::text, true);
   PERFORM pg_catalog.pg_logical_emit_message(true, ${ddlPrefix},
-    pg_catalog.jsonb_build_object('format', ${DDL_RECORD_FORMAT}, 'event', 'extension-script', 'tag', tg_tag)::text);
+    pg_catalog.convert_to(pg_catalog.jsonb_build_object('format', ${DDL_RECORD_FORMAT}, 'event', 'extension-script', 'tag', tg_tag)::text, 'UTF8'));
 END
 $fn$`;
 
@@ -218,7 +218,8 @@ BEGIN
     END;
   END IF;
 
-  PERFORM pg_catalog.pg_logical_emit_message(true, ${ddlPrefix}, pg_catalog.jsonb_build_object(
+  -- as UTF-8 bytes: a message's body is sent as stored, in the database's encoding, unlike row values
+  PERFORM pg_catalog.pg_logical_emit_message(true, ${ddlPrefix}, pg_catalog.convert_to(pg_catalog.jsonb_build_object(
     'format', ${DDL_RECORD_FORMAT},
     'tag', tg_tag,
     'query', query,
@@ -232,7 +233,7 @@ BEGIN
     'commands', COALESCE(commands, '[]'::jsonb),
     'dropped', dropped,
     'definition', definition,
-    'missing', missing)::text);
+    'missing', missing)::text, 'UTF8'));
 
   -- A table without a usable replica identity makes its own UPDATEs and DELETEs fail under a FOR ALL
   -- TABLES publication: give it REPLICA IDENTITY FULL (recorded like any DDL), unless turned off.

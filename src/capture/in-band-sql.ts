@@ -9,9 +9,9 @@ export const PITR_SCHEMA = 'pitr';
  * pg_sequences.last_value is NULL for a sequence never used (or not readable by this role).
  */
 export const EMIT_HEARTBEAT_SQL = `
-SELECT pg_logical_emit_message(true, ${quoteLiteral(MessagePrefix.Heartbeat)}, json_build_object(
+SELECT pg_logical_emit_message(true, ${quoteLiteral(MessagePrefix.Heartbeat)}, convert_to(json_build_object(
   'time', now(),
   'sequences', coalesce((SELECT json_agg(json_build_array(schemaname, sequencename, last_value::text) ORDER BY schemaname, sequencename)
-                         FROM pg_catalog.pg_sequences WHERE schemaname <> ${quoteLiteral(PITR_SCHEMA)}), '[]'::json))::text)::text AS lsn`;
+                         FROM pg_catalog.pg_sequences WHERE schemaname <> ${quoteLiteral(PITR_SCHEMA)}), '[]'::json))::text, 'UTF8'))::text AS lsn`;
 
-export const EMIT_MARK_SQL = `SELECT pg_logical_emit_message(true, ${quoteLiteral(MessagePrefix.Mark)}, json_build_object('name', $1::text, 'time', now())::text)::text AS lsn`;
+export const EMIT_MARK_SQL = `SELECT pg_logical_emit_message(true, ${quoteLiteral(MessagePrefix.Mark)}, convert_to(json_build_object('name', $1::text, 'time', now())::text, 'UTF8'))::text AS lsn`;
