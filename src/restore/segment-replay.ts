@@ -38,7 +38,7 @@ const LANE_QUEUE_BYTES = 8 * 1024 * 1024;
 
 type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; frame: RecordFrame };
 
-async function* segmentItems(repo: Repository, segments: SegmentManifest[]): AsyncGenerator<Item> {
+async function* segmentItems(repo: Repository, segments: readonly SegmentManifest[]): AsyncGenerator<Item> {
   for (const segment of segments) {
     yield { kind: 'start', segment };
     for await (const frame of readSegmentFrames(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256))
@@ -115,6 +115,8 @@ export class SegmentReplay {
   private transactions = 0;
   private changes = 0;
   private sequences: HeartbeatSequences | undefined;
+  /** The first heartbeat after the target (read past it, never applied). */
+  private sequencesAfter: HeartbeatSequences | undefined;
 
   constructor(
     private readonly input: ReplayInput,
@@ -132,8 +134,9 @@ export class SegmentReplay {
     this.tableProgress = new Map([...start.tableProgress].map(([id, lsn]) => [id, parseLsn(lsn)]));
   }
 
-  async run(segments: SegmentManifest[]): Promise<ReplayResult> {
-    const items = readAhead(segmentItems(this.input.repo, segments), READ_AHEAD_FRAMES);
+  /** Applies `segments`; then reads on, in `lookAhead`, to the first heartbeat after the target. */
+  async run(segments: readonly SegmentManifest[], lookAhead: readonly SegmentManifest[] = []): Promise<ReplayResult> {
+    const items = readAhead(segmentItems(this.input.repo, [...segments, ...lookAhead]), READ_AHEAD_FRAMES);
     try {
       for await (const item of items) {
         throwIfInterrupted(this.input.signal, 'during replay');
@@ -152,11 +155,11 @@ export class SegmentReplay {
           this.throwIfLaneFailed();
         } else {
           this.endSegment();
-          if (this.stopped) break;
+          if (this.stopped && this.sequencesAfter !== undefined) break;
         }
       }
       await this.barrier();
-      return { transactions: this.transactions, changes: this.changes, sequences: this.sequences };
+      return { transactions: this.transactions, changes: this.changes, sequences: this.sequences, sequencesAfter: this.sequencesAfter };
     } catch (error) {
       const failure = error instanceof LaneFailed ? error.failure : this.lanes.find((l) => l.failure)?.failure;
       for (const lane of this.lanes) await lane.rollback();
@@ -196,7 +199,7 @@ export class SegmentReplay {
   private endSegment(): void {
     const tally = this.tally as SegmentTally;
     this.router.flushAll();
-    this.input.onSegmentRead?.(tally.segment);
+    if (!this.stopped || tally.last) this.input.onSegmentRead?.(tally.segment);
     const { segment, last } = tally;
     if (!last) return;
     const log = (): void => this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn }, 'segment applied');
@@ -282,6 +285,10 @@ export class SegmentReplay {
         return undefined;
       case Tag.Message:
         if (this.applying) return this.logicalMessage(decodePgoutput(data.subarray(start, end)) as LogicalMessage);
+        if (this.stopped && this.sequencesAfter === undefined) {
+          const message = decodePgoutput(data.subarray(start, end)) as LogicalMessage;
+          if (message.prefix === MessagePrefix.Heartbeat) this.sequencesAfter = heartbeatSequences(message);
+        }
         return undefined;
       case Tag.Origin:
       case Tag.Type:
@@ -392,8 +399,7 @@ export class SegmentReplay {
 
   private logicalMessage(message: LogicalMessage): Promise<void> | undefined {
     if (message.prefix === MessagePrefix.Ddl) return this.schemaChange(message.content);
-    if (message.prefix === MessagePrefix.Heartbeat)
-      this.sequences = (JSON.parse(message.content.toString('utf8')) as { sequences: HeartbeatSequences }).sequences;
+    if (message.prefix === MessagePrefix.Heartbeat) this.sequences = heartbeatSequences(message);
     return undefined;
   }
 
@@ -473,6 +479,10 @@ export class SegmentReplay {
     }
     return lane;
   }
+}
+
+function heartbeatSequences(message: LogicalMessage): HeartbeatSequences {
+  return (JSON.parse(message.content.toString('utf8')) as { sequences: HeartbeatSequences }).sequences;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
