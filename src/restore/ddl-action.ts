@@ -11,7 +11,15 @@ import { splitStatements, withoutKeyword, type Statement } from '../pg/sql-lexer
  *   unreplayable   no statement can be derived; the reason says why
  */
 export type DdlAction =
-  | { kind: 'run'; statement: string; settings: Record<string, string>; missing: MissingValue[]; how: string }
+  | {
+      kind: 'run';
+      statement: string;
+      settings: Record<string, string>;
+      missing: MissingValue[];
+      how: string;
+      /** DETACH PARTITION … CONCURRENTLY (or FINALIZE): the partition it detaches, which keeps its partition constraint as a CHECK. */
+      detachedConcurrently?: string;
+    }
   | { kind: 'skip'; reason: string }
   | { kind: 'extension-script' }
   | { kind: 'unreplayable'; reason: string };
@@ -53,7 +61,22 @@ export function ddlAction(record: DdlRecord): DdlAction {
   const statement = splitStatements(located.statement, { standardConformingStrings: settings.standard_conforming_strings !== 'off' })[0];
   if (!statement) return { kind: 'skip', reason: 'the statement is empty' };
   const rewritten = transactional(statement, record.tag);
-  return run(rewritten, rewritten === statement.text ? `the ${located.origin} statement` : `the ${located.origin} statement without CONCURRENTLY`);
+  const action = run(rewritten, rewritten === statement.text ? `the ${located.origin} statement` : `the ${located.origin} statement without CONCURRENTLY`);
+  const detached = record.tag === 'ALTER TABLE' ? concurrentlyDetached(statement) : undefined;
+  return detached && action.kind === 'run' ? { ...action, detachedConcurrently: detached } : action;
+}
+
+/** The partition named by ALTER TABLE … DETACH PARTITION name CONCURRENTLY | FINALIZE, as written. */
+function concurrentlyDetached(statement: Statement): string | undefined {
+  const tokens = statement.tokens.filter((t) => t.kind !== 'space' && t.kind !== 'comment' && t.depth === 0);
+  const at = tokens.findIndex((t, i) => t.upper === 'DETACH' && tokens[i + 1]?.upper === 'PARTITION');
+  if (at === -1) return undefined;
+  const last = tokens[tokens.length - 1];
+  if (last?.upper !== 'CONCURRENTLY' && last?.upper !== 'FINALIZE') return undefined;
+  const name = tokens.slice(at + 2, tokens.length - 1);
+  const first = name[0];
+  const end = name[name.length - 1];
+  return first && end ? statement.text.slice(first.start, end.end) : undefined;
 }
 
 /**

@@ -40,7 +40,9 @@ export async function replayDdl(
   let failed = false;
   try {
     const before = action.missing.length ? await columnsOf(client, action.missing) : undefined;
+    const partitionConstraint = action.detachedConcurrently === undefined ? undefined : await partitionConstraintOf(client, action.detachedConcurrently);
     await client.query(action.statement);
+    if (partitionConstraint) await client.query(`ALTER TABLE ${action.detachedConcurrently as string} ADD CHECK (${partitionConstraint})`);
     if (before) await fixMissingValues(client, action.missing, before);
     await client.query('RELEASE SAVEPOINT pitr_ddl');
   } catch (error) {
@@ -109,4 +111,21 @@ async function fixMissingValues(client: Client, missing: readonly MissingValue[]
     const quoted = (await client.query<{ q: string }>('SELECT quote_ident($1) AS q', [m.column])).rows[0]?.q ?? m.column;
     await client.query(`UPDATE ${m.table} SET ${quoted} = $1::${target.type}`, [m.value]);
   }
+}
+
+/**
+ * DETACH PARTITION … CONCURRENTLY leaves the detached table its partition constraint as a CHECK
+ * (unnamed, so named by the same rule as ALTER TABLE … ADD CHECK), unless a CHECK of its own already
+ * says the same; the plain DETACH replay runs does not. Read before detaching.
+ */
+async function partitionConstraintOf(client: Client, partition: string): Promise<string | undefined> {
+  const { rows } = await client.query<{ expr: string | null; present: boolean }>(
+    `SELECT pg_catalog.pg_get_partition_constraintdef(c.oid) AS expr,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c'
+                       AND pg_catalog.pg_get_constraintdef(k.oid) = 'CHECK (' || pg_catalog.pg_get_partition_constraintdef(c.oid) || ')') AS present
+       FROM pg_catalog.pg_class c WHERE c.oid = $1::regclass`,
+    [partition],
+  );
+  const row = rows[0];
+  return row?.expr && !row.present ? row.expr : undefined;
 }
