@@ -32,6 +32,11 @@ export class ArchiveFixture {
     return runPitr(['init', '--source', this.source, '--repo', this.repoDir, ...extra]);
   }
 
+  /** A base backup of the source, taken now. */
+  backup(extra: string[] = []): Promise<RunResult> {
+    return runPitr(['backup', '--source', this.source, '--repo', this.repoDir, '--log-level', 'warn', ...extra]);
+  }
+
   startArchiver(extra: string[] = [], env: NodeJS.ProcessEnv = {}): PitrProcess {
     return new PitrProcess(this.archiveArgs(extra), env);
   }
