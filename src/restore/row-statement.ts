@@ -33,7 +33,8 @@ export async function applyRowChange(
     // Exactly the archived value: its text as the target's output function prints it (format's %s; a
     // cast to text is not that for every type: char(n) drops padding, inet adds /32). The type's own =
     // is looser (numeric 1.0 = 1.00, float -0 = 0, citext 'a' = 'A'), so it only lets an index help.
-    const exact = `format('%s', ${name}) = ${p}`;
+    // COLLATE "C": bytes, whatever the column's collation (a nondeterministic one finds 'ä' and 'a\u0308' equal)
+    const exact = `format('%s', ${name}) COLLATE "C" = ${p}`;
     const info = target.get(column.name);
     return info?.hasEquality ? `${name} = ${p}::${info.type} AND ${exact}` : exact;
   });

@@ -51,9 +51,12 @@ export class ArchiveFixture {
     return all;
   }
 
-  /** Waits until the slot's confirmed position reaches the source's current WAL position. */
+  /**
+   * Waits until the slot's confirmed position reaches everything committed so far. The insert position,
+   * not the write position: with synchronous_commit off a commit record may not be written yet.
+   */
   async waitCaughtUp(timeoutMs = 30_000): Promise<void> {
-    const [{ lsn }] = (await this.cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
+    const [{ lsn }] = (await this.cluster.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')) as [{ lsn: string }];
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const rows = await this.cluster.query<{ ok: boolean }>(

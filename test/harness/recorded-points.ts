@@ -64,8 +64,12 @@ export class PointRecorder {
     private readonly database = 'postgres',
   ) {}
 
-  /** Records the source as it is now, through `client` (which must have committed everything of the step). */
-  async record(client: Client, name: string): Promise<RecordedPoint> {
+  /** Records the source as it is now (what is committed), through a session of its own. */
+  async record(name: string): Promise<RecordedPoint> {
+    return this.fx.cluster.withClient((client) => this.recordThrough(client, name), this.database);
+  }
+
+  private async recordThrough(client: Client, name: string): Promise<RecordedPoint> {
     const { rows } = await client.query<{ time: string; lsn: string }>(
       `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS time, pg_current_wal_insert_lsn()::text AS lsn`,
     );

@@ -258,7 +258,7 @@ beforeAll(async () => {
       } catch (error) {
         throw new Error(`migration step ${i + 1} (${step.name}) failed on the source: ${(error as Error).message}`, { cause: error });
       }
-      await recorder.record(app, step.name);
+      await recorder.record(step.name);
       const exists = (await app.query<{ ok: boolean }>(`SELECT to_regclass('invoice_no_seq') IS NOT NULL AS ok`)).rows[0]?.ok;
       if (exists) handedOut.set(step.name, Number((await app.query<{ v: string }>('SELECT last_value::text AS v FROM invoice_no_seq')).rows[0]?.v));
     }
