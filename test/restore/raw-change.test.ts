@@ -4,7 +4,7 @@
  * here the whole type zoo as a real PostgreSQL 15 sends it: a key table and a REPLICA IDENTITY FULL
  * one, inserts, updates with an unchanged TOASTed value and with a key change, deletes.
  */
-import { Client } from 'pg';
+import { type Client } from 'pg';
 import { decodePgoutput, type TupleData } from '../../src/archive/pgoutput-decoder';
 import { RawChange, ValueKind, type RawTuple } from '../../src/restore/raw-change';
 import { PgCluster } from '../harness/pg-cluster';
