@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
-import { qualifiedName, quoteIdent } from '../pg/sql-quote';
+import type { ReplicationSession } from '../pg/replication-session';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
 
 /** One failed requirement: what is wrong and the exact fix. */
 export interface CheckFailure {
@@ -105,4 +106,10 @@ export async function tablesWithoutReplicaIdentity(client: Client): Promise<Chec
     problem: `table ${qualifiedName(t.schema, t.name)} has no primary key and no usable replica identity: its UPDATEs and DELETEs cannot be archived`,
     fix: `ALTER TABLE ${qualifiedName(t.schema, t.name)} REPLICA IDENTITY FULL;  -- or add a primary key`,
   }));
+}
+
+/** Whether the publication exists; also on a replication session (no bound parameters there). */
+export async function publicationExists(session: ReplicationSession, publication: string): Promise<boolean> {
+  const { rows } = await session.query(`SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = ${quoteLiteral(publication)}`);
+  return rows.length > 0;
 }

@@ -77,11 +77,14 @@ export const archiveCommand: Command = {
         ...(spoolDir ? { spoolDir } : {}),
         ...(endpoint ? { observer: endpoint.metrics } : {}),
         alongside: [backups, pruning].filter((work) => work !== undefined),
+        lease: { ttlMs: options.number('lease-ttl') as number, takeover: options.flag('takeover') },
       });
       await archiver.run(signal);
     } finally {
       // after the drain: the endpoint shows "draining" until the last segment is stored
       await endpoint?.close();
+      // uploads abandoned at a stop may still be retrying inside the storage client: they must not keep the process
+      setTimeout(() => process.exit(), 2_000).unref();
     }
     return 0;
   },

@@ -1,3 +1,4 @@
+import { checkNewWriter } from '../capture/new-writer-checks';
 import { prepareSource } from '../capture/prepare-source';
 import { checkSource, sourceFacts } from '../capture/source-checks';
 import { connectSource, identifySystem } from '../pg/connect';
@@ -40,7 +41,7 @@ export const initCommand: Command = {
       const existing = await repo.identity();
       if (existing && (existing.systemIdentifier !== system.systemIdentifier || existing.database !== system.database)) await repo.claim(system); // throws the clear error
       // read before the slot exists: nothing can be archived for it in between
-      const latest = await repo.latestSegment();
+      const latest = await checkNewWriter(repo, { system, display: source.display }, slot, options.flag('takeover'), log);
       const hadBackups = (await newestBackup(repo)) !== undefined;
       let record: SlotCreation | undefined;
       const result = await prepareSource(

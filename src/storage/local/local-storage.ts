@@ -44,17 +44,19 @@ export class LocalStorage implements Storage {
     const target = this.file(name);
     await this.mkdirp(path.dirname(target));
     const tmp = await this.stage(source);
+    let result: PutResult | 'taken' = 'created';
     try {
       await fs.link(tmp, target);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw this.wrap(error, `cannot write ${name}`);
-      return (await sameContent(tmp, target)) ? 'identical' : 'taken';
+      result = (await sameContent(tmp, target)) ? 'identical' : 'taken';
     } finally {
       await fs.rm(tmp, { force: true });
-      if (source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
     }
-    await fsyncDir(path.dirname(target));
-    return 'created';
+    if (result === 'created') await fsyncDir(path.dirname(target));
+    // an owned source goes once its bytes are stored (and stays for a retry when they are not)
+    if (result !== 'taken' && source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
+    return result;
   }
 
   /** Copies (or, for an owned file, moves) the source into the repository's temp dir and fsyncs it. */
