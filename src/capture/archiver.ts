@@ -294,7 +294,15 @@ export class Archiver {
         'only one archiver may stream from a slot; stop the other one, or use another slot with --slot',
       );
     }
-    if (e.code === '42704' || /replication slot .* does not exist/.test(message)) {
+    // both are 42704 (undefined object): the publication when pgoutput looks it up while decoding
+    if (/publication .* does not exist/.test(message)) {
+      return new PitrError(
+        'SourceConfig',
+        `publication "${this.options.publication}" does not exist on ${this.source.display} (${message})`,
+        `create it again with "pitr init --publication ${this.options.publication}"; if the archiver still fails on it (changes made while it did not exist cannot be decoded), drop the slot, run "pitr init" (the gap is recorded) and take a new base backup`,
+      );
+    }
+    if (/replication slot .* does not exist/.test(message)) {
       return new PitrError('SourceConfig', `replication slot "${this.options.slot}" does not exist on ${this.source.display}`, 'run "pitr init" first');
     }
     // PostgreSQL 15 says "cannot read from logical replication slot" and gives the reason only in the detail

@@ -6,7 +6,7 @@ import { ArchiveFixture, valueText } from '../harness/archive-fixture';
 import { PgCluster } from '../harness/pg-cluster';
 import { pollUntil } from '../harness/poll-until';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
-import { exitWithin, segmentManifests } from './source-helpers';
+import { caughtUp, exitWithin, segmentManifests } from './source-helpers';
 
 /**
  * A standby (pg_basebackup, streaming) promoted at the primary's address: the same system identifier on
@@ -26,7 +26,7 @@ beforeEach(async () => {
   archiver = fx.startArchiver();
   await archiver.waitForState('streaming');
   await insert(1, 100);
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
 });
 
 afterEach(async () => {
@@ -95,7 +95,7 @@ test('promoted with the slot copied (as failover tools do) and the stream contin
   await insert(101, 200);
   await fx.cluster.query('CHECKPOINT');
   await insert(201, 210);
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
   // the slot's restart point must lie in WAL the standby has (it received WAL from its base backup on)
   await pollUntil(
     () => fx.cluster.query<{ ok: boolean }>("SELECT restart_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'pitr'", [afterBackup]),
@@ -109,7 +109,7 @@ test('promoted with the slot copied (as failover tools do) and the stream contin
   expect(switched).toMatchObject({ from: 1, to: 2 });
   await (archiver as PitrProcess).waitForState('streaming', 60_000);
   await insert(211, 300); // on the promoted server, at the same address
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
   expect(await (archiver as PitrProcess).stop()).toBe(0);
 
   expect(await archivedIds()).toEqual(range(1, 300));
@@ -140,7 +140,7 @@ test('promoted without the slot (PostgreSQL 15 keeps none on a standby): exit 3 
   archiver = fx.startArchiver();
   await (archiver as PitrProcess).waitForState('streaming');
   await insert(151, 200);
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
   expect(await (archiver as PitrProcess).stop()).toBe(0);
 
   const list = JSON.parse((await runPitr(['list', '--repo', fx.repoDir, '--json'])).stdout) as ListReport;
@@ -156,7 +156,7 @@ test('a standby that branched off before the end of the archive: exit 5, nothing
   await standbyCaughtUp(fx.cluster, standby);
   await standby.stopServer(); // it receives nothing more: what follows exists only in the archive
   await insert(101, 5000);
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
   await failover({ copySlot: false, startStandby: true });
 
   const code = await exitWithin(archiver as PitrProcess, 60_000);

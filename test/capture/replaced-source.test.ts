@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { PgCluster } from '../harness/pg-cluster';
 import { PitrProcess, runPitr } from '../harness/pitr-process';
-import { exitWithin, segmentManifests, slotState } from './source-helpers';
+import { caughtUp, exitWithin, segmentManifests, slotState } from './source-helpers';
 
 /**
  * The server at the archiver's address is no longer the database its repository belongs to. The
@@ -40,7 +40,7 @@ async function archiving(): Promise<PitrProcess> {
   const archiver = fx.startArchiver();
   await archiver.waitForState('streaming');
   await insert(fx.cluster, 1, 300);
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
   return archiver;
 }
 
@@ -78,12 +78,12 @@ test('the same cluster restored from an older copy (same system identifier, lowe
   const archiver = fx.startArchiver();
   await archiver.waitForState('streaming');
   await insert(fx.cluster, 1, 10);
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
   const older = await fx.cluster.copy(); // the archiver reconnects after the short stop
   others.push(older);
   await archiver.waitForState('streaming');
   await insert(fx.cluster, 11, 5000);
-  await fx.waitCaughtUp();
+  await caughtUp(fx.cluster);
   const port = fx.cluster.port;
 
   await fx.cluster.stopServer();

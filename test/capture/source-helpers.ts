@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { SegmentManifest } from '../../src/archive/segment-manifest';
 import type { PgCluster } from '../harness/pg-cluster';
 import type { PitrProcess } from '../harness/pitr-process';
+import { pollUntil } from '../harness/poll-until';
 import { listFiles } from '../harness/repo-files';
 
 /** The archiver's exit code, or an error naming what it logged last when it has not exited in `ms` (a hang, not a slow exit). */
@@ -38,4 +39,18 @@ export async function slotState(cluster: PgCluster, slot = 'pitr'): Promise<Slot
     [slot],
   );
   return rows[0] ?? null;
+}
+
+/**
+ * Waits until the slot has confirmed everything committed so far. The insert position, not
+ * pg_current_wal_lsn(): the test clusters commit asynchronously, so the written position can still be
+ * behind the last commit.
+ */
+export async function caughtUp(cluster: PgCluster, slot = 'pitr'): Promise<void> {
+  const [{ lsn }] = (await cluster.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')) as [{ lsn: string }];
+  await pollUntil(
+    () => cluster.query<{ ok: boolean }>('SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2', [lsn, slot]),
+    (rows) => rows[0]?.ok === true,
+    `slot ${slot} to confirm ${lsn}`,
+  );
 }
