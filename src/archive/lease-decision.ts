@@ -30,7 +30,13 @@ export async function decideLease(storage: Storage, current: CurrentLease | null
 const secondsText = (ms: number | null): string => (ms === null ? 'at an unknown time' : `${(ms / 1000).toFixed(1)} s ago`);
 
 /** The refusal of a second writer, naming who writes and what to do. */
-export function busyError(location: string, holder: LeaseHolder, ageMs: number | null, ttlMs: number, self: Pick<LeaseHolder, 'slot' | 'systemIdentifier' | 'database'>): PitrError {
+export function busyError(
+  location: string,
+  holder: LeaseHolder,
+  ageMs: number | null,
+  ttlMs: number,
+  self: Pick<LeaseHolder, 'slot' | 'systemIdentifier' | 'database'>,
+): PitrError {
   const expiry = `its lease expires ${ttlMs / 1000} s after its last renewal, or take it over now with --takeover (docs/runbooks/second-writer.md)`;
   if (sameArchiver(holder, self))
     return new PitrError(

@@ -62,6 +62,9 @@ export function describeHolder(holder: LeaseHolder): string {
 }
 
 /** The same slot of the same source: a restart of that archiver, not a second writer. */
-export function sameArchiver(a: Pick<LeaseHolder, 'slot' | 'systemIdentifier' | 'database'>, b: Pick<LeaseHolder, 'slot' | 'systemIdentifier' | 'database'>): boolean {
+export function sameArchiver(
+  a: Pick<LeaseHolder, 'slot' | 'systemIdentifier' | 'database'>,
+  b: Pick<LeaseHolder, 'slot' | 'systemIdentifier' | 'database'>,
+): boolean {
   return a.slot === b.slot && a.systemIdentifier === b.systemIdentifier && a.database === b.database;
 }

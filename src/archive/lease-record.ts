@@ -51,7 +51,11 @@ export async function readCurrentLease(storage: Storage): Promise<CurrentLease |
   if (!newest) return null;
   const record = decodeCheckedJson<LeaseRecord>(await storage.read(newest.name), newest.name);
   if (record.kind !== 'writer-lease' || leaseName(record.generation) !== newest.name)
-    throw new PitrError('Integrity', `object ${newest.name} is corrupt: it is not the lease generation its name says`, 'run "pitr verify"; remove the object by hand once no archiver runs');
+    throw new PitrError(
+      'Integrity',
+      `object ${newest.name} is corrupt: it is not the lease generation its name says`,
+      'run "pitr verify"; remove the object by hand once no archiver runs',
+    );
   const modifiedAt = newest.modifiedAt ?? (await storage.stat(newest.name))?.modifiedAt;
   return { record, name: newest.name, modifiedAt };
 }

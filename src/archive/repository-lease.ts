@@ -83,7 +83,11 @@ export class RepositoryLease {
           { event: 'lease_taken_over', reason: decision.reason, previous: decision.holder, renewedMsAgo: decision.ageMs, token: record.token },
           `took over the lease of repository ${storage.location} from ${describeHolder(decision.holder)} (${decision.reason})`,
         );
-      else options.log.info({ event: 'lease_acquired', token: record.token, generation: record.generation }, `holding the lease of repository ${storage.location}`);
+      else
+        options.log.info(
+          { event: 'lease_acquired', token: record.token, generation: record.generation },
+          `holding the lease of repository ${storage.location}`,
+        );
       const lease = new RepositoryLease(storage, holder, record.token, record.generation, started, options.ttlMs, options.log);
       if (previous) void lease.removeOlder(record.generation);
       return lease;
@@ -123,7 +127,10 @@ export class RepositoryLease {
       this.log.info({ event: 'lease_released', token: this.token }, `released the lease of repository ${this.storage.location}`);
       await this.removeGeneration(record.generation - 2);
     } catch (error) {
-      this.log.warn({ event: 'lease_release_failed', error: messageOf(error) }, `could not release the lease of repository ${this.storage.location}; it expires by itself`);
+      this.log.warn(
+        { event: 'lease_release_failed', error: messageOf(error) },
+        `could not release the lease of repository ${this.storage.location}; it expires by itself`,
+      );
     }
   }
 

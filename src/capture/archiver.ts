@@ -208,7 +208,12 @@ export class Archiver {
       this.stream = stream;
       let markStarted = (): void => undefined;
       const started = new Promise<'running'>((resolve) => (markStarted = () => resolve('running')));
-      const ended = stream.run((session) => this.prepareSession(session), () => markStarted()).then(() => 'ended' as const);
+      const ended = stream
+        .run(
+          (session) => this.prepareSession(session),
+          () => markStarted(),
+        )
+        .then(() => 'ended' as const);
       ended.catch(() => undefined); // observed through the races below
       // one listener per connection attempt, removed after it: an archiver reconnecting for days must not pile them up
       let onAbort = (): void => undefined;
@@ -256,7 +261,10 @@ export class Archiver {
   /** On each replication connection, before streaming: who was reached, and where to start (connection-check.ts). */
   private async prepareSession(session: ReplicationSession): Promise<Lsn> {
     const owner = this.owner as RepositoryIdentity;
-    const end = this.timeline === null && this.storedEndLsn === 0n ? null : { storedEndLsn: this.storedEndLsn, acknowledgedLsn: this.durableLsn, timeline: this.timeline };
+    const end =
+      this.timeline === null && this.storedEndLsn === 0n
+        ? null
+        : { storedEndLsn: this.storedEndLsn, acknowledgedLsn: this.durableLsn, timeline: this.timeline };
     let checked;
     try {
       checked = await checkConnection(session, {
@@ -268,7 +276,8 @@ export class Archiver {
         repository: this.repo.storage.location,
       });
     } catch (error) {
-      if (error instanceof PitrError && error.kind === 'Repository') this.log.error({ event: 'source_mismatch', error: error.message }, 'the source is not the one this archive follows');
+      if (error instanceof PitrError && error.kind === 'Repository')
+        this.log.error({ event: 'source_mismatch', error: error.message }, 'the source is not the one this archive follows');
       throw error;
     }
     if (checked.match.kind === 'promoted') {
@@ -480,11 +489,17 @@ export class Archiver {
     this.setState('draining');
     const deadline = performance.now() + STOP_GRACE_MS;
     if (this.stream && !this.assembler.betweenTransactions)
-      await this.waitLogged(this.until(() => this.assembler.betweenTransactions || this.fatal !== undefined), 'the transaction being received to end', deadline);
+      await this.waitLogged(
+        this.until(() => this.assembler.betweenTransactions || this.fatal !== undefined),
+        'the transaction being received to end',
+        deadline,
+      );
     this.stream?.pause();
     if (this.assembler.betweenTransactions) this.maybeSeal(true);
     else await this.assembler.reset(); // not acknowledged: the server sends it again next time
-    const stored = await this.waitLogged(this.finishUploads(), 'segments to be stored', deadline, () => ({ segments: this.inFlight.filter((e) => !e.done).map((e) => e.segment) }));
+    const stored = await this.waitLogged(this.finishUploads(), 'segments to be stored', deadline, () => ({
+      segments: this.inFlight.filter((e) => !e.done).map((e) => e.segment),
+    }));
     if (this.fatal) throw this.fatal;
     if (!stored) {
       this.abandonUploads.abort();
@@ -524,7 +539,10 @@ export class Archiver {
       if (left <= 0) return false;
       await Promise.race([settled, delay(Math.min(1000, left))]);
       if (!finished && performance.now() < deadline)
-        this.log.info({ event: 'stop_waiting', for: what, remainingMs: Math.round(deadline - performance.now()), ...detail() }, `stopping: waiting for ${what}`);
+        this.log.info(
+          { event: 'stop_waiting', for: what, remainingMs: Math.round(deadline - performance.now()), ...detail() },
+          `stopping: waiting for ${what}`,
+        );
     }
     return true;
   }

@@ -45,7 +45,7 @@ function missingSlot(expected: ConnectionExpectations, match: SourceMatch): Pitr
     return new PitrError(
       'SourceConfig',
       `replication slot "${expected.slot}" does not exist on ${expected.source}, which was promoted: it is on timeline ${match.to} since ${formatLsn(match.switchpoint)}, the archive was on timeline ${match.from}`,
-      `PostgreSQL keeps no logical slot on a standby before version 17: run "pitr init" against the promoted server; it creates the slot and records the gap from the archive's last commit to the new slot's start; then take a base backup (docs/runbooks/replaced-or-promoted-source.md)`,
+      `a standby has none of its primary's logical slots (before PostgreSQL 17's failover slots): run "pitr init" against the promoted server; it creates the slot and records the gap from the archive's last commit to the new slot's start; then take a base backup (docs/runbooks/replaced-or-promoted-source.md)`,
     );
   return new PitrError('SourceConfig', `replication slot "${expected.slot}" does not exist on ${expected.source}`, 'run "pitr init" first');
 }

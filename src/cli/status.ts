@@ -14,8 +14,6 @@ function humanReport(report: StatusReport): string {
   const { slot, backup } = report;
   const lines = [`PITR ${LABEL[report.health]} - ${report.reasons.length > 0 ? report.reasons.join('; ') : 'archive is healthy'}`];
   lines.push(`health: ${report.health}`);
-  if (report.repository)
-    lines.push(`repository: ${report.repository.location}, of system identifier ${report.repository.systemIdentifier}, database "${report.repository.database}"`);
   lines.push(`archiver: ${report.archiver}`);
   lines.push(`rpo: ${report.rpoSeconds === null ? '-' : `${report.rpoSeconds.toFixed(1)}s`}`);
   if (!slot.exists) lines.push(`slot ${slot.name}: -`);

@@ -211,7 +211,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     name: 'takeover',
     type: 'boolean',
     commands: ['init', 'archive'],
-    description: 'take the repository over from the archiver that holds its writer lease, without waiting for the lease to expire (only when that archiver is gone for good)',
+    description:
+      'take the repository over from the archiver that holds its writer lease, without waiting for the lease to expire (only when that archiver is gone for good)',
   },
   {
     name: 'max-lag',

@@ -20,12 +20,18 @@ const TIMEOUT_MS = 5_000;
 export async function foreignRepositoryReason(source: { config: ClientConfig; display: string }, owner: RepositoryOwner): Promise<string | null> {
   let client;
   try {
-    client = await connectSource(source.config, source.display, { connectionTimeoutMillis: TIMEOUT_MS, statement_timeout: TIMEOUT_MS, query_timeout: TIMEOUT_MS });
+    client = await connectSource(source.config, source.display, {
+      connectionTimeoutMillis: TIMEOUT_MS,
+      statement_timeout: TIMEOUT_MS,
+      query_timeout: TIMEOUT_MS,
+    });
   } catch {
     return null;
   }
   try {
-    const { rows } = await client.query<{ sid: string; db: string }>('SELECT system_identifier::text AS sid, current_database() AS db FROM pg_catalog.pg_control_system()');
+    const { rows } = await client.query<{ sid: string; db: string }>(
+      'SELECT system_identifier::text AS sid, current_database() AS db FROM pg_catalog.pg_control_system()',
+    );
     const row = rows[0];
     if (!row || (row.sid === owner.systemIdentifier && row.db === owner.database)) return null;
     return (

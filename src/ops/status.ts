@@ -208,7 +208,17 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
   }
 
   const health: Health = broken.length > 0 ? 'broken' : degraded.length > 0 ? 'degraded' : 'healthy';
-  return { health, reasons: [...broken, ...degraded], rpoSeconds, slot, backup: facts.backup, window: facts.window, gaps: facts.gaps, archiver, repository: owner };
+  return {
+    health,
+    reasons: [...broken, ...degraded],
+    rpoSeconds,
+    slot,
+    backup: facts.backup,
+    window: facts.window,
+    gaps: facts.gaps,
+    archiver,
+    repository: owner,
+  };
 }
 
 export function statusExitCode(health: Health): number {

@@ -16,9 +16,13 @@ afterAll(async () => {
 
 test('archive --publication nope: exit 3 naming the publication, also at --log-level warn', async () => {
   const result = await runPitr([...fx.archiveArgs(['--publication', 'nope']), '--log-level', 'warn']);
-  expect(result.stderr).toMatch(/^pitr: error: publication "nope" does not exist on postgresql:\/\/\S+\nhint: run "pitr init --publication nope" to create it/m);
+  expect(result.stderr).toMatch(
+    /^pitr: error: publication "nope" does not exist on postgresql:\/\/\S+\nhint: run "pitr init --publication nope" to create it/m,
+  );
   expect(result.code).toBe(3);
-  const [{ active }] = (await fx.cluster.query<{ active: boolean }>("SELECT active FROM pg_replication_slots WHERE slot_name = 'pitr'")) as [{ active: boolean }];
+  const [{ active }] = (await fx.cluster.query<{ active: boolean }>("SELECT active FROM pg_replication_slots WHERE slot_name = 'pitr'")) as [
+    { active: boolean },
+  ];
   expect(active).toBe(false);
 });
 

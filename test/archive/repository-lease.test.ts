@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { PitrError } from '../../src/errors';
+import type { PitrError } from '../../src/errors';
 import { checkNoOtherWriter } from '../../src/archive/lease-decision';
 import { thisProcess, type LeaseHolder } from '../../src/archive/lease-holder';
 import { LEASE_PREFIX, readCurrentLease } from '../../src/archive/lease-record';
@@ -105,7 +105,9 @@ describe.each(backends)('writer lease on $name storage', (backend) => {
     expect(first.token).toBe(1);
     const error = await refusal(acquire(archiverOf('pitr2')));
     expect(error.kind).toBe('Busy');
-    expect(error.message).toMatch(/^repository \S+ is being written by another archiver: slot "pitr" of database "shop" \(system identifier \d+\) on host db-archiver-1 \(pid \d+\), lease renewed \d+\.\d s ago$/);
+    expect(error.message).toMatch(
+      /^repository \S+ is being written by another archiver: slot "pitr" of database "shop" \(system identifier \d+\) on host db-archiver-1 \(pid \d+\), lease renewed \d+\.\d s ago$/,
+    );
     expect(error.hint).toMatch(/give slot "pitr2" its own --repo/);
     await first.release();
     const second = await acquire(archiverOf('pitr2'));
@@ -122,7 +124,11 @@ describe.each(backends)('writer lease on $name storage', (backend) => {
   test('renewals create the next generation and keep only the last two', async () => {
     const lease = await acquire(archiverOf('pitr'), { ttlMs: 300 });
     lease.startRenewing(() => undefined);
-    await pollUntil(async () => (await readCurrentLease(storage))?.record.generation ?? 0, (generation) => generation >= 4, 'three renewals');
+    await pollUntil(
+      async () => (await readCurrentLease(storage))?.record.generation ?? 0,
+      (generation) => generation >= 4,
+      'three renewals',
+    );
     lease.stopRenewing();
     const { objects } = await storage.list(LEASE_PREFIX);
     expect(objects.length).toBeLessThanOrEqual(3); // the newest two, and perhaps one whose removal is on its way

@@ -42,17 +42,37 @@ describe('source down', () => {
     await archiver.waitFor((l) => l.event === 'state' && l.to === 'backoff' && Number(l.attempt) >= 3, 60_000); // backoffs grow
     archiver.child.kill('SIGTERM');
     expect(await exitWithin(archiver, HANG_MS)).toBe(0);
-    expect(archiver.lines.filter((l) => l.event === 'state').map((l) => l.to).slice(-2)).toEqual(['draining', 'stopped']);
+    expect(
+      archiver.lines
+        .filter((l) => l.event === 'state')
+        .map((l) => l.to)
+        .slice(-2),
+    ).toEqual(['draining', 'stopped']);
   });
 
   test('SIGTERM while connecting to a source that takes no sessions: exit 0 within a few seconds', async () => {
     proxy = await TcpProxy.start(fx.cluster.port);
     const viaProxy = fx.cluster.url().replace(`:${fx.cluster.port}/`, `:${proxy.port}/`);
-    const archiver = new PitrProcess(['archive', '--source', viaProxy, '--repo', fx.repoDir, '--segment-age', '200ms', '--heartbeat', '1s', '--log-level', 'debug']);
+    const archiver = new PitrProcess([
+      'archive',
+      '--source',
+      viaProxy,
+      '--repo',
+      fx.repoDir,
+      '--segment-age',
+      '200ms',
+      '--heartbeat',
+      '1s',
+      '--log-level',
+      'debug',
+    ]);
     await archiver.waitForState('streaming');
     proxy.holdNewConnections = true;
     await fx.cluster.query("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'pitr'");
-    await archiver.waitFor((l) => l.event === 'state' && l.to === 'connecting' && archiver.lines.some((b) => b.event === 'state' && b.to === 'backoff'), 60_000);
+    await archiver.waitFor(
+      (l) => l.event === 'state' && l.to === 'connecting' && archiver.lines.some((b) => b.event === 'state' && b.to === 'backoff'),
+      60_000,
+    );
     archiver.child.kill('SIGTERM');
     expect(await exitWithin(archiver, HANG_MS)).toBe(0);
   });
@@ -76,7 +96,21 @@ describe('uploads failing', () => {
 
   test('SIGTERM while uploads keep failing: stops within a few seconds, acknowledges nothing unstored, says what it waited for; the next run archives it', async () => {
     const archive = (): PitrProcess =>
-      new PitrProcess(['archive', '--source', cluster.url(), '--repo', REPO, '--gcs-endpoint', gcs.url, '--segment-age', '200ms', '--heartbeat', '1h', '--log-level', 'debug']);
+      new PitrProcess([
+        'archive',
+        '--source',
+        cluster.url(),
+        '--repo',
+        REPO,
+        '--gcs-endpoint',
+        gcs.url,
+        '--segment-age',
+        '200ms',
+        '--heartbeat',
+        '1h',
+        '--log-level',
+        'debug',
+      ]);
     const archiver = archive();
     await archiver.waitForState('streaming');
     await cluster.query('INSERT INTO items SELECT generate_series(1, 100)');
@@ -103,7 +137,8 @@ describe('uploads failing', () => {
     expect(await next.stop()).toBe(0);
     const repo = new Repository(new GcsStorage({ bucket: 'pitr-stop', prefix: 'shop', apiEndpoint: gcs.url }));
     const ids: number[] = [];
-    for await (const txn of readTransactions(repo)) for (const m of txn.messages) if (m.tag === 'I') ids.push(Number(valueText((m as InsertMessage).newTuple[0])));
+    for await (const txn of readTransactions(repo))
+      for (const m of txn.messages) if (m.tag === 'I') ids.push(Number(valueText((m as InsertMessage).newTuple[0])));
     // rows 101 to 200 were never stored by the first run: had it acknowledged them, the server would not have sent them again
     expect(ids).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
   });

@@ -18,7 +18,8 @@ import { PitrProcess, runPitr } from '../harness/pitr-process';
  * writer (another slot, another machine) is refused by init and by archive; a lease left by a crash is
  * taken over; a writer that lost its lease stops before storing another segment.
  */
-const LEASE_REFUSED = /pitr: error: repository \S+ is being written by another archiver: slot "pitr" of database "postgres" \(system identifier \d+\) on host \S+ \(pid \d+\), lease renewed/;
+const LEASE_REFUSED =
+  /pitr: error: repository \S+ is being written by another archiver: slot "pitr" of database "postgres" \(system identifier \d+\) on host \S+ \(pid \d+\), lease renewed/;
 
 const insert = (cluster: PgCluster, from: number, to: number): Promise<unknown> =>
   cluster.query(`INSERT INTO items SELECT g, 'row ' || g FROM generate_series(${from}, ${to}) g`);
@@ -96,7 +97,11 @@ describe('local repository', () => {
     // as if that archiver had run on another machine: its process cannot be looked for from here
     const storage = fx.repository().storage;
     const current = await readCurrentLease(storage);
-    const elsewhere = { ...current?.record, holder: { ...current?.record.holder, host: 'db-archiver-2', slot: 'pitr-old' }, generation: (current?.record.generation ?? 0) + 1 };
+    const elsewhere = {
+      ...current?.record,
+      holder: { ...current?.record.holder, host: 'db-archiver-2', slot: 'pitr-old' },
+      generation: (current?.record.generation ?? 0) + 1,
+    };
     const { encodeCheckedJson } = await import('../../src/archive/checked-json');
     const { leaseName } = await import('../../src/archive/lease-record');
     const name = leaseName(elsewhere.generation);
@@ -183,7 +188,20 @@ describe('GCS repository', () => {
   });
 
   const archive = (extra: string[] = []): PitrProcess =>
-    new PitrProcess(['archive', '--source', cluster.url(), '--repo', REPO, '--gcs-endpoint', gcs.url, '--segment-age', '200ms', '--log-level', 'debug', ...extra]);
+    new PitrProcess([
+      'archive',
+      '--source',
+      cluster.url(),
+      '--repo',
+      REPO,
+      '--gcs-endpoint',
+      gcs.url,
+      '--segment-age',
+      '200ms',
+      '--log-level',
+      'debug',
+      ...extra,
+    ]);
 
   test('init and archive through a second slot are refused while the first archiver writes; it goes on, intact', async () => {
     const first = archive();

@@ -34,7 +34,10 @@ const insert = (cluster: PgCluster, from: number, to: number): Promise<unknown> 
 const microsNow = (): string => new Date().toISOString().replace('Z', '000Z');
 
 /** Segments holding a commit made after `time`: none may come from the server that replaced the source. */
-const onlyBefore = (time: string): string[] => segmentManifests(fx.repoDir).filter((m) => m.lastCommitTime > time).map((m) => m.name);
+const onlyBefore = (time: string): string[] =>
+  segmentManifests(fx.repoDir)
+    .filter((m) => m.lastCommitTime > time)
+    .map((m) => m.name);
 
 async function archiving(): Promise<PitrProcess> {
   const archiver = fx.startArchiver();
@@ -62,7 +65,9 @@ test('another cluster at the same address, with a slot of the same name: exit 5,
   await other.moveToPort(fx.cluster.port);
 
   const code = await exitWithin(archiver, 60_000);
-  expect(archiver.stderr).toMatch(/pitr: error: source postgresql:\/\/\S+ is not the database repository \S+ belongs to: it is system identifier \d+, database "postgres"/);
+  expect(archiver.stderr).toMatch(
+    /pitr: error: source postgresql:\/\/\S+ is not the database repository \S+ belongs to: it is system identifier \d+, database "postgres"/,
+  );
   expect(code).toBe(5);
   expect(archiver.lines.some((l) => l.event === 'source_mismatch')).toBe(true);
   // nothing of the other cluster in the repository, nothing acknowledged on it
@@ -93,7 +98,9 @@ test('the same cluster restored from an older copy (same system identifier, lowe
   const olderSlot = await slotState(older);
 
   const code = await exitWithin(archiver, 60_000);
-  expect(archiver.stderr).toMatch(/pitr: error: source postgresql:\/\/\S+ is behind the archive: its WAL ends at [0-9A-F]+\/[0-9A-F]+, and the archive is complete up to [0-9A-F]+\/[0-9A-F]+/);
+  expect(archiver.stderr).toMatch(
+    /pitr: error: source postgresql:\/\/\S+ is behind the archive: its WAL ends at [0-9A-F]+\/[0-9A-F]+, and the archive is complete up to [0-9A-F]+\/[0-9A-F]+/,
+  );
   expect(code).toBe(5);
   expect(onlyBefore(stoppedAt)).toEqual([]);
   expect(await slotState(older)).toEqual({ ...olderSlot, active: false });

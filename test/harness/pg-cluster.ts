@@ -101,7 +101,19 @@ export class PgCluster {
     const base = mkdtempSync(path.join(tmpdir(), 'pitr-pg-'));
     chmodSync(base, 0o777);
     const dataDir = path.join(base, 'data');
-    await runPg(path.join(primary.binDir, 'pg_basebackup'), ['-D', dataDir, '-R', '-X', 'stream', '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres']);
+    await runPg(path.join(primary.binDir, 'pg_basebackup'), [
+      '-D',
+      dataDir,
+      '-R',
+      '-X',
+      'stream',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(primary.port),
+      '-U',
+      'postgres',
+    ]);
     const standby = new PgCluster(primary.binDir, dataDir, await freePort(), primary.password);
     appendFileSync(path.join(dataDir, 'postgresql.conf'), `port = ${standby.port}\nunix_socket_directories = '${base}'\n`);
     await standby.startServer();

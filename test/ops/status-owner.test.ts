@@ -33,8 +33,6 @@ test('status names the source the repository belongs to', async () => {
   const report = JSON.parse(result.stdout) as StatusReport;
   expect(report.repository).toEqual({ location: fx.repoDir, systemIdentifier: await systemIdentifier(fx.cluster), database: 'postgres' });
   expect(report.reasons.filter((r) => /belongs to another database/.test(r))).toEqual([]);
-  const human = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir]);
-  expect(human.stdout).toMatch(new RegExp(`^repository: ${fx.repoDir}, of system identifier ${await systemIdentifier(fx.cluster)}, database "postgres"$`, 'm'));
 });
 
 test("status of another database's repository: broken, exit 2, naming both", async () => {
