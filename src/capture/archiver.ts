@@ -414,6 +414,11 @@ export class Archiver {
             },
             'segment stored',
           );
+          for (const change of contents.unreplayable)
+            this.log.warn(
+              { event: 'ddl_unreplayable', segment: base, commitLsn: formatLsn(change.commitLsn), tag: change.tag, reason: change.reason },
+              `archived a schema change that a restore cannot replay (${change.tag} committed at ${formatLsn(change.commitLsn)}): ${change.reason}; restores to points at or after it will stop there`,
+            );
           this.options.observer?.segmentStored({
             transactions: manifest.transactions,
             rawBytes: manifest.rawBytes,

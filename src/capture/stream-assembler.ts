@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { ddlAction } from '../archive/ddl-action';
+import { parseDdlRecord } from '../archive/ddl-record';
 import { SegmentBuilder, type SpooledSegment } from '../archive/segment-builder';
 import { MessagePrefix, Tag } from '../archive/segment-format';
 import type { ChangeCounts } from '../archive/segment-manifest';
@@ -19,6 +21,8 @@ export interface SegmentContents {
   tables: string[];
   marks: string[];
   ddl: number;
+  /** Schema changes a restore could not replay (archived all the same): commit LSN, tag and why. */
+  unreplayable: { commitLsn: Lsn; tag: string; reason: string }[];
 }
 
 interface OpenSegment {
@@ -45,6 +49,8 @@ export class StreamAssembler {
   private inTransaction = false;
   private skipping = false;
   private counter = 0;
+  /** Commit LSN of the transaction being received (from its Begin). */
+  private commitLsn: Lsn = 0n;
 
   constructor(
     private readonly spoolDir: string,
@@ -78,6 +84,7 @@ export class StreamAssembler {
     switch (tag) {
       case Tag.Begin: {
         const commitLsn = message.readBigUInt64BE(1);
+        this.commitLsn = commitLsn;
         this.inTransaction = true;
         this.skipping = commitLsn <= this.lastSealedCommitLsn;
         if (!this.skipping) this.write(message);
@@ -154,6 +161,7 @@ export class StreamAssembler {
           tables: new Set(),
           marks: [],
           ddl: 0,
+          unreplayable: [],
         },
       };
     }
@@ -184,8 +192,11 @@ export class StreamAssembler {
     stats.changes.message++;
     const prefixEnd = message.indexOf(0, 10);
     const prefix = message.toString('utf8', 10, prefixEnd);
-    if (prefix === MessagePrefix.Ddl) stats.ddl++;
-    else if (prefix === MessagePrefix.Mark) {
+    if (prefix === MessagePrefix.Ddl) {
+      stats.ddl++;
+      const problem = replayProblem(message.subarray(prefixEnd + 5));
+      if (problem) stats.unreplayable.push({ commitLsn: this.commitLsn, ...problem });
+    } else if (prefix === MessagePrefix.Mark) {
       const content = message.toString('utf8', prefixEnd + 5);
       try {
         stats.marks.push(String((JSON.parse(content) as { name: unknown }).name));
@@ -237,4 +248,15 @@ function relationName(message: Buffer): string {
   const nsEnd = message.indexOf(0, 5);
   const nameEnd = message.indexOf(0, nsEnd + 1);
   return `${message.toString('utf8', 5, nsEnd)}.${message.toString('utf8', nsEnd + 1, nameEnd)}`;
+}
+
+/** Why replay would refuse this schema change record, if it would (the decision replay itself makes). */
+function replayProblem(content: Buffer): { tag: string; reason: string } | undefined {
+  try {
+    const record = parseDdlRecord(content);
+    const action = ddlAction(record);
+    return action.kind === 'unreplayable' ? { tag: record.tag, reason: action.reason } : undefined;
+  } catch (error) {
+    return { tag: '?', reason: (error as Error).message };
+  }
 }

@@ -11,8 +11,10 @@ import { decodePgoutput } from '../archive/pgoutput-decoder';
 import { isPitrError, messageOf } from '../errors';
 import { SLOTS_PREFIX, slotCreationName, type SlotCreation } from '../archive/slot-creation';
 import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
+import { unreplayableChanges } from './schema-change-check';
 
-export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap';
+/** unreplayable: a schema change replay would refuse (with --ddl). */
+export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap' | 'unreplayable';
 
 export interface Problem {
   object: string;
@@ -42,11 +44,13 @@ export interface VerifyOptions {
    * or the oldest when none had, and every newer one). Older objects are neither read nor reported.
    */
   since?: bigint;
+  /** Also read the segments holding schema changes and report those a restore could not replay. */
+  ddl?: boolean;
 }
 
 /** Reads every object the repository's manifests name and checks it, collecting every problem found. */
 export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const verifier = new Verifier(repo, options.deep ?? false, options.since);
+  const verifier = new Verifier(repo, options.deep ?? false, options.since, options.ddl ?? false);
   await verifier.run();
   return {
     ok: verifier.problems.length === 0,
@@ -69,6 +73,7 @@ class Verifier {
     private readonly repo: Repository,
     private readonly deep: boolean,
     private readonly since: bigint | undefined,
+    private readonly ddl: boolean,
   ) {}
 
   private get storage(): Repository['storage'] {
@@ -87,6 +92,13 @@ class Verifier {
     const gaps = archiveGaps({ segmentNames: segments.map((s) => segmentManifestName(s.name)), segments, creations, backups: backups.map((b) => b.manifest) });
     this.checkGaps(gaps, backups);
     for (const { prefix, manifest } of backups) this.checkBackupCoverage(prefix, manifest, segments, gaps);
+    if (this.ddl)
+      for (const change of await unreplayableChanges(this.repo, segments))
+        this.report(
+          change.segment,
+          'unreplayable',
+          `schema change committed at ${change.commitLsn} (${change.commitTime}, xid ${change.xid}), ${change.tag}: ${change.reason}; a restore to a point at or after it stops there`,
+        );
   }
 
   /** The slot creation records `pitr init` stored: each checked, and matched against its name. */
