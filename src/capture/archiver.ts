@@ -7,7 +7,6 @@ import { performance } from 'node:perf_hooks';
 import { thisProcess } from '../archive/lease-holder';
 import type { Repository, RepositoryIdentity } from '../archive/repository';
 import { RepositoryLease } from '../archive/repository-lease';
-import { FORMAT_VERSION } from '../archive/segment-format';
 import { segmentBaseName, type SegmentManifest } from '../archive/segment-manifest';
 import { newestSlotCreation } from '../archive/slot-creation';
 import type { SourceConnection } from '../config/connection';
@@ -17,11 +16,13 @@ import type { Logger } from '../logger';
 import type { ArchiverObserver } from './archiver-observer';
 import { EMIT_HEARTBEAT_SQL } from './in-band-sql';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
-import { formatUnixMicros } from '../pg/pg-time';
 import { ReplicationStream } from './replication-stream';
-import { connectSource, connectionError, identifySystem } from '../pg/connect';
+import { connectSource, identifySystem } from '../pg/connect';
 import type { ReplicationSession } from '../pg/replication-session';
 import { checkConnection, resumeAfter } from './connection-check';
+import { classifyStreamError } from './stream-error';
+import { manifestFor, uploadSegment } from './segment-upload';
+import { closeBounded, until, waitLogged } from './stop-waits';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
 
 export interface ArchiverOptions {
@@ -55,11 +56,8 @@ export interface ArchiverOptions {
  */
 export type ArchiverState = 'starting' | 'connecting' | 'streaming' | 'backoff' | 'draining' | 'stopped';
 
-const SLOT_IN_USE = '55006';
 /** A stop waits this long at most for the transaction being received and for uploads, then leaves the rest unacknowledged. */
 const STOP_GRACE_MS = 5_000;
-/** Closing a replication or heartbeat session may hang on a dead server; it is not waited for longer. */
-const CLOSE_TIMEOUT_MS = 1_000;
 /** Raw bytes handed to the compressor but not yet written; past this the stream is paused. */
 const MAX_PENDING_COMPRESSION_BYTES = 16 * 1024 * 1024;
 
@@ -87,7 +85,7 @@ export class Archiver {
   private owner: RepositoryIdentity | undefined;
   private lease: RepositoryLease | undefined;
   /** Uploads inside storeSegment right now: while any may still land, the lease is not released. */
-  private storing = 0;
+  private readonly storing = { count: 0 };
   private paused = false;
   private fatal: unknown;
   private heartbeatClient: Client | undefined;
@@ -123,7 +121,7 @@ export class Archiver {
       await this.archive(signal);
     } finally {
       // a segment whose upload may still land must not meet the next writer's: then the lease expires instead
-      if (this.storing > 0) this.lease.stopRenewing();
+      if (this.storing.count > 0) this.lease.stopRenewing();
       else await this.lease.release();
     }
   }
@@ -165,10 +163,11 @@ export class Archiver {
       this.abandonUploads.abort();
       this.uploads.clear();
       const deadline = performance.now() + STOP_GRACE_MS;
-      for (const work of [...alongside].reverse()) await this.waitLogged(work.stop(), 'work beside the stream (a scheduled backup or prune) to stop', deadline);
+      for (const work of [...alongside].reverse())
+        await waitLogged(this.log, work.stop(), 'work beside the stream (a scheduled backup or prune) to stop', deadline);
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
-      await bounded(this.heartbeatClient?.end());
+      await closeBounded(this.heartbeatClient?.end());
       await fs.rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
@@ -238,12 +237,16 @@ export class Archiver {
         }
         throw new Error('replication connection closed by the server');
       } catch (error) {
-        await bounded(stream.stop());
+        await closeBounded(stream.stop());
         this.stream = undefined;
         if (this.fatal) throw this.fatal;
         // refusals of the connection check: the connection is dropped, nothing was streamed or acknowledged
         if (error instanceof PitrError) throw error;
-        const classified = this.classify(error, firstConnect && attempt >= 4);
+        const classified = classifyStreamError(
+          error,
+          { slot: this.options.slot, publication: this.options.publication, source: this.source.display, durableLsn: this.durableLsn },
+          firstConnect && attempt >= 4,
+        );
         if (classified) throw classified;
         await this.assembler.reset();
         const waitMs = backoffMs(attempt, 250, 30_000);
@@ -292,40 +295,6 @@ export class Archiver {
     return this.durableLsn;
   }
 
-  /** Errors that retrying cannot cure become a PitrError; transient ones return undefined. */
-  private classify(error: unknown, giveUpOnBusy: boolean): PitrError | undefined {
-    const e = error as { code?: string; message?: string; detail?: string };
-    const message = e.message ?? '';
-    if (e.code === SLOT_IN_USE && giveUpOnBusy) {
-      return new PitrError(
-        'Busy',
-        `replication slot "${this.options.slot}" is in use by another archiver (${message})`,
-        'only one archiver may stream from a slot; stop the other one, or use another slot with --slot',
-      );
-    }
-    // both are 42704 (undefined object): the publication when pgoutput looks it up while decoding
-    if (/publication .* does not exist/.test(message)) {
-      return new PitrError(
-        'SourceConfig',
-        `publication "${this.options.publication}" does not exist on ${this.source.display} (${message})`,
-        `create it again with "pitr init --publication ${this.options.publication}"; if the archiver still fails on it (changes made while it did not exist cannot be decoded), drop the slot, run "pitr init" (the gap is recorded) and take a new base backup`,
-      );
-    }
-    if (/replication slot .* does not exist/.test(message)) {
-      return new PitrError('SourceConfig', `replication slot "${this.options.slot}" does not exist on ${this.source.display}`, 'run "pitr init" first');
-    }
-    // PostgreSQL 15 says "cannot read from logical replication slot" and gives the reason only in the detail
-    if (/can no longer get changes|has been invalidated|wal_status/i.test(`${message} ${e.detail ?? ''}`)) {
-      return new PitrError(
-        'SourceConfig',
-        `replication slot "${this.options.slot}" was invalidated: ${message}${e.detail ? ` (${e.detail.replace(/\.$/, '')})` : ''}; changes after ${formatLsn(this.durableLsn)} are lost to the archive`,
-        `drop the slot (SELECT pg_drop_replication_slot('${this.options.slot}')), run "pitr init" and take a new base backup; the gap stays recorded in the archive`,
-      );
-    }
-    if (e.code === '28P01' || e.code === '28000' || e.code === '3D000') return connectionError(error, this.source.display);
-    return undefined;
-  }
-
   private onMessage(message: Buffer): void {
     try {
       this.assembler.handle(message);
@@ -364,86 +333,25 @@ export class Archiver {
   private enqueueUpload(contents: SegmentContents, timeline: number | null): void {
     const lease = this.lease as RepositoryLease;
     const base = segmentBaseName(contents.firstCommitLsn, contents.endLsn);
-    const manifest: SegmentManifest = {
-      format: FORMAT_VERSION,
-      kind: 'segment',
-      name: base,
-      systemIdentifier: this.identity.systemIdentifier,
-      database: this.identity.database,
-      firstCommitLsn: formatLsn(contents.firstCommitLsn),
-      lastCommitLsn: formatLsn(contents.lastCommitLsn),
-      endLsn: formatLsn(contents.endLsn),
-      firstCommitTime: formatUnixMicros(contents.firstCommitTime),
-      lastCommitTime: formatUnixMicros(contents.lastCommitTime),
-      transactions: contents.transactions,
-      changes: contents.changes,
-      tables: contents.tables,
-      marks: contents.marks,
-      ddl: contents.ddl,
-      rawBytes: contents.spooled.rawBytes,
-      storedBytes: contents.spooled.storedBytes,
-      sha256: contents.spooled.sha256,
-      previous: this.previous,
-      createdAt: new Date().toISOString(),
-      ...(timeline === null ? {} : { timeline }),
-      fencingToken: lease.token,
-    };
+    const manifest = manifestFor(base, contents, { ...this.identity, previous: this.previous, timeline, fencingToken: lease.token });
     this.previous = { name: base, sha256: contents.spooled.sha256 };
     const entry = { segment: base, endLsn: contents.endLsn, done: false };
     this.inFlight.push(entry);
     this.applyBackpressure();
+    const deps = {
+      repo: this.repo,
+      lease,
+      log: this.log,
+      abandon: this.abandonUploads.signal,
+      inside: this.storing,
+      ...(this.options.observer ? { observer: this.options.observer } : {}),
+    };
     void this.uploads.add(async () => {
-      for (let attempt = 0; ; attempt++) {
-        if (this.abandonUploads.signal.aborted) return;
-        this.storing++;
-        try {
-          const started = Date.now();
-          // the lease is checked before the manifest makes the segment part of the archive, and again after:
-          // only a segment stored while holding it is acknowledged
-          await this.repo.storeSegment(base, contents.spooled.path, manifest, () => lease.fence());
-          await lease.fence();
-          this.log.info(
-            {
-              event: 'segment_stored',
-              segment: base,
-              transactions: manifest.transactions,
-              rawBytes: manifest.rawBytes,
-              storedBytes: manifest.storedBytes,
-              lastCommitTime: manifest.lastCommitTime,
-              ms: Date.now() - started,
-            },
-            'segment stored',
-          );
-          for (const change of contents.unreplayable)
-            this.log.warn(
-              { event: 'ddl_unreplayable', segment: base, commitLsn: formatLsn(change.commitLsn), tag: change.tag, reason: change.reason },
-              `archived a schema change that a restore cannot replay (${change.tag} committed at ${formatLsn(change.commitLsn)}): ${change.reason}; restores to points at or after it will stop there`,
-            );
-          this.options.observer?.segmentStored({
-            transactions: manifest.transactions,
-            rawBytes: manifest.rawBytes,
-            storedBytes: manifest.storedBytes,
-            lastCommitTime: manifest.lastCommitTime,
-            seconds: (Date.now() - started) / 1000,
-          });
-          break;
-        } catch (error) {
-          if (error instanceof PitrError && (error.kind === 'Integrity' || error.kind === 'Busy')) {
-            this.fail(error);
-            return;
-          }
-          if (this.abandonUploads.signal.aborted) return;
-          const waitMs = backoffMs(attempt, 500, 30_000);
-          this.options.observer?.failed('upload');
-          this.log.warn(
-            { event: 'upload_retry', segment: base, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 },
-            'segment upload failed; retrying',
-          );
-          await delay(waitMs, this.abandonUploads.signal);
-          if (this.abandonUploads.signal.aborted) return;
-        } finally {
-          this.storing--;
-        }
+      try {
+        if ((await uploadSegment(contents, manifest, deps)) === 'abandoned') return;
+      } catch (error) {
+        this.fail(error);
+        return;
       }
       entry.done = true;
       this.acknowledgeStored();
@@ -494,15 +402,16 @@ export class Archiver {
     this.setState('draining');
     const deadline = performance.now() + STOP_GRACE_MS;
     if (this.stream && !this.assembler.betweenTransactions)
-      await this.waitLogged(
-        this.until(() => this.assembler.betweenTransactions || this.fatal !== undefined),
+      await waitLogged(
+        this.log,
+        until(() => this.assembler.betweenTransactions || this.fatal !== undefined),
         'the transaction being received to end',
         deadline,
       );
     this.stream?.pause();
     if (this.assembler.betweenTransactions) this.maybeSeal(true);
     else await this.assembler.reset(); // not acknowledged: the server sends it again next time
-    const stored = await this.waitLogged(this.finishUploads(), 'segments to be stored', deadline, () => ({
+    const stored = await waitLogged(this.log, this.finishUploads(), 'segments to be stored', deadline, () => ({
       segments: this.inFlight.filter((e) => !e.done).map((e) => e.segment),
     }));
     if (this.fatal) throw this.fatal;
@@ -515,41 +424,13 @@ export class Archiver {
     }
     this.stream?.sendStatus(this.durableLsn);
     await delay(50);
-    await bounded(this.stream?.stop());
+    await closeBounded(this.stream?.stop());
     this.setState('stopped', { durable: formatLsn(this.durableLsn) });
   }
 
   private async finishUploads(): Promise<void> {
     await this.sealing;
     await this.uploads.onIdle();
-  }
-
-  /** Resolves once `done()` holds (checked every 20 ms). */
-  private async until(done: () => boolean): Promise<void> {
-    while (!done()) await delay(20);
-  }
-
-  /**
-   * Waits for `work` until `deadline` (performance.now()), saying every second what it waits for; true
-   * when it finished in time. A failure of `work` counts as finished (it is someone else's to report).
-   */
-  private async waitLogged(work: Promise<unknown>, what: string, deadline: number, detail: () => Record<string, unknown> = () => ({})): Promise<boolean> {
-    let finished = false;
-    const settled = work.then(
-      () => (finished = true),
-      () => (finished = true),
-    );
-    while (!finished) {
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await Promise.race([settled, delay(Math.min(1000, left))]);
-      if (!finished && performance.now() < deadline)
-        this.log.info(
-          { event: 'stop_waiting', for: what, remainingMs: Math.round(deadline - performance.now()), ...detail() },
-          `stopping: waiting for ${what}`,
-        );
-    }
-    return true;
   }
 
   /** Emits the heartbeat (clock and sequence values) into the stream through a regular session. */
@@ -568,10 +449,4 @@ export class Archiver {
   get status(): { state: ArchiverState; durableLsn: string; host: string } {
     return { state: this.state, durableLsn: formatLsn(this.durableLsn), host: hostname() };
   }
-}
-
-/** Waits for a session to close, at most CLOSE_TIMEOUT_MS: a dead server must not hold up a stop. */
-async function bounded(closing: Promise<unknown> | undefined): Promise<void> {
-  if (!closing) return;
-  await Promise.race([closing.catch(() => undefined), delay(CLOSE_TIMEOUT_MS)]);
 }

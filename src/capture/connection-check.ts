@@ -22,21 +22,22 @@ export interface CheckedConnection {
 
 /**
  * What the archiver checks on every replication connection, before START_REPLICATION: that the server is
- * the database the repository belongs to and follows the archive's history (source-match.ts), that the
- * publication and the slot exist. Throws PitrError for each refusal; the caller drops the connection, so
- * nothing is streamed, acknowledged or held on a server that fails them.
+ * the database the repository belongs to and follows the archive's history (source-match.ts), and that
+ * the slot and the publication exist (the slot first: before "pitr init" neither does). Throws PitrError
+ * for each refusal; the caller drops the connection, so nothing is streamed, acknowledged or held on a
+ * server that fails them.
  */
 export async function checkConnection(session: ReplicationSession, expected: ConnectionExpectations): Promise<CheckedConnection> {
   const server = await identifySession(session);
   const match = matchSource(server, expected.owner, expected.end, { source: expected.source, repository: expected.repository });
+  const { rows } = await session.query(`SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(expected.slot)}`);
+  if (rows.length === 0) throw missingSlot(expected, match);
   if (!(await publicationExists(session, expected.publication)))
     throw new PitrError(
       'SourceConfig',
       `publication "${expected.publication}" does not exist on ${expected.source}`,
       `run "pitr init --publication ${expected.publication}" to create it, or give the publication "pitr init" created (--publication, default pitr)`,
     );
-  const { rows } = await session.query(`SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(expected.slot)}`);
-  if (rows.length === 0) throw missingSlot(expected, match);
   return { match, timeline: server.timeline };
 }
 

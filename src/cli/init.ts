@@ -15,7 +15,7 @@ import { repositoryFrom } from './repository-option';
 export const initCommand: Command = {
   name: 'init',
   summary: 'check the source and prepare it for archiving (publication, slot, DDL capture), idempotently',
-  usage: 'pitr init --source URL [--repo REPO] [--slot NAME] [--publication NAME] [--apply-fixes] [--json]',
+  usage: 'pitr init --source URL [--repo REPO] [--slot NAME] [--publication NAME] [--apply-fixes] [--takeover] [--json]',
   examples: [
     'pitr init --source postgresql://postgres@db1:5432/shop --repo gs://backups/shop',
     'PGHOST=db1 PGDATABASE=shop pitr init --repo /var/lib/pitr/shop',
