@@ -84,6 +84,11 @@ export async function uploadSegment(contents: SegmentContents, manifest: Segment
         },
         'segment stored',
       );
+      for (const table of contents.replicaIdentityFull)
+        log.info(
+          { event: 'replica_identity_full', segment: manifest.name, table },
+          `table ${table} has no primary key: pitr gave it REPLICA IDENTITY FULL so that its UPDATEs and DELETEs can be archived (SET pitr.auto_replica_identity = off leaves new tables alone)`,
+        );
       for (const change of contents.unreplayable)
         log.warn(
           { event: 'ddl_unreplayable', segment: manifest.name, commitLsn: formatLsn(change.commitLsn), tag: change.tag, reason: change.reason },

@@ -23,6 +23,8 @@ export interface SegmentContents {
   ddl: number;
   /** Schema changes a restore could not replay (archived all the same): commit LSN, tag and why. */
   unreplayable: { commitLsn: Lsn; tag: string; reason: string }[];
+  /** Tables the capture gave REPLICA IDENTITY FULL (created or altered without a usable one). */
+  replicaIdentityFull: string[];
 }
 
 interface OpenSegment {
@@ -162,6 +164,7 @@ export class StreamAssembler {
           marks: [],
           ddl: 0,
           unreplayable: [],
+          replicaIdentityFull: [],
         },
       };
     }
@@ -194,8 +197,9 @@ export class StreamAssembler {
     const prefix = message.toString('utf8', 10, prefixEnd);
     if (prefix === MessagePrefix.Ddl) {
       stats.ddl++;
-      const problem = replayProblem(message.subarray(prefixEnd + 5));
+      const { problem, fixedTable } = inspect(message.subarray(prefixEnd + 5));
       if (problem) stats.unreplayable.push({ commitLsn: this.commitLsn, ...problem });
+      if (fixedTable) stats.replicaIdentityFull.push(fixedTable);
     } else if (prefix === MessagePrefix.Mark) {
       const content = message.toString('utf8', prefixEnd + 5);
       try {
@@ -250,13 +254,20 @@ function relationName(message: Buffer): string {
   return `${message.toString('utf8', 5, nsEnd)}.${message.toString('utf8', nsEnd + 1, nameEnd)}`;
 }
 
-/** Why replay would refuse this schema change record, if it would (the decision replay itself makes). */
-function replayProblem(content: Buffer): { tag: string; reason: string } | undefined {
+/**
+ * What the archiver says of a schema change record: why replay would refuse it, if it would (the
+ * decision replay itself makes), and the table when it is the capture's own REPLICA IDENTITY FULL.
+ */
+function inspect(content: Buffer): { problem?: { tag: string; reason: string }; fixedTable?: string } {
   try {
     const record = parseDdlRecord(content);
     const action = ddlAction(record);
-    return action.kind === 'unreplayable' ? { tag: record.tag, reason: action.reason } : undefined;
+    const ours = record.tag === 'ALTER TABLE' && /\nPL\/pgSQL function pitr\.capture_ddl\(\) line \d+ at EXECUTE/.test(record.context ?? '');
+    return {
+      ...(action.kind === 'unreplayable' ? { problem: { tag: record.tag, reason: action.reason } } : {}),
+      ...(ours && /REPLICA IDENTITY FULL"/.test(record.context ?? '') ? { fixedTable: record.commands[0]?.identity ?? '?' } : {}),
+    };
   } catch (error) {
-    return { tag: '?', reason: (error as Error).message };
+    return { problem: { tag: '?', reason: (error as Error).message } };
   }
 }

@@ -124,6 +124,8 @@ describe('source side', () => {
       await client.query(`INSERT INTO no_key VALUES (1, 'x'); UPDATE no_key SET b = 'y'; DELETE FROM no_key`);
       const [identity] = (await client.query<{ r: string }>(`SELECT relreplident AS r FROM pg_class WHERE relname = 'no_key'`)).rows;
       expect(identity?.r).toBe('f');
+      const logged = await (archiver as PitrProcess).waitFor((l) => l.event === 'replica_identity_full' && l.table === 'public.no_key');
+      expect(String(logged.msg)).toMatch(/^table public\.no_key has no primary key: pitr gave it REPLICA IDENTITY FULL/);
       await client.query(`SET pitr.auto_replica_identity = off`);
       await client.query('CREATE TABLE left_alone (a int)');
       const [alone] = (await client.query<{ r: string }>(`SELECT relreplident AS r FROM pg_class WHERE relname = 'left_alone'`)).rows;
