@@ -36,6 +36,10 @@ export interface SegmentManifest {
   /** The segment before this one in the chain (null for the first), so gaps and reordering show. */
   previous: { name: string; sha256: string } | null;
   createdAt: string;
+  /** The source's timeline while the segment was received; absent in segments written before it was recorded. */
+  timeline?: number;
+  /** The writer lease's fencing token the segment was stored under (docs/format.md, "Writer lease"); absent before leases. */
+  fencingToken?: number;
 }
 
 export const SEGMENTS_PREFIX = 'segments/';
