@@ -1,7 +1,8 @@
 import { utimesSync } from 'node:fs';
+import { encodeCheckedJson } from '../../src/archive/checked-json';
 import path from 'node:path';
 import type { InsertMessage } from '../../src/archive/pgoutput-decoder';
-import { readCurrentLease } from '../../src/archive/lease-record';
+import { leaseName, readCurrentLease } from '../../src/archive/lease-record';
 import { Repository } from '../../src/archive/repository';
 import type { VerifyReport } from '../../src/ops/verify';
 import { readTransactions } from '../../src/archive/transaction-reader';
@@ -102,8 +103,6 @@ describe('local repository', () => {
       holder: { ...current?.record.holder, host: 'db-archiver-2', slot: 'pitr-old' },
       generation: (current?.record.generation ?? 0) + 1,
     };
-    const { encodeCheckedJson } = await import('../../src/archive/checked-json');
-    const { leaseName } = await import('../../src/archive/lease-record');
     const name = leaseName(elsewhere.generation);
     expect(await storage.create(name, encodeCheckedJson(elsewhere))).toBe('created');
 
