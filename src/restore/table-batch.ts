@@ -33,15 +33,14 @@ export class TableBatch {
     this.arrays = kind === 'insert' ? [] : [...relation.keyIndexes, ...setIndexes].map(() => new TextArrayBuilder());
   }
 
-  get bytes(): number {
-    if (this.copy) return this.copy.length;
-    let n = 0;
-    for (const array of this.arrays) n += array.bytes;
-    return n;
-  }
+  /** Bytes held (COPY text, or array elements): kept as rows are added, since the router asks after every one. */
+  bytes = 0;
 
   addInsert(row: RawTuple): void {
-    writeCopyRow(this.copy as ByteWriter, row);
+    const copy = this.copy as ByteWriter;
+    const before = copy.length;
+    writeCopyRow(copy, row);
+    this.bytes += copy.length - before;
     this.rows++;
   }
 
@@ -49,14 +48,14 @@ export class TableBatch {
   addUpdate(keys: RawTuple, row: RawTuple): void {
     const keyIndexes = this.relation.keyIndexes;
     let a = 0;
-    for (const i of keyIndexes) (this.arrays[a++] as TextArrayBuilder).add(keys, i);
-    for (const i of this.setIndexes) (this.arrays[a++] as TextArrayBuilder).add(row, i);
+    for (const i of keyIndexes) this.bytes += (this.arrays[a++] as TextArrayBuilder).add(keys, i);
+    for (const i of this.setIndexes) this.bytes += (this.arrays[a++] as TextArrayBuilder).add(row, i);
     this.rows++;
   }
 
   addDelete(keys: RawTuple): void {
     const keyIndexes = this.relation.keyIndexes;
-    for (let a = 0; a < keyIndexes.length; a++) (this.arrays[a] as TextArrayBuilder).add(keys, keyIndexes[a] as number);
+    for (let a = 0; a < keyIndexes.length; a++) this.bytes += (this.arrays[a] as TextArrayBuilder).add(keys, keyIndexes[a] as number);
     this.rows++;
   }
 }

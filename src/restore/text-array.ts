@@ -19,9 +19,10 @@ export class TextArrayBuilder {
     return this.elements.length;
   }
 
-  /** Appends column `i` of `tuple` (text or NULL). */
-  add(tuple: RawTuple, i: number): void {
+  /** Appends column `i` of `tuple` (text or NULL); returns the bytes it added. */
+  add(tuple: RawTuple, i: number): number {
     const kind = tuple.kinds[i];
+    const before = this.elements.length;
     this.count++;
     if (kind === ValueKind.Text) {
       // the 4-byte length just before the value is the element's length prefix
@@ -36,6 +37,7 @@ export class TextArrayBuilder {
     } else {
       throw new PitrError('Integrity', `column ${i} of an archived change has no value to bind`, 'the archived change data is corrupt');
     }
+    return this.elements.length - before;
   }
 
   toBuffer(): Buffer {
