@@ -18,6 +18,7 @@ import { formatUnixMicros } from '../pg/pg-time';
 import { ReplicationStream } from './replication-stream';
 import { connectSource, connectionError, identifySystem } from '../pg/connect';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
+import { IndexMaintainer } from '../archive/index-maintainer';
 
 export interface ArchiverOptions {
   slot: string;
@@ -59,7 +60,9 @@ export class Archiver {
   private assembler!: StreamAssembler;
   private readonly uploads: PQueue;
   /** Sealed segments in seal order, each with its upload outcome. */
-  private readonly inFlight: { endLsn: Lsn; done: boolean }[] = [];
+  private readonly inFlight: { endLsn: Lsn; done: boolean; manifest: SegmentManifest }[] = [];
+  /** The archive's index, told of each segment once it is stored, in chain order. */
+  private index: IndexMaintainer | undefined;
   private sealing: Promise<void> = Promise.resolve();
   /** Seals started whose upload is not queued yet: until then the durable position must not move. */
   private sealsStarting = 0;
@@ -92,6 +95,8 @@ export class Archiver {
     this.identity = { systemIdentifier: system.systemIdentifier, database: system.database };
     await this.repo.storage.checkWritable();
     await this.repo.claim(this.identity);
+    this.index = new IndexMaintainer(this.repo, this.identity, this.log);
+    this.index.start();
     const latest = await this.repo.latestSegment();
     if (latest) {
       this.durableLsn = parseLsn(latest.endLsn);
@@ -126,6 +131,10 @@ export class Archiver {
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
       await this.heartbeatClient?.end().catch(() => undefined);
+      // the index is a cache: what it has not written yet is written on the next start
+      const waited = new AbortController();
+      await Promise.race([this.index?.close(), delay(5_000, waited.signal).catch(() => undefined)]);
+      waited.abort();
       await fs.rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
@@ -293,7 +302,7 @@ export class Archiver {
       createdAt: new Date().toISOString(),
     };
     this.previous = { name: base, sha256: contents.spooled.sha256 };
-    const entry = { endLsn: contents.endLsn, done: false };
+    const entry = { endLsn: contents.endLsn, done: false, manifest };
     this.inFlight.push(entry);
     this.applyBackpressure();
     void this.uploads.add(async () => {
@@ -346,7 +355,9 @@ export class Archiver {
   private acknowledgeStored(): void {
     let advanced = false;
     while (this.inFlight[0]?.done) {
-      this.durableLsn = (this.inFlight.shift() as { endLsn: Lsn }).endLsn;
+      const stored = this.inFlight.shift() as { endLsn: Lsn; manifest: SegmentManifest };
+      this.durableLsn = stored.endLsn;
+      this.index?.stored(stored.manifest);
       advanced = true;
     }
     if (advanced) this.stream?.sendStatus(this.durableLsn);

@@ -31,9 +31,10 @@ export interface Storage {
 
   /**
    * Objects whose name starts with `prefix`, in ascending name order. With `delimiter: '/'` names that
-   * continue past the next '/' are folded into `prefixes` (like a directory listing).
+   * continue past the next '/' are folded into `prefixes` (like a directory listing). With `startAfter`,
+   * only names (and prefixes) sorting after it: the tail of a long listing without the rest of it.
    */
-  list(prefix: string, options?: { delimiter?: '/' }): Promise<ListResult>;
+  list(prefix: string, options?: ListOptions): Promise<ListResult>;
 
   /** Remove an object; removing an absent object is not an error. */
   remove(name: string): Promise<void>;
@@ -54,6 +55,11 @@ export interface ObjectInfo {
   size: number;
   /** Base64 MD5 of the bytes when the driver knows it cheaply. */
   md5?: string;
+}
+
+export interface ListOptions {
+  delimiter?: '/';
+  startAfter?: string;
 }
 
 export interface ListResult {
