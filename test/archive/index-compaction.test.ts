@@ -29,6 +29,22 @@ async function transactions(client: Client, from: number, count: number): Promis
   }
 }
 
+/**
+ * Until the slot has confirmed everything committed so far. The test cluster runs with
+ * synchronous_commit off, so the write position (pg_current_wal_lsn) can be behind the last commit:
+ * wait for the insert position instead.
+ */
+async function caughtUp(): Promise<void> {
+  const [{ lsn }] = (await fx.cluster.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')) as [{ lsn: string }];
+  await pollUntil(
+    async () =>
+      (await fx.cluster.query<{ ok: boolean }>("SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'pitr'", [lsn]))[0]
+        ?.ok,
+    (ok) => ok === true,
+    `the slot confirming ${lsn}`,
+  );
+}
+
 const segmentFiles = (repo: string): string[] =>
   readdirSync(path.join(repo, 'segments'), { recursive: true, encoding: 'utf8' }).filter((n) => n.endsWith('.json'));
 
@@ -89,7 +105,7 @@ beforeAll(async () => {
     await transactions(client, 10, 40);
     expect((await runPitr(['mark', 'halfway', '--source', fx.source, '--log-level', 'warn'])).code).toBe(0);
     await transactions(client, 50, 40);
-    await fx.waitCaughtUp();
+    await caughtUp();
   } finally {
     await client.end();
     expect(await archiver.stop()).toBe(0);
@@ -175,7 +191,7 @@ test.each(['index:page-stored', 'index:catalog-stored'])(
       const archiver = fx.startArchiver(['--segment-age', '50ms', '--heartbeat', '60s']);
       await archiver.waitForState('streaming');
       await transactions(client, 1100, 20);
-      await fx.waitCaughtUp();
+      await caughtUp();
       expect(await archiver.stop()).toBe(0);
     } finally {
       await client.end();
