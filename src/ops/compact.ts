@@ -6,7 +6,7 @@ import { listBackups } from '../archive/backup-catalog';
 import { crashPoint } from '../archive/crash-point';
 import { readPage, storePage, updateCatalog } from '../archive/index-catalog-store';
 import { rebuildIndex } from '../archive/index-builder';
-import { linkFollows, headOf, tailOf, type PageSummary } from '../archive/index-format';
+import { PAGE_FANOUT, linkFollows, headOf, tailOf, type PageSummary } from '../archive/index-format';
 import type { Repository } from '../archive/repository';
 import { mergeSegments } from '../archive/segment-merge';
 import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from '../archive/segment-manifest';
@@ -65,7 +65,8 @@ export async function compactRepository(repo: Repository, options: CompactOption
     dryRun: options.dryRun,
   };
   let view = await ArchiveView.open(repo);
-  if ((options.rebuildIndex || view.source.kind === 'scan') && !options.dryRun && view.count > 0) {
+  const unindexed = view.source.kind === 'scan' && (view.source.problem !== undefined || view.count >= PAGE_FANOUT);
+  if ((options.rebuildIndex || unindexed) && !options.dryRun && view.count > 0) {
     const all = options.rebuildIndex && view.source.kind === 'index' ? await readAllManifests(repo) : await view.all();
     await rebuildIndex(repo, identity, all, options.log);
     report.indexRebuilt = true;
