@@ -18,19 +18,16 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { encodeCheckedJson } from '../src/archive/checked-json';
-import { mapBounded } from '../src/archive/bounded-map';
 import { rebuildIndex } from '../src/archive/index-builder';
 import { Repository } from '../src/archive/repository';
-import { SegmentBuilder } from '../src/archive/segment-builder';
-import { FORMAT_VERSION, MessagePrefix } from '../src/archive/segment-format';
-import { segmentBaseName, segmentDataName, segmentManifestName, type SegmentManifest } from '../src/archive/segment-manifest';
+import type { SegmentManifest } from '../src/archive/segment-manifest';
 import { ArchiveView } from '../src/archive/archive-view';
-import { formatLsn, parseLsn, type Lsn } from '../src/pg/lsn';
-import { formatUnixMicros, parseIsoMicros, unixMicrosToPgMicros } from '../src/pg/pg-time';
+import { parseLsn, type Lsn } from '../src/pg/lsn';
+import { parseIsoMicros } from '../src/pg/pg-time';
 import { LocalStorage } from '../src/storage/local/local-storage';
 import { FakeGcsServer } from '../test/fake-gcs/fake-gcs-server';
 import { PgCluster } from '../test/harness/pg-cluster';
+import { HEARTBEAT_LSN_STEP, writeHeartbeatSegments } from '../test/harness/heartbeat-segments';
 import { PITR_BIN, waitSlot } from './bench-util';
 
 const SIZES = (process.env.BENCH_SEGMENTS ?? '2000,100000').split(',').map(Number);
@@ -100,83 +97,27 @@ async function smallTransactions(cluster: PgCluster, db: string, from: number, c
   }
 }
 
-/** One heartbeat transaction as pgoutput sends it: Begin, the transactional message, Commit. */
-function heartbeatRecords(commitLsn: Lsn, endLsn: Lsn, commitTime: bigint, xid: number): Buffer[] {
-  const pgTime = unixMicrosToPgMicros(commitTime);
-  const begin = Buffer.alloc(21);
-  begin.write('B', 0, 'latin1');
-  begin.writeBigUInt64BE(commitLsn, 1);
-  begin.writeBigInt64BE(pgTime, 9);
-  begin.writeUInt32BE(xid, 17);
-  const prefix = Buffer.from(`${MessagePrefix.Heartbeat}\0`, 'utf8');
-  const content = Buffer.from(JSON.stringify({ time: formatUnixMicros(commitTime), sequences: [] }), 'utf8');
-  const message = Buffer.alloc(10 + prefix.length + 4 + content.length);
-  message.write('M', 0, 'latin1');
-  message.writeUInt8(1, 1);
-  message.writeBigUInt64BE(commitLsn - 0x30n, 2);
-  prefix.copy(message, 10);
-  message.writeUInt32BE(content.length, 10 + prefix.length);
-  content.copy(message, 14 + prefix.length);
-  const commit = Buffer.alloc(26);
-  commit.write('C', 0, 'latin1');
-  commit.writeUInt8(0, 1);
-  commit.writeBigUInt64BE(commitLsn, 2);
-  commit.writeBigUInt64BE(endLsn, 10);
-  commit.writeBigInt64BE(pgTime, 18);
-  return [begin, message, commit];
-}
-
 /** Writes `count` heartbeat segments after `after` into the repository directory, chained, as the archiver would. */
-async function writeHeartbeatSegments(repoDir: string, after: SegmentManifest, count: number, roomEnd: Lsn): Promise<SegmentManifest[]> {
-  const step = 0x80n;
-  const start = parseLsn(after.endLsn) + step;
-  if (start + step * BigInt(count) >= roomEnd) throw new Error('not enough LSN room for the heartbeat segments');
-  const startTime = parseIsoMicros(after.lastCommitTime) + 1000n;
-  const plans = Array.from({ length: count }, (_, i) => {
-    const commitLsn = start + step * BigInt(i);
-    return { commitLsn, endLsn: commitLsn + 0x30n, time: startTime + BigInt(i) * 100n, xid: 10_000_000 + i };
-  });
-  const spooled = await mapBounded(
-    plans,
-    async (p) => {
-      const base = segmentBaseName(p.commitLsn, p.endLsn);
-      mkdirSync(path.dirname(path.join(repoDir, base)), { recursive: true });
-      const builder = SegmentBuilder.create(path.join(repoDir, segmentDataName(base)));
-      for (const record of heartbeatRecords(p.commitLsn, p.endLsn, p.time, p.xid)) builder.append(record);
-      return { base, p, file: await builder.finish() };
-    },
-    8,
-  );
-  const manifests: SegmentManifest[] = [];
-  let previous: SegmentManifest['previous'] = { name: after.name, sha256: after.sha256 };
-  for (const { base, p, file } of spooled) {
-    const manifest: SegmentManifest = {
-      format: FORMAT_VERSION,
-      kind: 'segment',
-      name: base,
-      systemIdentifier: after.systemIdentifier,
-      database: after.database,
-      firstCommitLsn: formatLsn(p.commitLsn),
-      lastCommitLsn: formatLsn(p.commitLsn),
-      endLsn: formatLsn(p.endLsn),
-      firstCommitTime: formatUnixMicros(p.time),
-      lastCommitTime: formatUnixMicros(p.time),
-      transactions: 1,
-      changes: { insert: 0, update: 0, delete: 0, truncate: 0, message: 1 },
-      tables: [],
-      marks: [],
-      ddl: 0,
-      rawBytes: file.rawBytes,
-      storedBytes: file.storedBytes,
-      sha256: file.sha256,
-      previous,
-      createdAt: new Date(Number(p.time / 1000n)).toISOString(),
-    };
-    writeFileSync(path.join(repoDir, segmentManifestName(base)), encodeCheckedJson(manifest));
-    previous = { name: base, sha256: file.sha256 };
-    manifests.push(manifest);
+async function heartbeatSegmentsAfter(repoDir: string, after: SegmentManifest, count: number, roomEnd: Lsn): Promise<SegmentManifest[]> {
+  const firstLsn = parseLsn(after.endLsn) + HEARTBEAT_LSN_STEP;
+  if (firstLsn + HEARTBEAT_LSN_STEP * BigInt(count) >= roomEnd) throw new Error('not enough LSN room for the heartbeat segments');
+  const spoolDir = mkdtempSync(path.join(tmpdir(), 'pitr-scale-spool-'));
+  try {
+    return await writeHeartbeatSegments({
+      previous: { name: after.name, sha256: after.sha256 },
+      identity: { systemIdentifier: after.systemIdentifier, database: after.database },
+      firstLsn,
+      firstTime: parseIsoMicros(after.lastCommitTime) + 1000n,
+      count,
+      spoolDir,
+      store: async (name, data) => {
+        mkdirSync(path.dirname(path.join(repoDir, name)), { recursive: true });
+        writeFileSync(path.join(repoDir, name), data);
+      },
+    });
+  } finally {
+    rmSync(spoolDir, { recursive: true, force: true });
   }
-  return manifests;
 }
 
 /** Builds a repository of about `size` segments for database `db` (see the top of the file). */
@@ -193,7 +134,7 @@ async function buildArchive(cluster: PgCluster, size: number): Promise<{ repoDir
     await smallTransactions(cluster, db, 0, REAL_TRANSACTIONS);
   });
   // LSN room for the middle: WAL switched forward, with nothing the archiver would keep in it
-  const needed = BigInt(size) * 0x80n + 0x10000n;
+  const needed = BigInt(size) * HEARTBEAT_LSN_STEP + 0x10000n;
   for (
     let i = 0;
     parseLsn(await insertLsn(cluster, db)) < parseLsn((await new Repository(new LocalStorage(repoDir)).latestSegment())?.endLsn ?? '0/0') + needed && i < 64;
@@ -206,7 +147,7 @@ async function buildArchive(cluster: PgCluster, size: number): Promise<{ repoDir
   const latest = (await repo.latestSegment()) as SegmentManifest;
   const realSoFar = (await repo.segmentManifestNames()).length;
   const middle = Math.max(0, size - realSoFar - REAL_TRANSACTIONS - 5); // the real ones after it: about one a transaction
-  const written = await writeHeartbeatSegments(repoDir, latest, middle, parseLsn(await insertLsn(cluster, db)));
+  const written = await heartbeatSegmentsAfter(repoDir, latest, middle, parseLsn(await insertLsn(cluster, db)));
   const identity = { systemIdentifier: latest.systemIdentifier, database: latest.database };
   await rebuildIndex(repo, identity, await (await ArchiveView.open(repo)).all());
   const last = written[written.length - 1] ?? latest;
