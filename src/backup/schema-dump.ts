@@ -5,7 +5,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientConfig } from 'pg';
 import { Lz4FileWriter, type WrittenFile } from '../archive/lz4-file-writer';
-import { DDL_EVENT_TRIGGER, PITR_SCHEMA } from '../capture/in-band-sql';
+import { EVENT_TRIGGERS } from '../capture/ddl-capture-sql';
+import { PITR_SCHEMA } from '../capture/in-band-sql';
 import { PitrError } from '../errors';
 import type { PgTool } from './pg-tools';
 
@@ -89,7 +90,7 @@ export async function dumpSchema(pgDump: PgTool, pgRestore: PgTool, config: Clie
 }
 
 /**
- * The dump's table of contents without pitr's own event trigger (pg_dump cannot leave it out), for
+ * The dump's table of contents without pitr's own event triggers (pg_dump cannot leave them out), for
  * `pg_restore --use-list`; `keep` chooses entries (comment lines are always kept). Returns the list file's path.
  */
 export async function writeRestoreList(pgRestore: PgTool, dumpFile: string, dir: string, keep: (line: string) => boolean = () => true): Promise<string> {
@@ -99,7 +100,7 @@ export async function writeRestoreList(pgRestore: PgTool, dumpFile: string, dir:
     listFile,
     toc
       .split('\n')
-      .filter((line) => !line.includes(`EVENT TRIGGER - ${DDL_EVENT_TRIGGER} `) && (line.startsWith(';') || keep(line)))
+      .filter((line) => !EVENT_TRIGGERS.some((name) => line.includes(`EVENT TRIGGER - ${name} `)) && (line.startsWith(';') || keep(line)))
       .join('\n'),
   );
   return listFile;

@@ -1,7 +1,8 @@
 import type { Client } from 'pg';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
-import { CAPTURE_DDL_FUNCTION_SQL, CREATE_DDL_TRIGGER_SQL, DDL_EVENT_TRIGGER, PITR_SCHEMA } from './in-band-sql';
+import { DDL_CAPTURE_FUNCTIONS_SQL, DDL_CAPTURE_TRIGGERS } from './ddl-capture-sql';
+import { PITR_SCHEMA } from './in-band-sql';
 import { parseLsn, type Lsn } from '../pg/lsn';
 import { quoteIdent } from '../pg/sql-quote';
 
@@ -67,20 +68,28 @@ export async function prepareSource(
       `drop it with SELECT pg_drop_replication_slot('${names.slot}'); then run "pitr init" again and take a new base backup`,
     );
   }
-  const trigger = await client.query('SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1', [DDL_EVENT_TRIGGER]);
+  const triggers = await client.query<{ name: string }>('SELECT evtname AS name FROM pg_catalog.pg_event_trigger WHERE evtname = ANY ($1)', [
+    DDL_CAPTURE_TRIGGERS.map((t) => t.name),
+  ]);
+  const haveTrigger = new Set(triggers.rows.map((r) => r.name));
 
   await client.query('BEGIN');
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(PITR_SCHEMA)}`);
-    await client.query(CAPTURE_DDL_FUNCTION_SQL);
+    // the functions are replaced every time, so that re-running init brings the capture up to date
+    for (const sql of DDL_CAPTURE_FUNCTIONS_SQL) await client.query(sql);
     if (!pub) {
       await client.query(`CREATE PUBLICATION ${quoteIdent(names.publication)} FOR ALL TABLES`);
       created.push(`publication ${names.publication}`);
     } else existing.push(`publication ${names.publication}`);
-    if (trigger.rowCount === 0) {
-      await client.query(CREATE_DDL_TRIGGER_SQL);
-      created.push(`event trigger ${DDL_EVENT_TRIGGER}`);
-    } else existing.push(`event trigger ${DDL_EVENT_TRIGGER}`);
+    for (const trigger of DDL_CAPTURE_TRIGGERS) {
+      if (haveTrigger.has(trigger.name)) {
+        existing.push(`event trigger ${trigger.name}`);
+        continue;
+      }
+      await client.query(trigger.sql);
+      created.push(`event trigger ${trigger.name}`);
+    }
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -108,8 +117,9 @@ export async function prepareSource(
   } catch (error) {
     // undo only what this run created
     if (slotCreated) await client.query('SELECT pg_catalog.pg_drop_replication_slot($1)', [names.slot]).catch(() => undefined);
-    if (created.includes(`event trigger ${DDL_EVENT_TRIGGER}`))
-      await client.query(`DROP EVENT TRIGGER IF EXISTS ${quoteIdent(DDL_EVENT_TRIGGER)}`).catch(() => undefined);
+    for (const trigger of DDL_CAPTURE_TRIGGERS)
+      if (created.includes(`event trigger ${trigger.name}`))
+        await client.query(`DROP EVENT TRIGGER IF EXISTS ${quoteIdent(trigger.name)}`).catch(() => undefined);
     if (created.includes(`publication ${names.publication}`))
       await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(names.publication)}`).catch(() => undefined);
     throw error;

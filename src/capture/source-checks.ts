@@ -5,6 +5,8 @@ import { qualifiedName, quoteIdent } from '../pg/sql-quote';
 export interface CheckFailure {
   problem: string;
   fix: string;
+  /** The fix as SQL that `pitr init --apply-fixes` may run (set only where it takes effect at once, without a restart). */
+  apply?: string;
 }
 
 export interface SourceFacts {
@@ -87,12 +89,14 @@ export async function checkSource(client: Client, slot: string): Promise<CheckFa
 }
 
 /**
- * Tables whose UPDATEs and DELETEs could not be published (and would then fail on the source): no
- * primary key and replica identity neither FULL nor a usable index.
+ * Tables whose UPDATEs and DELETEs could not be published (and would then fail on the source, under a
+ * FOR ALL TABLES publication): replica identity NOTHING, DEFAULT without a primary key, or USING INDEX
+ * naming an index that is gone. The fix is DEFAULT where a primary key exists, else FULL.
  */
 export async function tablesWithoutReplicaIdentity(client: Client): Promise<CheckFailure[]> {
-  const result = await client.query<{ schema: string; name: string }>(
-    `SELECT n.nspname AS schema, c.relname AS name
+  const result = await client.query<{ schema: string; name: string; identity: 'd' | 'n' | 'i'; has_key: boolean }>(
+    `SELECT n.nspname AS schema, c.relname AS name, c.relreplident AS identity,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_key
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind = 'r' AND c.relpersistence = 'p'
         AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pitr') AND n.nspname NOT LIKE 'pg_toast%'
@@ -101,8 +105,16 @@ export async function tablesWithoutReplicaIdentity(client: Client): Promise<Chec
              OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)))
       ORDER BY 1, 2`,
   );
-  return result.rows.map((t) => ({
-    problem: `table ${qualifiedName(t.schema, t.name)} has no primary key and no usable replica identity: its UPDATEs and DELETEs cannot be archived`,
-    fix: `ALTER TABLE ${qualifiedName(t.schema, t.name)} REPLICA IDENTITY FULL;  -- or add a primary key`,
-  }));
+  return result.rows.map((t) => {
+    const table = qualifiedName(t.schema, t.name);
+    const cannot = 'its UPDATEs and DELETEs cannot be archived and fail on the source';
+    const problem =
+      t.identity === 'n'
+        ? `table ${table} has REPLICA IDENTITY NOTHING${t.has_key ? ' although it has a primary key' : ' and no primary key'}: ${cannot}`
+        : t.identity === 'i'
+          ? `table ${table} has REPLICA IDENTITY USING INDEX, but that index no longer exists: ${cannot}`
+          : `table ${table} has no primary key and no usable replica identity: ${cannot}`;
+    const apply = `ALTER TABLE ${table} REPLICA IDENTITY ${t.has_key ? 'DEFAULT' : 'FULL'}`;
+    return { problem, fix: `${apply};${t.has_key ? '' : '  -- or add a primary key'}`, apply };
+  });
 }

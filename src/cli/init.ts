@@ -7,13 +7,14 @@ import { latestSegmentOf, newSlotCreation, storeSlotCreation, type SlotCreation 
 import { formatLsn } from '../pg/lsn';
 import { formatUnixMicros } from '../pg/pg-time';
 import { PitrError } from '../errors';
+import { withTransaction } from '../pg/with-client';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
 
 export const initCommand: Command = {
   name: 'init',
   summary: 'check the source and prepare it for archiving (publication, slot, DDL capture), idempotently',
-  usage: 'pitr init --source URL [--repo REPO] [--slot NAME] [--publication NAME] [--json]',
+  usage: 'pitr init --source URL [--repo REPO] [--slot NAME] [--publication NAME] [--apply-fixes] [--json]',
   examples: [
     'pitr init --source postgresql://postgres@db1:5432/shop --repo gs://backups/shop',
     'PGHOST=db1 PGDATABASE=shop pitr init --repo /var/lib/pitr/shop',
@@ -25,13 +26,27 @@ export const initCommand: Command = {
     const repo = await repositoryFrom(options);
     const client = await connectSource(source.config, source.display);
     try {
-      const failures = await checkSource(client, slot);
+      let failures = await checkSource(client, slot);
+      const fixable = failures.filter((failure) => failure.apply !== undefined);
+      if (fixable.length > 0 && options.flag('apply-fixes')) {
+        // table fixes take effect at once; the others (settings needing a restart, role attributes) stay printed
+        await withTransaction(client, async () => {
+          for (const failure of fixable) await client.query(failure.apply as string);
+        });
+        for (const failure of fixable) {
+          log.info({ event: 'fix_applied', sql: failure.apply }, `applied: ${failure.apply}`);
+          process.stderr.write(`pitr: applied: ${failure.apply}\n`);
+        }
+        failures = await checkSource(client, slot);
+      }
       if (failures.length > 0) {
         for (const failure of failures) process.stderr.write(`pitr: check failed: ${failure.problem}\n  fix: ${failure.fix}\n`);
         throw new PitrError(
           'SourceConfig',
           `${failures.length} check${failures.length > 1 ? 's' : ''} failed on ${source.display}; nothing was changed`,
-          'apply the fixes above and run "pitr init" again',
+          failures.some((failure) => failure.apply !== undefined)
+            ? 'apply the fixes above (pitr init --apply-fixes applies the table fixes) and run "pitr init" again'
+            : 'apply the fixes above and run "pitr init" again',
         );
       }
       const facts = await sourceFacts(client);

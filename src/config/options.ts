@@ -166,6 +166,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     description:
       'serve /metrics (Prometheus), /healthz and /status over HTTP, usually on 127.0.0.1:9187; a bare port binds to 127.0.0.1 only, other interfaces only when named (0.0.0.0:9187); off when unset',
   },
+  {
+    name: 'apply-fixes',
+    type: 'boolean',
+    commands: ['init'],
+    description: 'apply the fixes of failed checks that take effect at once (the replica identity of tables without a primary key), then check again',
+  },
   { name: 'target', type: 'url', arg: 'URL', secret: true, commands: ['restore', 'drill'], description: 'database to restore into (created when missing)' },
   { name: 'to', type: 'string', arg: 'TARGET', commands: ['restore', 'drill'], description: 'restore point: a timestamp, latest, lsn:X/Y, xid:N or mark:NAME' },
   { name: 'exclusive', type: 'boolean', commands: ['restore'], description: 'stop just before the target instead of just after it' },

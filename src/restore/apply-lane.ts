@@ -1,27 +1,36 @@
 import type { Client } from 'pg';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import type { DeleteMessage, UpdateMessage } from '../archive/pgoutput-decoder';
+import { PitrError } from '../errors';
+import type { Logger } from '../logger';
 import { applyBatch } from './batch-statement';
-import { replayDdl } from './ddl-replay';
+import type { DdlAction } from './ddl-action';
+import { replayDdl, type ChangePosition } from './ddl-replay';
+import type { Deferred } from './deferred';
 import type { ReplayRelation } from './replay-relation';
-import { recordProgress, recordTableProgress, type AppliedCommit } from './restore-state';
+import { recordProgress, recordRoutes, recordTableProgress, type AppliedCommit } from './restore-state';
 import { applyRowChange } from './row-statement';
 import type { TableBatch } from './table-batch';
 import type { TargetColumns } from './target-columns';
+import { holdTriggers } from './trigger-guard';
 
 /** Work for one lane, in the order it must run. */
 export type LaneJob = { segment: SegmentManifest } & (
   | { kind: 'batch'; batch: TableBatch }
   | { kind: 'row'; relation: ReplayRelation; message: UpdateMessage | DeleteMessage }
   | { kind: 'truncate'; relations: ReplayRelation[]; cascade: boolean; restartIdentity: boolean }
-  | { kind: 'ddl'; content: Buffer }
+  | { kind: 'ddl'; action: Extract<DdlAction, { kind: 'run' }>; position: ChangePosition }
+  /** Runs `run` on the lane's connection, in order with the rest (inside its open transaction, if any). */
+  | { kind: 'call'; run: (client: Client) => Promise<void>; done: Deferred }
   | {
       kind: 'commit';
       /** Serial segments record the restore's progress in the same transaction as their changes. */
       progress?: { last: AppliedCommit; transactions: number; changes: number };
       /** Parallel segments record, per table, the last commit applied to it. */
       tablesUpTo?: string;
-      done: { resolve(): void; reject(error: unknown): void };
+      /** Routes of relations first met since the last commit (source relation id, target table OID). */
+      routes?: readonly (readonly [number, number])[];
+      done: Deferred;
     }
 );
 
@@ -55,6 +64,7 @@ export class ApplyLane {
     readonly client: Client,
     private readonly columns: TargetColumns,
     private readonly someTables: boolean,
+    private readonly log: Logger,
     /** SIGINT/SIGTERM: waiting for room or for the lane to be idle ends at once. */
     private readonly signal?: AbortSignal,
   ) {
@@ -63,7 +73,7 @@ export class ApplyLane {
 
   push(job: LaneJob): void {
     if (this.failure || this.aborted) {
-      if (job.kind === 'commit') job.done.reject(this.failure?.error ?? new Error('replay stopped'));
+      if (job.kind === 'commit' || job.kind === 'call') job.done.reject(this.failure?.error ?? new Error('replay stopped'));
       return;
     }
     const bytes = jobBytes(job);
@@ -100,9 +110,10 @@ export class ApplyLane {
       try {
         await this.run(job);
       } catch (error) {
-        this.failure = { error, segment: job.segment };
-        if (job.kind === 'commit') job.done.reject(error);
-        this.dropQueue(error);
+        const failure = describeFailure(job, error);
+        this.failure = { error: failure, segment: job.segment };
+        if (job.kind === 'commit' || job.kind === 'call') job.done.reject(failure);
+        this.dropQueue(failure);
       }
       this.queued = Math.max(0, this.queued - jobBytes(job));
       this.wake();
@@ -114,7 +125,7 @@ export class ApplyLane {
   private dropQueue(error: unknown): void {
     for (let i = this.head; i < this.queue.length; i++) {
       const dropped = this.queue[i];
-      if (dropped?.kind === 'commit') dropped.done.reject(error);
+      if (dropped?.kind === 'commit' || dropped?.kind === 'call') dropped.done.reject(error);
     }
     this.queue = [];
     this.head = 0;
@@ -133,7 +144,7 @@ export class ApplyLane {
         await this.begin();
         const relation = job.batch.relation;
         this.touched.add(relation.message.relationId);
-        const target = this.columns.peek(relation.message.namespace, relation.message.name) ?? (await this.columnsOf(relation));
+        const target = this.columns.peek(relation.target?.oid ?? 0) ?? (await this.columnsOf(relation));
         await applyBatch(this.client, target, job.batch);
         return;
       }
@@ -151,15 +162,22 @@ export class ApplyLane {
       }
       case 'ddl': {
         await this.begin();
-        await replayDdl(this.client, job.content, this.someTables);
+        await replayDdl(this.client, job.action, job.position, { someTables: this.someTables, log: this.log });
+        await holdTriggers(this.client); // a trigger it created or enabled ALWAYS must not fire on the archived rows
         this.columns.clear();
+        return;
+      }
+      case 'call': {
+        await job.run(this.client);
+        job.done.resolve();
         return;
       }
       case 'commit': {
         // a serial segment records its progress even when none of its changes were for tables restored
-        if (job.progress) await this.begin();
+        if (job.progress || job.routes?.length) await this.begin();
         if (this.inTransaction) {
           if (job.progress) await recordProgress(this.client, job.progress.last, job.progress.transactions, job.progress.changes);
+          if (job.routes) await recordRoutes(this.client, job.routes);
           if (job.tablesUpTo !== undefined && this.touched.size > 0) await recordTableProgress(this.client, [...this.touched], job.tablesUpTo);
           await this.client.query('COMMIT');
           this.inTransaction = false;
@@ -176,7 +194,7 @@ export class ApplyLane {
   }
 
   private columnsOf(relation: ReplayRelation): ReturnType<TargetColumns['get']> {
-    return this.columns.get(this.client, relation.message.namespace, relation.message.name);
+    return this.columns.get(this.client, relation.target?.oid ?? 0);
   }
 
   /** Drops what is queued, waits for the statement in flight and ends the open transaction without committing it. */
@@ -187,6 +205,36 @@ export class ApplyLane {
     if (this.inTransaction) {
       this.inTransaction = false;
       await this.client.query('ROLLBACK').catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * A statement the target refused, named by what was being applied: which table, in which segment.
+ * The target's own message says what was wrong with the value or the schema.
+ */
+function describeFailure(job: LaneJob, error: unknown): unknown {
+  if (error instanceof PitrError) return error;
+  const message = (error as { message?: string }).message ?? String(error);
+  switch (job.kind) {
+    case 'batch':
+    case 'row':
+    case 'truncate': {
+      const relation = job.kind === 'batch' ? job.batch.relation : job.kind === 'row' ? job.relation : job.relations[0];
+      return new PitrError(
+        'Replay',
+        `cannot apply the archived changes of ${relation?.name ?? 'a table'} (into ${relation?.sql ?? '?'}) from segment ${job.segment.name}: ${message}`,
+        'the target database differs from the source at this point; "pitr log" shows the transactions of that segment',
+        { cause: error },
+      );
+    }
+    case 'ddl':
+    case 'call':
+    case 'commit':
+      return error;
+    default: {
+      const never: never = job;
+      return never;
     }
   }
 }

@@ -23,7 +23,9 @@ export async function applyBatch(client: Client, target: Map<string, TargetColum
     return found;
   };
   if (batch.kind === 'insert') {
-    const sql = `COPY ${relation.sql} (${columns.map((c) => quoteIdent(c.name)).join(', ')}) FROM STDIN`;
+    // a table without columns takes its rows as empty lines, with no column list at all
+    const list = columns.length === 0 ? '' : ` (${columns.map((c) => quoteIdent(c.name)).join(', ')})`;
+    const sql = `COPY ${relation.sql}${list} FROM STDIN`;
     await pipeline(Readable.from((batch.copy as NonNullable<TableBatch['copy']>).toChunks()), client.query(copyFrom(sql)));
     return;
   }

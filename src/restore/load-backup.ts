@@ -16,7 +16,7 @@ import type { PgTool } from '../backup/pg-tools';
 import { libpqEnv, writeRestoreList } from '../backup/schema-dump';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
 import { PitrError } from '../errors';
-import { splitStatements } from './sql-statements';
+import { splitStatements } from '../pg/sql-lexer';
 
 const execFileAsync = promisify(execFile);
 
@@ -96,7 +96,7 @@ async function foreignKeyStatements(pgRestore: PgTool, dumpFile: string, dir: st
     maxBuffer: 64 * 1024 * 1024,
   });
   return splitStatements(stdout)
-    .map((statement) => statement.replace(/^(--[^\n]*\n|\s)*/, '').trim())
+    .map((statement) => statement.text)
     .filter((statement) => /^ALTER TABLE\b/i.test(statement));
 }
 

@@ -24,12 +24,20 @@ export interface RestorePlan {
   backup: BackupManifest;
   /** Segments after the backup's aligned LSN, in order, up to (and including) the one holding the stop. */
   segments: SegmentManifest[];
+  /**
+   * The segments just after those, up to the first holding logical messages: read, not applied, for the
+   * first heartbeat after the target (sequence values no lower than the source's at the target).
+   */
+  lookAhead: SegmentManifest[];
   stop: StopRule;
   window: { earliest: string; latest: string };
   resolved: string;
 }
 
 type Point = ExactPoint;
+
+/** Segments read past the target for its next heartbeat, at most (one heartbeat interval of small segments). */
+const MAX_LOOK_AHEAD = 16;
 
 /** Commit LSN of the first transaction accepted by `match`, decoding only the segments given. */
 async function findCommit(
@@ -178,7 +186,18 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
     earliest: pointText(range.earliest),
     latest: pointText(range === ranges[ranges.length - 1] && recoverable.earliest ? latest : range.latest),
   };
-  return { backup, segments: replay, stop, window, resolved };
+  const lookAhead: SegmentManifest[] = [];
+  if (target.kind !== 'latest') {
+    const last = replay[replay.length - 1];
+    for (const segment of segments) {
+      if (last === undefined || gapStarts.has(segment.name)) break;
+      if (parseLsn(segment.firstCommitLsn) <= parseLsn(last.firstCommitLsn)) continue;
+      lookAhead.push(segment);
+      // logical messages that are neither schema changes nor marks are heartbeats
+      if (segment.changes.message - segment.ddl - segment.marks.length > 0 || lookAhead.length >= MAX_LOOK_AHEAD) break;
+    }
+  }
+  return { backup, segments: replay, lookAhead, stop, window, resolved };
 }
 
 /**

@@ -31,4 +31,6 @@ export interface ReplayResult {
   changes: number;
   /** The latest sequence values carried by a heartbeat. */
   sequences: HeartbeatSequences | undefined;
+  /** The sequence values of the first heartbeat after the target, when the archive has one. */
+  sequencesAfter: HeartbeatSequences | undefined;
 }

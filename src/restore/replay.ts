@@ -1,9 +1,11 @@
 import { parseLsn } from '../pg/lsn';
 import { ApplyLane } from './apply-lane';
 import type { ReplayInput, ReplayResult } from './replay-input';
-import { readTableProgress } from './restore-state';
-import { SegmentReplay } from './segment-replay';
+import { prepareRoutes, readTableProgress, recordRoutes } from './restore-state';
+import { SegmentReplay, type ReplayStart } from './segment-replay';
+import { TargetCatalog } from './target-catalog';
 import { TargetColumns } from './target-columns';
+import { holdTriggers } from './trigger-guard';
 
 /*
  * Terminology:
@@ -25,20 +27,43 @@ export async function replaySegments(input: ReplayInput): Promise<ReplayResult> 
   const lanes: ApplyLane[] = [];
   const columns = new TargetColumns();
   try {
+    await holdTriggers(input.client);
     for (let i = 0; i < Math.max(1, input.jobs); i++) {
       const client = await input.connect();
       // Triggers and foreign keys already did their work on the source. Progress rows commit with the
       // changes, so a commit lost in a crash of the target is simply replayed again. A batch of
       // thousands of keys must probe the key's index, never hash the whole table.
       await client.query('SET session_replication_role = replica; SET synchronous_commit = off; SET enable_hashjoin = off; SET enable_mergejoin = off');
-      lanes.push(new ApplyLane(client, columns, input.tables !== undefined, input.signal));
+      lanes.push(new ApplyLane(client, columns, input.tables !== undefined, input.log, input.signal));
     }
-    const replay = new SegmentReplay(input, lanes, await readTableProgress(input.client));
-    return await replay.run(segments);
+    const replay = new SegmentReplay(input, lanes, await replayStart(input));
+    return await replay.run(segments, input.plan.lookAhead);
   } finally {
     for (const lane of lanes) {
       await lane.rollback();
       await lane.client.end().catch(() => undefined);
     }
   }
+}
+
+/**
+ * The catalog and routes replay starts from. The backup's tables are routed by their names once, when
+ * the first replay begins (the backup manifest maps each source relation id to its name then); a resumed
+ * replay reads the routes it recorded, which follow the renames replayed since.
+ */
+async function replayStart(input: ReplayInput): Promise<ReplayStart> {
+  const catalog = await TargetCatalog.load(input.client);
+  const routes = await prepareRoutes(input.client);
+  const wanted = new Map<number, boolean>();
+  const added: [number, number][] = [];
+  for (const table of input.plan.backup.tables) {
+    wanted.set(table.oid, !input.tables || input.tables.has(`${table.schema}.${table.name}`));
+    if (routes.has(table.oid)) continue;
+    const target = catalog.byName(table.schema, table.name);
+    if (!target) continue;
+    routes.set(table.oid, target.oid);
+    added.push([table.oid, target.oid]);
+  }
+  await recordRoutes(input.client, added);
+  return { catalog, routes, wanted, tableProgress: await readTableProgress(input.client) };
 }

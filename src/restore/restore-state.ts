@@ -19,6 +19,11 @@ const TABLE = `${PITR_SCHEMA}.restore_state`;
  * a segment on its own, so after an interruption some tables can be ahead of restore_state.
  */
 const TABLES_TABLE = `${PITR_SCHEMA}.restore_tables`;
+/**
+ * Per source relation id, the target table its changes go to (by OID, so that it follows renames the
+ * replayed schema changes made: a Relation message may still carry a table's old schema name).
+ */
+const ROUTES_TABLE = `${PITR_SCHEMA}.restore_relations`;
 
 /** The last transaction applied: its commit LSN (X/Y), commit time (ISO, microseconds) and xid. */
 export interface AppliedCommit {
@@ -34,6 +39,7 @@ export async function createStateTable(client: Client, backupId: string, target:
        last_commit_lsn pg_lsn, last_commit_time text, last_xid bigint, transactions bigint NOT NULL DEFAULT 0, changes bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())`,
   );
   await client.query(`CREATE TABLE IF NOT EXISTS ${TABLES_TABLE} (relation_id oid PRIMARY KEY, last_commit_lsn pg_lsn NOT NULL)`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${ROUTES_TABLE} (relation_id oid PRIMARY KEY, target_oid oid NOT NULL)`);
   await client.query(`INSERT INTO ${TABLE} (backup_id, target, phase) VALUES ($1, $2, 'load') ON CONFLICT (id) DO NOTHING`, [backupId, target]);
 }
 
@@ -51,6 +57,23 @@ export async function recordTableProgress(client: Client, relationIds: number[],
     `INSERT INTO ${TABLES_TABLE} (relation_id, last_commit_lsn) SELECT unnest($1::oid[]), $2::pg_lsn
        ON CONFLICT (relation_id) DO UPDATE SET last_commit_lsn = excluded.last_commit_lsn`,
     [relationIds, commitLsn],
+  );
+}
+
+/** Source relation id → target table OID, as recorded (the table is made for restores begun before routes were recorded). */
+export async function prepareRoutes(client: Client): Promise<Map<number, number>> {
+  await client.query(`CREATE TABLE IF NOT EXISTS ${ROUTES_TABLE} (relation_id oid PRIMARY KEY, target_oid oid NOT NULL)`);
+  const { rows } = await client.query<{ id: string; oid: string }>(`SELECT relation_id::text AS id, target_oid::text AS oid FROM ${ROUTES_TABLE}`);
+  return new Map(rows.map((r) => [Number(r.id), Number(r.oid)]));
+}
+
+/** Records routes, inside the transaction that first applied changes through them (or before replay starts). */
+export async function recordRoutes(client: Client, routes: readonly (readonly [number, number])[]): Promise<void> {
+  if (routes.length === 0) return;
+  await client.query(
+    `INSERT INTO ${ROUTES_TABLE} (relation_id, target_oid) SELECT * FROM unnest($1::oid[], $2::oid[])
+       ON CONFLICT (relation_id) DO UPDATE SET target_oid = excluded.target_oid`,
+    [routes.map((r) => r[0]), routes.map((r) => r[1])],
   );
 }
 

@@ -11,8 +11,8 @@ const textOf = (value: TupleValue | undefined): Text =>
 
 /**
  * One update or delete of a table without a usable key (REPLICA IDENTITY FULL, or none): the row is
- * found by every column of its old image and exactly one of possibly identical rows is changed, by
- * ctid. Unchanged TOAST values are neither matched nor assigned, GENERATED ALWAYS columns never assigned.
+ * found by every column of its old image, each matched by its exact text (never by a looser equality),
+ * and exactly one of possibly identical rows is changed, by ctid. Unchanged TOAST values are neither matched nor assigned, GENERATED ALWAYS columns never assigned.
  */
 export async function applyRowChange(
   client: Client,
@@ -24,13 +24,19 @@ export async function applyRowChange(
   const old = message.oldTuple?.values ?? (message.tag === 'U' ? message.newTuple : []);
   const params: Text[] = [];
   const conditions = columns.map((column, i) => {
-    if (old[i]?.kind === 'unchanged') return 'true';
-    params.push(textOf(old[i]));
-    const p = `$${params.length}`;
+    const value = old[i];
+    const name = quoteIdent(column.name);
+    if (value?.kind === 'unchanged') return 'true';
+    if (value === undefined || value.kind === 'null') return `${name} IS NULL`;
+    params.push(textOf(value));
+    const p = `$${params.length}::text`;
+    // Exactly the archived value: its text as the target's output function prints it (format's %s; a
+    // cast to text is not that for every type: char(n) drops padding, inet adds /32). The type's own =
+    // is looser (numeric 1.0 = 1.00, float -0 = 0, citext 'a' = 'A'), so it only lets an index help.
+    // COLLATE "C": bytes, whatever the column's collation (a nondeterministic one finds 'ä' and 'a\u0308' equal)
+    const exact = `format('%s', ${name}) COLLATE "C" = ${p}`;
     const info = target.get(column.name);
-    return info?.hasEquality
-      ? `${quoteIdent(column.name)} IS NOT DISTINCT FROM ${p}::${info.type}`
-      : `${quoteIdent(column.name)}::text IS NOT DISTINCT FROM ${p}`;
+    return info?.hasEquality ? `${name} = ${p}::${info.type} AND ${exact}` : exact;
   });
   const locate = `ctid = (SELECT ctid FROM ${relation.sql} WHERE ${conditions.join(' AND ')} LIMIT 1)`;
   if (message.tag === 'D') {

@@ -17,6 +17,7 @@ import { throwIfInterrupted } from './interrupted';
 import { replaySegments } from './replay';
 import { createStateTable, readState, setPhase } from './restore-state';
 import { setSequences } from './set-sequences';
+import { releaseTriggers } from './trigger-guard';
 import { describeTarget, parseTarget } from './target';
 
 export interface RestoreOptions {
@@ -290,7 +291,8 @@ async function restoreInto(
     },
   });
   progress.finish();
-  await setSequences(client, result.sequences, tables);
+  await releaseTriggers(client);
+  await setSequences(client, { before: result.sequences, after: result.sequencesAfter }, tables, log);
   await setPhase(client, 'done');
   const final = await readState(client);
   return {

@@ -1,9 +1,4 @@
-import type { Repository } from '../archive/repository';
-import { MessagePrefix, Tag } from '../archive/segment-format';
-import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
-import { readSegmentFrames, type RecordFrame } from '../archive/segment-reader';
-import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
-import { formatUnixMicros } from '../pg/pg-time';
+import { parseDdlRecord, type DdlRecord } from '../archive/ddl-record';
 import {
   decodePgoutput,
   type BeginMessage,
@@ -13,17 +8,28 @@ import {
   type TruncateMessage,
   type UpdateMessage,
 } from '../archive/pgoutput-decoder';
+import type { Repository } from '../archive/repository';
+import { MessagePrefix, Tag } from '../archive/segment-format';
+import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
+import { readSegmentFrames, type RecordFrame } from '../archive/segment-reader';
 import { PitrError, isPitrError } from '../errors';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import { formatUnixMicros } from '../pg/pg-time';
 import type { ApplyLane, LaneFailure, LaneJob } from './apply-lane';
 import { BatchRouter } from './batch-router';
+import { ddlAction } from './ddl-action';
+import { positionText, type ChangePosition } from './ddl-replay';
+import { deferred } from './deferred';
 import { throwIfInterrupted } from './interrupted';
 import { RawChange } from './raw-change';
 import { readAhead } from './read-ahead';
+import { RecordSpool } from './record-spool';
 import type { HeartbeatSequences, ReplayInput, ReplayResult } from './replay-input';
-import { replayRelation, tablesUniqueOnlyByKey, type ReplayRelation } from './replay-relation';
+import { replayRelation, type ReplayRelation } from './replay-relation';
 import { recordProgress, type AppliedCommit } from './restore-state';
 import { explainSegmentFailure } from './segment-failure';
 import type { TableBatch } from './table-batch';
+import { TargetCatalog, type TargetTable } from './target-catalog';
 
 const READ_AHEAD_FRAMES = 4;
 const YIELD_EVERY = 256;
@@ -32,7 +38,7 @@ const LANE_QUEUE_BYTES = 8 * 1024 * 1024;
 
 type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; frame: RecordFrame };
 
-async function* segmentItems(repo: Repository, segments: SegmentManifest[]): AsyncGenerator<Item> {
+async function* segmentItems(repo: Repository, segments: readonly SegmentManifest[]): AsyncGenerator<Item> {
   for (const segment of segments) {
     yield { kind: 'start', segment };
     for await (const frame of readSegmentFrames(repo.storage.readStream(segmentDataName(segment.name)), segment.name, segment.sha256))
@@ -47,7 +53,7 @@ class LaneFailed extends Error {
   }
 }
 
-/** What one segment contributed. */
+/** What one segment contributed since its last commit point. */
 interface SegmentTally {
   segment: SegmentManifest;
   serial: boolean;
@@ -56,9 +62,35 @@ interface SegmentTally {
   last: AppliedCommit | undefined;
 }
 
+interface OpenTransaction {
+  commitLsn: Lsn;
+  commitTime: bigint;
+  xid: number;
+  /** A schema change was applied in it: commit right after it (PostgreSQL requires it after ALTER TYPE … ADD VALUE). */
+  ddl: boolean;
+}
+
+/** Where replay starts: the target's catalog and the routes of the relations already known. */
+export interface ReplayStart {
+  catalog: TargetCatalog;
+  /** Source relation id → target table OID. */
+  routes: Map<number, number>;
+  /** Source relation id → whether `--tables` restores it (for the backup's tables). */
+  wanted: Map<number, boolean>;
+  /** Source relation id → last commit LSN applied to that table (X/Y), for a resumed parallel replay. */
+  tableProgress: Map<number, string>;
+}
+
 /**
  * The segment loop of a replay (see replay.ts for the terminology): reads the segments ahead, routes
  * each archived message, hands batches and barriers to the lanes and records progress.
+ *
+ * Routing: a source relation id names a table for the whole archive (a Relation message can carry a
+ * schema's old name: PostgreSQL does not resend it after ALTER SCHEMA … RENAME). It routes to a target
+ * table OID, found by name the first time and kept (in pitr.restore_relations) so that renames on the
+ * target follow. After every schema change the catalog is read again through the lane that applied it.
+ * Rows of a table the target does not have yet are held (RecordSpool) until a schema change of the same
+ * transaction creates it (the rows of CREATE TABLE AS come before its record).
  */
 export class SegmentReplay {
   private readonly aligned: Lsn;
@@ -67,34 +99,44 @@ export class SegmentReplay {
   private readonly change = new RawChange();
   private readonly router: BatchRouter;
   private readonly tableProgress: Map<number, Lsn>;
+  private catalog: TargetCatalog;
+  private readonly routes: Map<number, number>;
+  private readonly wanted: Map<number, boolean>;
+  /** Routes made since lane 0 last committed: recorded with its next commit. */
+  private newRoutes: [number, number][] = [];
+  private readonly held = new RecordSpool();
+  /** Inside an extension's script (between its marker and the extension command's record): its rows are made again by the command. */
+  private extensionScript = 0;
   private tally: SegmentTally | undefined;
-  private transaction: { commitLsn: Lsn; commitTime: bigint; xid: number } | undefined;
+  private transaction: OpenTransaction | undefined;
   private applying = false;
   private stopped = false;
   private progress: Promise<void> = Promise.resolve();
-  private keyOnlyUnique: ReadonlySet<string> = new Set();
-  /** DDL ran in this segment: the catalog facts behind reordering are stale until the next one. */
-  private afterDdl = false;
   private transactions = 0;
   private changes = 0;
   private sequences: HeartbeatSequences | undefined;
+  /** The first heartbeat after the target (read past it, never applied). */
+  private sequencesAfter: HeartbeatSequences | undefined;
 
   constructor(
     private readonly input: ReplayInput,
     private readonly lanes: ApplyLane[],
-    tableProgress: Map<number, string>,
+    start: ReplayStart,
   ) {
     this.aligned = parseLsn(input.plan.backup.alignedLsn);
     this.router = new BatchRouter(
       (batch) => this.handOn(batch),
-      (relation) => relation.reorderable && !this.afterDdl,
+      (relation) => relation.reorderable,
     );
-    this.tableProgress = new Map([...tableProgress].map(([id, lsn]) => [id, parseLsn(lsn)]));
+    this.catalog = start.catalog;
+    this.routes = start.routes;
+    this.wanted = start.wanted;
+    this.tableProgress = new Map([...start.tableProgress].map(([id, lsn]) => [id, parseLsn(lsn)]));
   }
 
-  async run(segments: SegmentManifest[]): Promise<ReplayResult> {
-    this.keyOnlyUnique = await tablesUniqueOnlyByKey(this.input.client);
-    const items = readAhead(segmentItems(this.input.repo, segments), READ_AHEAD_FRAMES);
+  /** Applies `segments`; then reads on, in `lookAhead`, to the first heartbeat after the target. */
+  async run(segments: readonly SegmentManifest[], lookAhead: readonly SegmentManifest[] = []): Promise<ReplayResult> {
+    const items = readAhead(segmentItems(this.input.repo, [...segments, ...lookAhead]), READ_AHEAD_FRAMES);
     try {
       for await (const item of items) {
         throwIfInterrupted(this.input.signal, 'during replay');
@@ -103,7 +145,8 @@ export class SegmentReplay {
         else if (item.kind === 'records') {
           const { data, starts, ends, count } = item.frame;
           for (let i = 0; i < count; i++) {
-            this.record(data, starts[i] as number, ends[i] as number);
+            const waiting = this.record(data, starts[i] as number, ends[i] as number);
+            if (waiting) await waiting;
             // let the lanes hear their answers and send their next statements
             if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLanes();
           }
@@ -112,11 +155,11 @@ export class SegmentReplay {
           this.throwIfLaneFailed();
         } else {
           this.endSegment();
-          if (this.stopped) break;
+          if (this.stopped && this.sequencesAfter !== undefined) break;
         }
       }
       await this.barrier();
-      return { transactions: this.transactions, changes: this.changes, sequences: this.sequences };
+      return { transactions: this.transactions, changes: this.changes, sequences: this.sequences, sequencesAfter: this.sequencesAfter };
     } catch (error) {
       const failure = error instanceof LaneFailed ? error.failure : this.lanes.find((l) => l.failure)?.failure;
       for (const lane of this.lanes) await lane.rollback();
@@ -125,12 +168,17 @@ export class SegmentReplay {
       const cause = failure ? failure.error : error;
       throw segment ? await explainSegmentFailure(this.input.repo, segment, cause) : cause;
     } finally {
+      this.held.clear();
       await items.return(undefined);
     }
   }
 
   private throwIfLaneFailed(): void {
     for (const lane of this.lanes) if (lane.failure) throw new LaneFailed(lane.failure);
+  }
+
+  private get firstLane(): ApplyLane {
+    return this.lanes[0] as ApplyLane;
   }
 
   /** Waits until every lane has run everything queued and the progress of parallel segments is recorded. */
@@ -145,37 +193,24 @@ export class SegmentReplay {
     const serial = this.lanes.length === 1 || segment.ddl !== 0 || segment.changes?.truncate !== 0;
     // DDL and TRUNCATE take locks the other lanes' open transactions could hold: nothing runs beside them
     if (this.lanes.length > 1 && (serial || this.tally?.serial)) await this.barrier();
-    if (this.afterDdl) {
-      await this.barrier();
-      this.keyOnlyUnique = await tablesUniqueOnlyByKey(this.input.client);
-      for (const [id, relation] of this.relations) this.relations.set(id, replayRelation(relation.message, this.input.tables, this.keyOnlyUnique));
-      this.afterDdl = false;
-    }
     this.tally = { segment, serial, transactions: 0, changes: 0, last: undefined };
   }
 
   private endSegment(): void {
     const tally = this.tally as SegmentTally;
     this.router.flushAll();
-    this.input.onSegmentRead?.(tally.segment);
-    this.transactions += tally.transactions;
-    this.changes += tally.changes;
+    if (!this.stopped || tally.last) this.input.onSegmentRead?.(tally.segment);
     const { segment, last } = tally;
     if (!last) return;
-    const log = (): void =>
-      this.input.log.info(
-        { event: 'segment_applied', segment: segment.name, transactions: tally.transactions, lastCommitLsn: last.commitLsn },
-        'segment applied',
-      );
+    const log = (): void => this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn }, 'segment applied');
     if (tally.serial) {
-      const done = deferred();
-      done.promise.then(log, () => undefined);
-      (this.lanes[0] as ApplyLane).push({ kind: 'commit', segment, progress: { last, transactions: tally.transactions, changes: tally.changes }, done });
+      this.commitPoint().then(log, () => undefined);
       return;
     }
-    const commits = this.lanes.map((lane) => {
+    const routes = this.takeRoutes();
+    const commits = this.lanes.map((lane, i) => {
       const done = deferred();
-      lane.push({ kind: 'commit', segment, tablesUpTo: last.commitLsn, done });
+      lane.push({ kind: 'commit', segment, tablesUpTo: last.commitLsn, routes: i === 0 ? routes : [], done });
       return done.promise;
     });
     const previous = this.progress;
@@ -188,61 +223,133 @@ export class SegmentReplay {
     this.progress.catch(() => undefined); // surfaces at the next barrier
   }
 
-  /** One archived message, `data[start, end)`: only Relation, Begin, Commit, Truncate and Message are decoded. */
-  private record(data: Buffer, start: number, end: number): void {
+  /** Serial segments: commit what the first lane applied so far, with the restore's progress (a resume continues after it). */
+  private commitPoint(): Promise<void> {
+    const tally = this.tally as SegmentTally;
+    const done = deferred();
+    const last = tally.last as AppliedCommit;
+    this.firstLane.push({
+      kind: 'commit',
+      segment: tally.segment,
+      progress: { last, transactions: tally.transactions, changes: tally.changes },
+      routes: this.takeRoutes(),
+      done,
+    });
+    tally.transactions = 0;
+    tally.changes = 0;
+    return done.promise;
+  }
+
+  private takeRoutes(): [number, number][] {
+    const routes = this.newRoutes;
+    this.newRoutes = [];
+    return routes;
+  }
+
+  /**
+   * One archived message, `data[start, end)`: only Relation, Begin, Commit, Truncate and Message are
+   * decoded. Returns a promise only when the message must be applied before the next is read (DDL).
+   */
+  private record(data: Buffer, start: number, end: number): Promise<void> | undefined {
     const tag = data[start];
     switch (tag) {
-      case Tag.Relation: {
-        const message = decodePgoutput(data.subarray(start, end)) as RelationMessage;
-        this.router.flush(message.relationId);
-        this.relations.set(message.relationId, replayRelation(message, this.input.tables, this.keyOnlyUnique));
-        return;
-      }
+      case Tag.Relation:
+        this.relationMessage(decodePgoutput(data.subarray(start, end)) as RelationMessage);
+        return undefined;
       case Tag.Begin: {
-        if (this.stopped) return;
+        if (this.stopped) return undefined;
         const begin = decodePgoutput(data.subarray(start, end)) as BeginMessage;
-        this.transaction = { commitLsn: begin.finalLsn, commitTime: begin.commitTime, xid: begin.xid };
+        this.transaction = { commitLsn: begin.finalLsn, commitTime: begin.commitTime, xid: begin.xid, ddl: false };
+        this.extensionScript = 0;
         if (!this.input.plan.stop.includes(begin.finalLsn, begin.commitTime)) {
           this.stopped = true;
           this.applying = false;
-          return;
+          return undefined;
         }
         const resumeAfter = this.input.resumeAfter;
         this.applying = begin.finalLsn >= this.aligned && (resumeAfter === undefined || begin.finalLsn > resumeAfter);
-        return;
+        return undefined;
       }
-      case Tag.Commit: {
+      case Tag.Commit:
         decodePgoutput(data.subarray(start, end));
-        const tally = this.tally as SegmentTally;
-        if (this.applying && this.transaction) {
-          tally.transactions++;
-          tally.last = {
-            commitLsn: formatLsn(this.transaction.commitLsn),
-            commitTime: formatUnixMicros(this.transaction.commitTime),
-            xid: this.transaction.xid,
-          };
-        }
+        if (this.applying && this.transaction) this.committed(this.transaction);
         this.applying = false;
-        return;
-      }
+        return undefined;
       case Tag.Insert:
       case Tag.Update:
       case Tag.Delete:
         if (this.applying) this.rowChange(data, start, end);
-        return;
+        return undefined;
       case Tag.Truncate:
-        if (this.applying) this.truncate(decodePgoutput(data.subarray(start, end)) as TruncateMessage);
-        return;
+        if (this.applying) this.truncate(decodePgoutput(data.subarray(start, end)) as TruncateMessage, data, start, end);
+        return undefined;
       case Tag.Message:
-        if (this.applying) this.logicalMessage(decodePgoutput(data.subarray(start, end)) as LogicalMessage);
-        return;
+        if (this.applying) return this.logicalMessage(decodePgoutput(data.subarray(start, end)) as LogicalMessage);
+        if (this.stopped && this.sequencesAfter === undefined) {
+          const message = decodePgoutput(data.subarray(start, end)) as LogicalMessage;
+          if (message.prefix === MessagePrefix.Heartbeat) this.sequencesAfter = heartbeatSequences(message);
+        }
+        return undefined;
       case Tag.Origin:
       case Tag.Type:
-        return;
+        return undefined;
       default:
         decodePgoutput(data.subarray(start, end)); // names what the record is
         throw new PitrError('Integrity', `unexpected record in segment ${this.tally?.segment.name ?? ''}`);
     }
+  }
+
+  private committed(transaction: OpenTransaction): void {
+    if (this.held.count > 0) throw this.heldRowsError(transaction);
+    const tally = this.tally as SegmentTally;
+    tally.transactions++;
+    this.transactions++;
+    tally.last = { commitLsn: formatLsn(transaction.commitLsn), commitTime: formatUnixMicros(transaction.commitTime), xid: transaction.xid };
+    if (transaction.ddl && tally.serial) void this.commitPoint().catch(() => undefined);
+  }
+
+  private position(): ChangePosition {
+    const t = this.transaction as OpenTransaction;
+    return { commitLsn: formatLsn(t.commitLsn), commitTime: formatUnixMicros(t.commitTime), xid: t.xid };
+  }
+
+  private heldRowsError(transaction: OpenTransaction): PitrError {
+    const ids = new Set<number>();
+    for (const [id, relation] of this.relations) if (relation.wanted && !relation.target) ids.add(id);
+    const names = [...ids].map((id) => this.relations.get(id)?.name ?? String(id)).join(', ');
+    this.held.clear();
+    return new PitrError(
+      'Replay',
+      `cannot replay the transaction committed at ${formatLsn(transaction.commitLsn)} (${formatUnixMicros(transaction.commitTime)}, xid ${transaction.xid}): it changes ${names}, which the target database does not have and no schema change of the transaction creates`,
+      `restore to a point before it (--to lsn:${formatLsn(transaction.commitLsn)} --exclusive); "pitr log --xid ${transaction.xid}" shows the transaction`,
+    );
+  }
+
+  private relationMessage(message: RelationMessage): void {
+    const id = message.relationId;
+    this.router.flush(id);
+    let wanted = this.wanted.get(id);
+    if (wanted === undefined) {
+      wanted = !this.input.tables || this.input.tables.has(`${message.namespace}.${message.name}`);
+      this.wanted.set(id, wanted);
+    }
+    this.relations.set(id, replayRelation(message, wanted ? this.targetOf(id, message) : undefined, wanted));
+  }
+
+  /** The target table a relation id routes to: by its recorded route, else by name (then recorded). */
+  private targetOf(id: number, message: RelationMessage): TargetTable | undefined {
+    const routed = this.routes.get(id);
+    if (routed !== undefined) {
+      const table = this.catalog.byOid(routed);
+      if (table) return table;
+      this.routes.delete(id); // dropped on the target by a replayed schema change
+    }
+    const table = this.catalog.byName(message.namespace, message.name);
+    if (table) {
+      this.routes.set(id, table.oid);
+      this.newRoutes.push([id, table.oid]);
+    }
+    return table;
   }
 
   private relation(id: number): ReplayRelation {
@@ -253,11 +360,17 @@ export class SegmentReplay {
 
   private rowChange(data: Buffer, start: number, end: number): void {
     const change = this.change.read(data, start, end);
+    if (this.extensionScript > 0) return; // the replayed extension command makes the script's rows again
     const relation = this.relation(change.relationId);
     if (!relation.wanted) return;
+    if (!relation.target) {
+      this.held.add(data, start, end);
+      return;
+    }
     (this.tally as SegmentTally).changes++;
+    this.changes++;
     const applied = this.tableProgress.get(change.relationId);
-    if (applied !== undefined && (this.transaction as { commitLsn: Lsn }).commitLsn <= applied) return; // committed before an interruption
+    if (applied !== undefined && (this.transaction as OpenTransaction).commitLsn <= applied) return; // committed before an interruption
     const lane = this.laneFor(change.relationId);
     lane.load += end - start;
     if (relation.rowByRow && change.tag !== Tag.Insert) {
@@ -269,25 +382,77 @@ export class SegmentReplay {
     this.router.add(change, relation);
   }
 
-  private truncate(message: TruncateMessage): void {
+  private truncate(message: TruncateMessage, data: Buffer, start: number, end: number): void {
+    if (this.extensionScript > 0) return;
     const relations = message.relationIds.map((id) => this.relation(id)).filter((r) => r.wanted);
     if (relations.length === 0) return;
+    if (relations.some((r) => !r.target)) {
+      this.held.add(data, start, end);
+      return;
+    }
     this.requireSerial('TRUNCATE');
     (this.tally as SegmentTally).changes++;
+    this.changes++;
     this.router.flushAll();
-    this.push(this.lanes[0] as ApplyLane, { kind: 'truncate', relations, cascade: message.cascade, restartIdentity: message.restartIdentity });
+    this.push(this.firstLane, { kind: 'truncate', relations, cascade: message.cascade, restartIdentity: message.restartIdentity });
   }
 
-  private logicalMessage(message: LogicalMessage): void {
-    if (message.prefix === MessagePrefix.Ddl) {
-      this.requireSerial('DDL statement');
-      (this.tally as SegmentTally).changes++;
-      this.router.flushAll();
-      this.afterDdl = true;
-      this.push(this.lanes[0] as ApplyLane, { kind: 'ddl', content: message.content });
-    } else if (message.prefix === MessagePrefix.Heartbeat) {
-      this.sequences = (JSON.parse(message.content.toString('utf8')) as { sequences: HeartbeatSequences }).sequences;
+  private logicalMessage(message: LogicalMessage): Promise<void> | undefined {
+    if (message.prefix === MessagePrefix.Ddl) return this.schemaChange(message.content);
+    if (message.prefix === MessagePrefix.Heartbeat) this.sequences = heartbeatSequences(message);
+    return undefined;
+  }
+
+  /**
+   * A schema change: applied on the first lane at its position; then the catalog is read again through
+   * that lane's transaction, relations are routed anew, and rows held for tables it created are applied.
+   */
+  private async schemaChange(content: Buffer): Promise<void> {
+    const tally = this.tally as SegmentTally;
+    let record: DdlRecord;
+    try {
+      record = parseDdlRecord(content);
+    } catch {
+      throw new PitrError('Integrity', `a schema change record in segment ${tally.segment.name} is not valid JSON`, 'run "pitr verify --deep"');
     }
+    const action = ddlAction(record);
+    if (action.kind === 'extension-script') {
+      this.extensionScript++;
+      return;
+    }
+    if (this.extensionScript > 0 && (record.tag === 'CREATE EXTENSION' || record.tag === 'ALTER EXTENSION')) this.extensionScript--;
+    const position = this.position();
+    if (action.kind === 'skip') {
+      this.input.log.debug(
+        { event: 'ddl_skipped', commitLsn: position.commitLsn, tag: record.tag, reason: action.reason },
+        `schema change skipped: ${action.reason}`,
+      );
+      return;
+    }
+    this.requireSerial('DDL statement');
+    if (action.kind === 'unreplayable')
+      throw new PitrError(
+        'Replay',
+        `cannot replay the schema change ${positionText(position)} (${record.tag}): ${action.reason}`,
+        `restore to a point before it (--to lsn:${position.commitLsn} --exclusive); "pitr verify --ddl" lists every schema change that cannot be replayed`,
+      );
+    tally.changes++;
+    this.changes++;
+    (this.transaction as OpenTransaction).ddl = true;
+    this.router.flushAll();
+    this.push(this.firstLane, { kind: 'ddl', action, position });
+    const reread = deferred();
+    let catalog: TargetCatalog | undefined;
+    this.push(this.firstLane, { kind: 'call', run: async (client) => void (catalog = await TargetCatalog.load(client)), done: reread });
+    await reread.promise;
+    if (catalog) this.catalog = catalog;
+    for (const [id, relation] of this.relations) {
+      if (!relation.wanted) continue;
+      const target = this.targetOf(id, relation.message);
+      if (target !== relation.target || target?.sql !== relation.target?.sql || target?.keyOnlyUnique !== relation.target?.keyOnlyUnique)
+        this.relations.set(id, replayRelation(relation.message, target, true));
+    }
+    if (this.held.count > 0) for (const held of this.held.drain()) this.record(held, 0, held.length);
   }
 
   private requireSerial(what: string): void {
@@ -306,7 +471,7 @@ export class SegmentReplay {
 
   /** Serial segments use the first lane; otherwise a table keeps the lane it was first given, the least loaded then. */
   private laneFor(relationId: number): ApplyLane {
-    if ((this.tally as SegmentTally).serial) return this.lanes[0] as ApplyLane;
+    if ((this.tally as SegmentTally).serial) return this.firstLane;
     let lane = this.laneOf.get(relationId);
     if (!lane) {
       lane = this.lanes.reduce((a, b) => (b.load < a.load ? b : a));
@@ -316,15 +481,8 @@ export class SegmentReplay {
   }
 }
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-function deferred(): { promise: Promise<void>; resolve(): void; reject(error: unknown): void } {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => undefined); // a lane's failure is reported through the lane, not through every waiter
-  return { promise, resolve, reject };
+function heartbeatSequences(message: LogicalMessage): HeartbeatSequences {
+  return (JSON.parse(message.content.toString('utf8')) as { sequences: HeartbeatSequences }).sequences;
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -15,32 +15,30 @@ export interface TargetColumn {
  * catalog only changes through replayed DDL, which runs while no other connection is applying.
  */
 export class TargetColumns {
-  private readonly cache = new Map<string, Map<string, TargetColumn>>();
+  private readonly cache = new Map<number, Map<string, TargetColumn>>();
 
   clear(): void {
     this.cache.clear();
   }
 
   /** The cached columns, without a round trip (undefined when not cached yet). */
-  peek(schema: string, table: string): Map<string, TargetColumn> | undefined {
-    return this.cache.get(`${schema}\u0000${table}`);
+  peek(tableOid: number): Map<string, TargetColumn> | undefined {
+    return this.cache.get(tableOid);
   }
 
   /** Asks the catalog through `client`, which must see the table as replay left it. */
-  async get(client: Client, schema: string, table: string): Promise<Map<string, TargetColumn>> {
-    const key = `${schema}\u0000${table}`;
-    const cached = this.cache.get(key);
+  async get(client: Client, tableOid: number): Promise<Map<string, TargetColumn>> {
+    const cached = this.cache.get(tableOid);
     if (cached) return cached;
     const { rows } = await client.query<{ name: string; type: string; eq: boolean; always: boolean }>(
       `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, (a.attidentity = 'a' OR a.attgenerated <> '') AS always,
               EXISTS (SELECT 1 FROM pg_catalog.pg_operator o WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid) AS eq
          FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)
-          AND a.attnum > 0 AND NOT a.attisdropped`,
-      [schema, table],
+        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`,
+      [tableOid],
     );
     const columns = new Map(rows.map((r) => [r.name, { name: r.name, type: r.type, hasEquality: r.eq, neverUpdated: r.always }]));
-    this.cache.set(key, columns);
+    this.cache.set(tableOid, columns);
     return columns;
   }
 }

@@ -32,6 +32,11 @@ export class ArchiveFixture {
     return runPitr(['init', '--source', this.source, '--repo', this.repoDir, ...extra]);
   }
 
+  /** A base backup of the source, taken now. */
+  backup(extra: string[] = []): Promise<RunResult> {
+    return runPitr(['backup', '--source', this.source, '--repo', this.repoDir, '--log-level', 'warn', ...extra]);
+  }
+
   startArchiver(extra: string[] = [], env: NodeJS.ProcessEnv = {}): PitrProcess {
     return new PitrProcess(this.archiveArgs(extra), env);
   }
@@ -46,9 +51,12 @@ export class ArchiveFixture {
     return all;
   }
 
-  /** Waits until the slot's confirmed position reaches the source's current WAL position. */
+  /**
+   * Waits until the slot's confirmed position reaches everything committed so far. The insert position,
+   * not the write position: with synchronous_commit off a commit record may not be written yet.
+   */
   async waitCaughtUp(timeoutMs = 30_000): Promise<void> {
-    const [{ lsn }] = (await this.cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
+    const [{ lsn }] = (await this.cluster.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')) as [{ lsn: string }];
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const rows = await this.cluster.query<{ ok: boolean }>(

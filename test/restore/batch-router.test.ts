@@ -8,6 +8,7 @@
 import type { RelationMessage } from '../../src/archive/pgoutput-decoder';
 import { BatchRouter } from '../../src/restore/batch-router';
 import { RawChange } from '../../src/restore/raw-change';
+import type { TargetTable } from '../../src/restore/target-catalog';
 import { replayRelation, type ReplayRelation } from '../../src/restore/replay-relation';
 import type { TableBatch } from '../../src/restore/table-batch';
 import { rng } from './fidelity-workload';
@@ -197,12 +198,15 @@ function replayThroughRouter(changes: Change[], relation: ReplayRelation, reorde
   return { table, batches };
 }
 
+/** The target table of the tests' relation: its key's unique index alone (reorderable) or with another one. */
+const target = (keyOnlyUnique: boolean): TargetTable => ({ oid: 1, schema: 'public', name: 't', sql: '"public"."t"', keyOnlyUnique });
+
 const rows = (table: Map<string, Row>): string[] => [...table.values()].map((r) => `${String(r.get('id'))}=${String(r.get('v'))}`).sort();
 
 describe('batch router', () => {
   for (const reorder of [true, false]) {
     test(`${reorder ? 'reordering where keys commute' : 'in source order'}: 200 random streams give the sequential result`, () => {
-      const relation = replayRelation(RELATION, undefined, new Set(reorder ? ['public.t'] : []));
+      const relation = replayRelation(RELATION, target(reorder), true);
       expect(relation.reorderable).toBe(reorder);
       let totalBatches = 0;
       let totalChanges = 0;
@@ -227,11 +231,11 @@ describe('batch router', () => {
       if (t > 0) for (let i = 0; i < 5; i++) changes.push({ op: 'U', key: String((t - 1) * 10 + i), row: [String((t - 1) * 10 + i), `u${t}`] });
       for (let i = 5; i < 10; i++) changes.push({ op: 'D', key: String(t * 10 + i) });
     }
-    const relation = replayRelation(RELATION, undefined, new Set(['public.t']));
+    const relation = replayRelation(RELATION, target(true), true);
     const { table, batches } = replayThroughRouter(changes, relation, true, 1_000_000);
     expect(rows(table)).toEqual(rows(sequential(changes)));
     expect(batches).toBeLessThanOrEqual(3);
-    const strict = replayThroughRouter(changes, replayRelation(RELATION, undefined, new Set()), false, 1_000_000);
+    const strict = replayThroughRouter(changes, replayRelation(RELATION, target(false), true), false, 1_000_000);
     expect(strict.batches).toBeGreaterThan(500);
   });
 });
