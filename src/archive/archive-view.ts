@@ -105,6 +105,14 @@ export class ArchiveView {
     return loaded.flat().filter((m) => segmentMatches(m, select));
   }
 
+  /** The same, one page at a time: a reader that stops early reads no further. */
+  async *eachSegment(select: SegmentSelection): AsyncGenerator<SegmentManifest> {
+    for (const unit of this.units) {
+      if (!unitMayMatch(unit.summary, select)) continue;
+      for (const m of await this.load(unit)) if (segmentMatches(m, select)) yield m;
+    }
+  }
+
   /** The manifests of the pages (or tail segments) that start before `lsn` and hold a commit at or after it. */
   async straddling(lsn: Lsn): Promise<SegmentManifest[]> {
     const wanted = this.units.filter((u) => parseLsn(u.summary.first.firstCommitLsn) < lsn && parseLsn(u.summary.last.lastCommitLsn) >= lsn);

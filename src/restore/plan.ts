@@ -189,7 +189,8 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   const lookAhead: SegmentManifest[] = [];
   if (target.kind !== 'latest') {
     const last = replay[replay.length - 1];
-    for (const segment of segments) {
+    // read page by page from the last segment replayed: only as far as the look-ahead goes
+    for await (const segment of view.eachSegment({ endAfter: last ? parseLsn(last.endLsn) - 1n : 0n })) {
       if (last === undefined || gapStarts.has(segment.name)) break;
       if (parseLsn(segment.firstCommitLsn) <= parseLsn(last.firstCommitLsn)) continue;
       lookAhead.push(segment);
