@@ -11,7 +11,7 @@
  * Then, three times each: `list`, `status`, `restore --dry-run` (latest), `log --since` (the last
  * seconds) and a small restore (latest, from the second backup). Best and worst of three are printed.
  * Then the local archive is compacted (`pitr compact`, as `archive --retention` does with what is older
- * than a day) and measured again.
+ * than an hour) and measured again.
  *
  *   npm run bench:archive-scale
  *   BENCH_SEGMENTS=2000,20000 npm run bench:archive-scale
@@ -217,7 +217,7 @@ async function main(): Promise<void> {
       results.push({ size, segments, where: 'local', m: await measure(cluster, built, built.repoDir, []) });
       copyToGcs(gcs, built.repoDir, `scale${size}`);
       results.push({ size, segments, where: 'gcs', m: await measure(cluster, built, `gs://${BUCKET}/scale${size}`, ['--gcs-endpoint', gcs.url]) });
-      // as `archive --retention` keeps it: what is older than a day compacted (here: all but the last page)
+      // as `archive --retention` keeps it: what is older than an hour compacted (here: all but the last page)
       const compacted = await mustPitr(['compact', '--repo', built.repoDir, '--older-than', '0s', '--json']);
       const after = (await new Repository(new LocalStorage(built.repoDir)).segmentManifestNames()).length;
       console.log(`compacted into ${after} segments in ${compacted.seconds.toFixed(0)} s`);

@@ -181,7 +181,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     name: 'older-than',
     type: 'duration',
     arg: 'DURATION',
-    default: '1d',
+    default: '1h',
     commands: ['compact'],
     description: 'merge only segments whose every commit is older than this',
   },
