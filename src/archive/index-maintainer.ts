@@ -61,7 +61,8 @@ export class IndexMaintainer {
 
   private async load(): Promise<void> {
     let view = await ArchiveView.open(this.repo);
-    if (view.source.kind === 'scan' && view.count > 0) {
+    // fewer segments than a page fill are only a tail: nothing to build yet
+    if (view.source.kind === 'scan' && (view.count >= PAGE_FANOUT || (view.source.problem !== undefined && view.count > 0))) {
       this.log.info({ event: 'index_building', reason: view.source.problem ?? 'no index yet', segments: view.count }, 'building the archive index');
       await rebuildIndex(this.repo, this.identity, await view.all(), this.log);
       view = await ArchiveView.open(this.repo);
@@ -70,7 +71,7 @@ export class IndexMaintainer {
     const lastPage = catalog?.pages[catalog.pages.length - 1];
     this.indexedLast = lastPage?.last.name ?? null;
     const lastPageEnd = lastPage ? parseLsn(lastPage.last.endLsn) : -1n;
-    this.tail = (await view.segments({ endAfter: lastPageEnd < 0n ? -1n : lastPageEnd })).filter((m) => !lastPage || parseLsn(m.endLsn) > lastPageEnd);
+    this.tail = await view.segments({ endAfter: lastPageEnd });
     const newest = view.newest;
     this.newestEnd = newest ? parseLsn(newest.endLsn) : 0n;
     this.loaded = true;
