@@ -49,9 +49,11 @@ export interface DdlRecord {
   missing: MissingValue[] | null;
 }
 
-/** Parses a pitr.ddl message; any format. Throws on JSON that is not one. */
+/** Parses a pitr.ddl message; any format. Throws a SyntaxError on anything that is not one. */
 export function parseDdlRecord(content: Buffer | string): DdlRecord {
   const raw = JSON.parse(typeof content === 'string' ? content : content.toString('utf8')) as Record<string, unknown>;
+  if (typeof raw !== 'object' || raw === null || typeof raw.tag !== 'string' || (raw.event !== 'extension-script' && typeof raw.query !== 'string'))
+    throw new SyntaxError('not a schema change record pitr wrote (no command tag or statement): something else emitted a message with its prefix');
   const format = typeof raw.format === 'number' ? raw.format : 1;
   const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
   const int = (v: unknown): number | null => (typeof v === 'number' && Number.isInteger(v) ? v : null);

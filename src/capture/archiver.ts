@@ -322,6 +322,16 @@ export class Archiver {
             },
             'segment stored',
           );
+          for (const table of contents.replicaIdentityFull)
+            this.log.info(
+              { event: 'replica_identity_full', segment: base, table },
+              `table ${table} has no primary key: pitr gave it REPLICA IDENTITY FULL so that its UPDATEs and DELETEs can be archived (SET pitr.auto_replica_identity = off leaves new tables alone)`,
+            );
+          for (const change of contents.unreplayable)
+            this.log.warn(
+              { event: 'ddl_unreplayable', segment: base, commitLsn: formatLsn(change.commitLsn), tag: change.tag, reason: change.reason },
+              `archived a schema change that a restore cannot replay (${change.tag} committed at ${formatLsn(change.commitLsn)}): ${change.reason}; restores to points at or after it will stop there`,
+            );
           this.options.observer?.segmentStored({
             transactions: manifest.transactions,
             rawBytes: manifest.rawBytes,

@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { ddlAction } from '../archive/ddl-action';
+import { parseDdlRecord } from '../archive/ddl-record';
 import { SegmentBuilder, type SpooledSegment } from '../archive/segment-builder';
 import { MessagePrefix, Tag } from '../archive/segment-format';
 import type { ChangeCounts } from '../archive/segment-manifest';
@@ -19,6 +21,10 @@ export interface SegmentContents {
   tables: string[];
   marks: string[];
   ddl: number;
+  /** Schema changes a restore could not replay (archived all the same): commit LSN, tag and why. */
+  unreplayable: { commitLsn: Lsn; tag: string; reason: string }[];
+  /** Tables the capture gave REPLICA IDENTITY FULL (created or altered without a usable one). */
+  replicaIdentityFull: string[];
 }
 
 interface OpenSegment {
@@ -45,6 +51,8 @@ export class StreamAssembler {
   private inTransaction = false;
   private skipping = false;
   private counter = 0;
+  /** Commit LSN of the transaction being received (from its Begin). */
+  private commitLsn: Lsn = 0n;
 
   constructor(
     private readonly spoolDir: string,
@@ -78,6 +86,7 @@ export class StreamAssembler {
     switch (tag) {
       case Tag.Begin: {
         const commitLsn = message.readBigUInt64BE(1);
+        this.commitLsn = commitLsn;
         this.inTransaction = true;
         this.skipping = commitLsn <= this.lastSealedCommitLsn;
         if (!this.skipping) this.write(message);
@@ -154,6 +163,8 @@ export class StreamAssembler {
           tables: new Set(),
           marks: [],
           ddl: 0,
+          unreplayable: [],
+          replicaIdentityFull: [],
         },
       };
     }
@@ -184,8 +195,12 @@ export class StreamAssembler {
     stats.changes.message++;
     const prefixEnd = message.indexOf(0, 10);
     const prefix = message.toString('utf8', 10, prefixEnd);
-    if (prefix === MessagePrefix.Ddl) stats.ddl++;
-    else if (prefix === MessagePrefix.Mark) {
+    if (prefix === MessagePrefix.Ddl) {
+      stats.ddl++;
+      const { problem, fixedTable } = inspect(message.subarray(prefixEnd + 5));
+      if (problem) stats.unreplayable.push({ commitLsn: this.commitLsn, ...problem });
+      if (fixedTable) stats.replicaIdentityFull.push(fixedTable);
+    } else if (prefix === MessagePrefix.Mark) {
       const content = message.toString('utf8', prefixEnd + 5);
       try {
         stats.marks.push(String((JSON.parse(content) as { name: unknown }).name));
@@ -237,4 +252,22 @@ function relationName(message: Buffer): string {
   const nsEnd = message.indexOf(0, 5);
   const nameEnd = message.indexOf(0, nsEnd + 1);
   return `${message.toString('utf8', 5, nsEnd)}.${message.toString('utf8', nsEnd + 1, nameEnd)}`;
+}
+
+/**
+ * What the archiver says of a schema change record: why replay would refuse it, if it would (the
+ * decision replay itself makes), and the table when it is the capture's own REPLICA IDENTITY FULL.
+ */
+function inspect(content: Buffer): { problem?: { tag: string; reason: string }; fixedTable?: string } {
+  try {
+    const record = parseDdlRecord(content);
+    const action = ddlAction(record);
+    const ours = record.tag === 'ALTER TABLE' && /\nPL\/pgSQL function pitr\.capture_ddl\(\) line \d+ at EXECUTE/.test(record.context ?? '');
+    return {
+      ...(action.kind === 'unreplayable' ? { problem: { tag: record.tag, reason: action.reason } } : {}),
+      ...(ours && /REPLICA IDENTITY FULL"/.test(record.context ?? '') ? { fixedTable: record.commands[0]?.identity ?? '?' } : {}),
+    };
+  } catch (error) {
+    return { problem: { tag: '?', reason: (error as Error).message } };
+  }
 }

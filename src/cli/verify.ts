@@ -8,16 +8,18 @@ import { repositoryFrom } from './repository-option';
 export const verifyCommand: Command = {
   name: 'verify',
   summary: 'check every stored object against its manifest, the segment chain, and what each backup needs',
-  usage: 'pitr verify [--repo REPO] [--deep] [--since TIME] [--json]',
+  usage: 'pitr verify [--repo REPO] [--deep] [--ddl] [--since TIME] [--json]',
   examples: [
     'pitr verify --repo gs://backups/shop',
     'pitr verify --repo /var/lib/pitr/shop --deep --json',
+    'pitr verify --repo /var/lib/pitr/shop --ddl',
     "pitr verify --repo gs://backups/shop --since '2026-11-22 00:00+01'",
   ],
   async run({ options, out }) {
     const since = options.string('since');
     const report = await verifyRepository(await repositoryFrom(options), {
       deep: options.flag('deep'),
+      ddl: options.flag('ddl'),
       ...(since !== undefined ? { since: parseTimeOption('since', since, 'verify') } : {}),
     });
     if (options.flag('json')) {
@@ -40,6 +42,8 @@ export const verifyCommand: Command = {
     // Exit status 7 (integrity violation) when anything is wrong, after the whole report. A recorded gap
     // with a backup after it is listed but is not wrong: failing for it forever would teach schedules
     // to ignore this command.
+    // schema changes that cannot be replayed, and nothing else: the replay error's own status
+    if (!report.ok && report.problems.every((p) => p.status === 'unreplayable')) return ErrorKind.Replay;
     return report.ok ? 0 : ErrorKind.Integrity;
   },
 };

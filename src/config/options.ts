@@ -196,6 +196,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'rebuild-index', type: 'boolean', commands: ['compact'], description: "build the archive's index anew from the segment manifests first" },
   { name: 'force', type: 'boolean', commands: ['restore'], description: 'replace a non-empty target database (or the source itself)' },
   { name: 'deep', type: 'boolean', commands: ['verify'], description: 'also decompress and decode every record of every segment' },
+  {
+    name: 'ddl',
+    type: 'boolean',
+    commands: ['verify'],
+    description: 'also read the segments holding schema changes and report those a restore could not replay (exit 11 when they are all it finds)',
+  },
   { name: 'table', type: 'string', arg: 'TABLE', commands: ['log'], description: 'only transactions touching this table (schema.table or table)' },
   { name: 'op', type: 'string', arg: 'OP', commands: ['log'], description: 'only transactions with this operation: insert, update, delete, truncate or ddl' },
   {

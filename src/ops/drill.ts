@@ -2,6 +2,7 @@ import type { Client, ClientConfig } from 'pg';
 import type { Repository } from '../archive/repository';
 import { readTransactions } from '../archive/transaction-reader';
 import { MessagePrefix } from '../archive/segment-format';
+import { ddlSummary, parseDdlRecord } from '../archive/ddl-record';
 import type { BackupManifest } from '../archive/backup-manifest';
 import { listBackups } from '../archive/backup-catalog';
 import { formatLsn, parseLsn } from '../pg/lsn';
@@ -110,7 +111,7 @@ export async function expectedRows(repo: Repository, backup: BackupManifest, las
         case 'M':
           if (message.prefix === MessagePrefix.Ddl) {
             try {
-              ddl.push((JSON.parse(message.content.toString('utf8')) as { query: string }).query);
+              ddl.push(ddlSummary(parseDdlRecord(message.content)));
             } catch {
               // not ours to judge here: replay already applied it
             }

@@ -6,6 +6,7 @@ import { readTransactions, type ArchivedTransaction } from '../archive/transacti
 import { formatLsn } from '../pg/lsn';
 import { formatUnixMicros, parseIsoMicros } from '../pg/pg-time';
 import { quoteLiteral } from '../pg/sql-quote';
+import { ddlSummary, parseDdlRecord } from '../archive/ddl-record';
 import type { RelationMessage, TupleData, TupleValue } from '../archive/pgoutput-decoder';
 import { PitrError } from '../errors';
 import { ArchiveView, type SegmentSelection } from '../archive/archive-view';
@@ -202,8 +203,7 @@ function markName(content: Buffer): string {
 
 function ddlText(content: Buffer): string {
   try {
-    const parsed = JSON.parse(content.toString('utf8')) as { query?: unknown; tag?: unknown };
-    return typeof parsed.query === 'string' ? parsed.query : String(parsed.tag ?? 'DDL');
+    return ddlSummary(parseDdlRecord(content));
   } catch {
     return 'DDL';
   }

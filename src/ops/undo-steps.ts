@@ -1,3 +1,4 @@
+import { ddlSummary, parseDdlRecord } from '../archive/ddl-record';
 import type { ArchivedTransaction } from '../archive/transaction-reader';
 import type { RelationMessage, TupleData, TupleValue } from '../archive/pgoutput-decoder';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
@@ -73,8 +74,7 @@ export function changedRelation(txn: ArchivedTransaction, id: number): RelationM
 
 function ddlQuery(content: Buffer): string {
   try {
-    const q = (JSON.parse(content.toString('utf8')) as { query?: unknown }).query;
-    return typeof q === 'string' ? q.replace(/\s+/g, ' ').trim().slice(0, 200) : 'DDL';
+    return ddlSummary(parseDdlRecord(content)).replace(/\s+/g, ' ').trim().slice(0, 200);
   } catch {
     return 'DDL';
   }

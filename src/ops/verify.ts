@@ -13,8 +13,10 @@ import { SLOTS_PREFIX, slotCreationName, type SlotCreation } from '../archive/sl
 import { verifyIndex } from './verify-index';
 import { liveSegmentNames } from '../archive/segment-names';
 import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
+import { unreplayableChanges } from './schema-change-check';
 
-export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap';
+/** unreplayable: a schema change replay would refuse (with --ddl). */
+export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap' | 'unreplayable';
 
 export interface Problem {
   object: string;
@@ -44,11 +46,13 @@ export interface VerifyOptions {
    * or the oldest when none had, and every newer one). Older objects are neither read nor reported.
    */
   since?: bigint;
+  /** Also read the segments holding schema changes and report those a restore could not replay. */
+  ddl?: boolean;
 }
 
 /** Reads every object the repository's manifests name and checks it, collecting every problem found. */
 export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const verifier = new Verifier(repo, options.deep ?? false, options.since);
+  const verifier = new Verifier(repo, options.deep ?? false, options.since, options.ddl ?? false);
   await verifier.run();
   return {
     ok: verifier.problems.length === 0,
@@ -71,6 +75,7 @@ class Verifier {
     private readonly repo: Repository,
     private readonly deep: boolean,
     private readonly since: bigint | undefined,
+    private readonly ddl: boolean,
   ) {}
 
   private get storage(): Repository['storage'] {
@@ -90,6 +95,13 @@ class Verifier {
     this.checkGaps(gaps, backups);
     if (this.since === undefined) for (const p of await verifyIndex(this.repo, segments)) this.report(p.object, p.status, p.detail);
     for (const { prefix, manifest } of backups) this.checkBackupCoverage(prefix, manifest, segments, gaps);
+    if (this.ddl)
+      for (const change of await unreplayableChanges(this.repo, segments))
+        this.report(
+          change.segment,
+          'unreplayable',
+          `schema change committed at ${change.commitLsn} (${change.commitTime}, xid ${change.xid}), ${change.tag}: ${change.reason}; a restore to a point at or after it stops there`,
+        );
   }
 
   /** The slot creation records `pitr init` stored: each checked, and matched against its name. */

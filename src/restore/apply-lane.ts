@@ -4,7 +4,7 @@ import type { DeleteMessage, UpdateMessage } from '../archive/pgoutput-decoder';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { applyBatch } from './batch-statement';
-import type { DdlAction } from './ddl-action';
+import type { DdlAction } from '../archive/ddl-action';
 import { replayDdl, type ChangePosition } from './ddl-replay';
 import type { Deferred } from './deferred';
 import type { ReplayRelation } from './replay-relation';

@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import type { MissingValue } from '../archive/ddl-record';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
-import type { DdlAction } from './ddl-action';
+import type { DdlAction } from '../archive/ddl-action';
 
 /** Where a change sits in the archive: how errors and logs name it. */
 export interface ChangePosition {

@@ -17,7 +17,7 @@ import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import { formatUnixMicros } from '../pg/pg-time';
 import type { ApplyLane, LaneFailure, LaneJob } from './apply-lane';
 import { BatchRouter } from './batch-router';
-import { ddlAction } from './ddl-action';
+import { ddlAction } from '../archive/ddl-action';
 import { positionText, type ChangePosition } from './ddl-replay';
 import { deferred } from './deferred';
 import { throwIfInterrupted } from './interrupted';
@@ -412,8 +412,13 @@ export class SegmentReplay {
     let record: DdlRecord;
     try {
       record = parseDdlRecord(content);
-    } catch {
-      throw new PitrError('Integrity', `a schema change record in segment ${tally.segment.name} is not valid JSON`, 'run "pitr verify --deep"');
+    } catch (error) {
+      const position = this.position();
+      throw new PitrError(
+        'Replay',
+        `cannot replay the schema change ${positionText(position)} in segment ${tally.segment.name}: ${(error as Error).message}`,
+        `restore to a point before it (--to lsn:${position.commitLsn} --exclusive); "pitr verify --ddl" lists every schema change that cannot be replayed`,
+      );
     }
     const action = ddlAction(record);
     if (action.kind === 'extension-script') {

@@ -137,6 +137,25 @@ export class PgCluster {
     return stdout;
   }
 
+  /** Runs a script file through psql -f, which sends its statements one by one (as loading pg_dump output does). */
+  async psqlFile(sql: string, database = 'postgres'): Promise<string> {
+    const file = path.join(this.baseDir, `script-${Date.now()}-${Math.random().toString(36).slice(2)}.sql`);
+    writeFileSync(file, sql);
+    try {
+      const { stdout } = await execFileAsync(
+        path.join(this.binDir, 'psql'),
+        ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-d', this.url(database), '-f', file],
+        {
+          encoding: 'utf8',
+          maxBuffer: 256 * 1024 * 1024,
+        },
+      );
+      return stdout;
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+
   async destroy(): Promise<void> {
     try {
       await this.stopServer('immediate');

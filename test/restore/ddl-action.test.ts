@@ -4,7 +4,7 @@
  * in test/restore/schema-changes.test.ts archive real ones).
  */
 import { locateStatement, parseDdlRecord, type DdlRecord } from '../../src/archive/ddl-record';
-import { ddlAction } from '../../src/restore/ddl-action';
+import { ddlAction } from '../../src/archive/ddl-action';
 
 function record(fields: Partial<DdlRecord> & { tag: string; query: string }): DdlRecord {
   return parseDdlRecord(

@@ -8,6 +8,7 @@
  * partitions from plpgsql with EXECUTE format(...) and COMMIT between them.
  */
 import { Client } from 'pg';
+import { EMIT_HEARTBEAT_SQL } from '../../src/capture/in-band-sql';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
 import { PointRecorder, restoreDifference } from '../harness/recorded-points';
@@ -259,6 +260,7 @@ beforeAll(async () => {
         throw new Error(`migration step ${i + 1} (${step.name}) failed on the source: ${(error as Error).message}`, { cause: error });
       }
       await recorder.record(step.name);
+      await app.query(EMIT_HEARTBEAT_SQL); // the archiver's heartbeat, at once rather than within --heartbeat: sequences after the point
       const exists = (await app.query<{ ok: boolean }>(`SELECT to_regclass('invoice_no_seq') IS NOT NULL AS ok`)).rows[0]?.ok;
       if (exists) handedOut.set(step.name, Number((await app.query<{ v: string }>('SELECT last_value::text AS v FROM invoice_no_seq')).rows[0]?.v));
     }

@@ -1,4 +1,4 @@
-import { locateStatement, type DdlRecord, type MissingValue } from '../archive/ddl-record';
+import { locateStatement, type DdlRecord, type MissingValue } from './ddl-record';
 import { splitStatements, withoutKeyword, type Statement } from '../pg/sql-lexer';
 
 /**
