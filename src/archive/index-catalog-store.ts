@@ -23,6 +23,8 @@ export interface CatalogRead {
   catalog: IndexCatalog | null;
   /** Why there is no usable catalog: none stored, or the newest is damaged (readers then scan the segments). */
   problem?: string;
+  /** The highest catalog number stored when it was read (0 for none): a writer stores the next one. */
+  newestSequence: number;
 }
 
 /** The newest catalog. A damaged newest catalog is not replaced by an older one: it may name segments removed since. */
@@ -31,16 +33,17 @@ export async function readNewestCatalog(repo: Repository): Promise<CatalogRead> 
     const { objects } = await repo.storage.list(CATALOG_PREFIX);
     const names = objects.map((o) => o.name).filter((n) => sequenceOfCatalogName(n) !== undefined);
     const newest = names[names.length - 1];
-    if (newest === undefined) return { catalog: null };
+    if (newest === undefined) return { catalog: null, newestSequence: 0 };
+    const newestSequence = sequenceOfCatalogName(newest) ?? 0;
     try {
       const catalog = decodeCheckedJson<IndexCatalog>(await repo.storage.read(newest), newest);
-      if (catalog.kind !== 'index-catalog' || catalog.sequence !== sequenceOfCatalogName(newest) || catalog.format > INDEX_FORMAT)
-        return { catalog: null, problem: `index catalog ${newest} is not a catalog of this format` };
-      return { catalog };
+      if (catalog.kind !== 'index-catalog' || catalog.sequence !== newestSequence || catalog.format > INDEX_FORMAT)
+        return { catalog: null, problem: `index catalog ${newest} is not a catalog of this format`, newestSequence };
+      return { catalog, newestSequence };
     } catch (error) {
       // removed by a writer between our listing and our read: list again
       if (isPitrError(error, 'NotFound') && attempt < 3) continue;
-      if (isPitrError(error, 'Integrity')) return { catalog: null, problem: `index catalog ${newest} is damaged` };
+      if (isPitrError(error, 'Integrity')) return { catalog: null, problem: `index catalog ${newest} is damaged`, newestSequence };
       throw error;
     }
   }
@@ -74,10 +77,12 @@ export async function updateCatalog(
   from?: string,
 ): Promise<IndexCatalog | null> {
   for (let attempt = 0; ; attempt++) {
-    const { catalog: current } = await readNewestCatalog(repo);
+    const { catalog: current, newestSequence } = await readNewestCatalog(repo);
     const pages = await change(current);
     if (pages === null) return current;
-    const sequence = await nextSequence(repo, current);
+    // the number after the newest seen when the change was made on it: a writer that raced another
+    // collides with it (a damaged newest catalog is superseded the same way)
+    const sequence = newestSequence + 1;
     const next: IndexCatalog = {
       format: INDEX_FORMAT,
       kind: 'index-catalog',
@@ -100,18 +105,6 @@ export async function updateCatalog(
     await removeOldIndexObjects(repo, next);
     return next;
   }
-}
-
-/**
- * The number after the catalog the change was made on, so a writer that raced another collides with
- * it; without one (none, or the newest damaged), one more than the highest stored, superseding it.
- */
-async function nextSequence(repo: Repository, current: IndexCatalog | null): Promise<number> {
-  if (current) return current.sequence + 1;
-  const { objects } = await repo.storage.list(CATALOG_PREFIX);
-  let highest = 0;
-  for (const o of objects) highest = Math.max(highest, sequenceOfCatalogName(o.name) ?? 0);
-  return highest + 1;
 }
 
 /**
