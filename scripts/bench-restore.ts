@@ -268,6 +268,8 @@ async function main(): Promise<void> {
     console.log(equal ? 'contents equal' : 'contents NOT equal');
     if (!equal) process.exitCode = 1;
 
+    if (!(await oltpComparison(source, subscriber, repo))) process.exitCode = 1;
+
     // C: one large transaction, restored from a backup taken just before it
     await source.query('CREATE TABLE big (id bigint PRIMARY KEY, v text)');
     await execFileAsync(process.execPath, [PITR_BIN, 'backup', '--source', source.url(), '--repo', repo, '--log-level', 'warn']);
@@ -292,6 +294,119 @@ async function main(): Promise<void> {
     await source.destroy();
     rmSync(repo, { recursive: true, force: true });
   }
+}
+
+const OLTP_SECONDS = Number(process.env.BENCH_OLTP_SECONDS ?? 15);
+const OLTP_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'bulk'];
+
+/**
+ * The OLTP-shaped backlog: pgbench's default TPC-B-like script from 2 clients for BENCH_OLTP_SECONDS
+ * (many small transactions on a few hot rows: every transaction updates the one branch, one of ten
+ * tellers, one of 100,000 accounts, and inserts into the history), then 300,000 inserts, 200,000
+ * updates and 50,000 deletes in statements of 1,000 rows. pitr restore (from a backup taken after
+ * pgbench's initialisation) and a subscription (on a slot made right after that backup, into a copy of
+ * the initialised tables) replay it; both must end equal to the source.
+ */
+async function oltpComparison(source: PgCluster, subscriber: PgCluster, repo: string): Promise<boolean> {
+  const pgbench = path.join(source.binDir, 'pgbench');
+  await execFileAsync(pgbench, ['-i', '-q', '-s', '1', source.url()]);
+  await source.query('CREATE TABLE bulk (id bigint PRIMARY KEY, n int, v text)');
+  const { stdout: backupOut } = await execFileAsync(process.execPath, [
+    PITR_BIN,
+    'backup',
+    '--source',
+    source.url(),
+    '--repo',
+    repo,
+    '--log-level',
+    'warn',
+    '--json',
+  ]);
+  const backup = JSON.parse(backupOut) as { id: string };
+  await source.query("SELECT pg_create_logical_replication_slot('oltp_slot', 'pgoutput')");
+  // the subscriber's copy of the initialised tables (pgbench's data is the same every time)
+  await subscriber.query('CREATE DATABASE sub_oltp');
+  await execFileAsync(pgbench, ['-i', '-q', '-s', '1', subscriber.url('sub_oltp')]);
+  await subscriber.query('CREATE TABLE bulk (id bigint PRIMARY KEY, n int, v text)', [], 'sub_oltp');
+  for (const sql of DDL) await subscriber.query(sql, [], 'sub_oltp'); // every published table must exist (the first backlog's are not changed again)
+  await subscriber.query('ALTER TABLE pgbench_history REPLICA IDENTITY FULL', [], 'sub_oltp');
+
+  const generated = process.hrtime.bigint();
+  const { stdout: bench } = await execFileAsync(pgbench, ['-n', '-c', '2', '-j', '2', '-T', String(OLTP_SECONDS), source.url()]);
+  const txns = /number of transactions actually processed: (\d+)/.exec(bench)?.[1] ?? '?';
+  await source.query(`CREATE PROCEDURE bulk_load(INOUT last_lsn pg_lsn DEFAULT NULL) LANGUAGE plpgsql AS $$
+    BEGIN
+      FOR s IN 0 .. 299 LOOP INSERT INTO bulk SELECT s * 1000 + g, g, md5((s * 1000 + g)::text) FROM generate_series(1, 1000) g; COMMIT; END LOOP;
+      FOR s IN 0 .. 199 LOOP UPDATE bulk SET n = n + 1, v = v || 'u' WHERE id > s * 1000 AND id <= s * 1000 + 1000; COMMIT; END LOOP;
+      FOR s IN 0 .. 49 LOOP DELETE FROM bulk WHERE id > s * 6000 AND id <= s * 6000 + 1000; IF s = 49 THEN last_lsn := pg_current_wal_insert_lsn(); END IF; COMMIT; END LOOP;
+    END $$`);
+  const [called] = await source.query<{ last_lsn: string }>('CALL bulk_load()');
+  const [end] = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  const changes = Number(txns) * 4 + 550_000;
+  console.log(
+    `OLTP-shaped backlog: pgbench (TPC-B-like, 2 clients, ${OLTP_SECONDS} s) ${txns} transactions, then 550,000 changes in 1,000-row statements (about ${changes} changes), generated in ${(Number(process.hrtime.bigint() - generated) / 1e9).toFixed(1)} s`,
+  );
+  const archive = await archiveUntil(source, repo, end?.lsn as string);
+  console.log(`  archived by pitr archive in ${archive.seconds.toFixed(2)} s (not part of the ratio)`);
+
+  const restore = await timedRestore(subscriber, repo, subscriber.url('pitr_oltp'));
+  const summary = restore.code === 0 ? (JSON.parse(restore.stdout) as RestoreJson) : undefined;
+  const sub = await (async () => {
+    const started = process.hrtime.bigint();
+    const source0 = serverCpu(source);
+    const target0 = serverCpu(subscriber);
+    await subscriber.query(
+      `CREATE SUBSCRIPTION so CONNECTION '${source.url()}' PUBLICATION pitr WITH (create_slot = false, slot_name = 'oltp_slot', copy_data = false)`,
+      [],
+      'sub_oltp',
+    );
+    for (;;) {
+      const row = await one<{ ok: boolean | null }>(
+        subscriber,
+        `SELECT o.remote_lsn > $1::pg_lsn AS ok FROM pg_catalog.pg_replication_origin_status o
+           JOIN pg_catalog.pg_subscription s ON o.external_id = 'pg_' || s.oid WHERE s.subname = 'so'`,
+        [called?.last_lsn],
+        'sub_oltp',
+      );
+      if (row?.ok) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return { seconds: Number(process.hrtime.bigint() - started) / 1e9, sourceCpu: serverCpu(source) - source0, targetCpu: serverCpu(subscriber) - target0 };
+  })();
+  await subscriber.query('DROP SUBSCRIPTION so', [], 'sub_oltp');
+  if (summary) {
+    console.log(
+      `  pitr restore --to latest (backup ${backup.id}): ${restore.seconds.toFixed(2)} s to exit (load ${summary.seconds.load.toFixed(2)}, replay ${summary.seconds.replay.toFixed(2)}); ${summary.transactions} transactions; cpu: pitr ${restore.pitrCpu.toFixed(1)} s, target server ${restore.serverCpu.toFixed(1)} s; peak RSS ${restore.peakMb.toFixed(0)} MB`,
+    );
+  } else console.log(`  pitr restore FAILED: exit code ${restore.code}: ${restore.stderr.trim()}`);
+  console.log(
+    `  subscription: ${sub.seconds.toFixed(2)} s until the last commit was applied; cpu: walsender ${sub.sourceCpu.toFixed(1)} s, apply worker ${sub.targetCpu.toFixed(1)} s`,
+  );
+  if (summary)
+    console.log(
+      `  ratio pitr replay/subscription time: ${(summary.seconds.replay / sub.seconds).toFixed(2)} (target at most 0.5); whole restore to exit/subscription: ${(restore.seconds / sub.seconds).toFixed(2)}`,
+    );
+  let equal = summary !== undefined;
+  for (const table of OLTP_TABLES) {
+    const order = table === 'pgbench_history' ? 'tid, bid, aid, delta, mtime' : table === 'bulk' ? 'id' : table.replace('pgbench_', '').slice(0, 1) + 'id';
+    const print = async (cluster: PgCluster, db: string): Promise<string> => {
+      const row = await one<{ n: string; md5: string | null }>(
+        cluster,
+        `SELECT count(*)::text AS n, md5(string_agg(t::text, E'\\n' ORDER BY ${order})) AS md5 FROM public.${table} t`,
+        [],
+        db,
+      );
+      return `${row.n} rows, md5 ${row.md5 ?? '-'}`;
+    };
+    const want = await print(source, 'postgres');
+    const fromPitr = summary ? await print(subscriber, 'pitr_oltp') : 'not restored';
+    const fromSub = await print(subscriber, 'sub_oltp');
+    const ok = want === fromPitr && want === fromSub;
+    equal &&= ok;
+    console.log(`  ${table}: ${want}${ok ? ' (all three)' : ` / ${fromPitr} / ${fromSub}  MISMATCH`}`);
+  }
+  console.log(equal ? '  contents equal' : '  contents NOT equal');
+  return equal;
 }
 
 main().catch((error: unknown) => {

@@ -39,7 +39,15 @@ describe('README.md', () => {
   test('links only to files that exist', () => {
     for (const file of [
       'README.md',
-      ...['recover-deleted-rows', 'point-in-time-side-database', 'monthly-drill', 'slot-invalidated'].map((r) => `docs/runbooks/${r}.md`),
+      ...[
+        'recover-deleted-rows',
+        'point-in-time-side-database',
+        'monthly-drill',
+        'slot-invalidated',
+        'replaced-or-promoted-source',
+        'second-writer',
+        'different-content',
+      ].map((r) => `docs/runbooks/${r}.md`),
     ]) {
       for (const [, target] of read(file).matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
         if (/^[a-z]+:/.test(target as string)) continue;

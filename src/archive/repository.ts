@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import { PitrError } from '../errors';
 import type { Storage } from '../storage/storage';
 import { decodeCheckedJson, encodeCheckedJson } from './checked-json';
@@ -74,9 +75,24 @@ export class Repository {
     return decodeCheckedJson<SegmentManifest>(await this.storage.read(name), name);
   }
 
-  /** Data first, manifest last: a segment without its manifest is not part of the archive. */
-  async storeSegment(base: string, spoolPath: string, manifest: SegmentManifest): Promise<void> {
-    await this.storage.put(segmentDataName(base), { kind: 'file', path: spoolPath, consume: true });
+  /**
+   * Data first, manifest last: a segment without its manifest is not part of the archive. `fence` runs
+   * before each of the two is written (the writer lease's check). The spool file is consumed by the
+   * data put; called again after a failure past that point, the stored data object stands in for it.
+   */
+  async storeSegment(base: string, spoolPath: string, manifest: SegmentManifest, fence: () => Promise<void> = async () => undefined): Promise<void> {
+    const data = segmentDataName(base);
+    await fence();
+    if (await exists(spoolPath)) await this.storage.put(data, { kind: 'file', path: spoolPath, consume: true });
+    else if ((await this.storage.stat(data))?.size !== manifest.storedBytes)
+      throw new PitrError('Internal', `the spool file of segment ${base} is gone and its data object is not in ${this.storage.location}`);
+    await fence();
     await this.storage.put(segmentManifestName(base), { kind: 'buffer', data: encodeCheckedJson(manifest) });
   }
 }
+
+const exists = (file: string): Promise<boolean> =>
+  fs.access(file).then(
+    () => true,
+    () => false,
+  );

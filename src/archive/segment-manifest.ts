@@ -41,6 +41,10 @@ export interface SegmentManifest {
    * holds and the last of them, which the segment after it names as its previous.
    */
   merged?: { segments: number; last: { name: string; sha256: string } };
+  /** The source's timeline while the segment was received; absent in segments written before it was recorded. */
+  timeline?: number;
+  /** The writer lease's fencing token the segment was stored under (docs/format.md, "Writer lease"); absent before leases. */
+  fencingToken?: number;
 }
 
 export const SEGMENTS_PREFIX = 'segments/';

@@ -3,8 +3,10 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Client } from 'pg';
 import PQueue from 'p-queue';
-import type { Repository } from '../archive/repository';
-import { FORMAT_VERSION } from '../archive/segment-format';
+import { performance } from 'node:perf_hooks';
+import { thisProcess } from '../archive/lease-holder';
+import type { Repository, RepositoryIdentity } from '../archive/repository';
+import { RepositoryLease } from '../archive/repository-lease';
 import { segmentBaseName, type SegmentManifest } from '../archive/segment-manifest';
 import { newestSlotCreation } from '../archive/slot-creation';
 import type { SourceConnection } from '../config/connection';
@@ -14,9 +16,13 @@ import type { Logger } from '../logger';
 import type { ArchiverObserver } from './archiver-observer';
 import { EMIT_HEARTBEAT_SQL } from './in-band-sql';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
-import { formatUnixMicros } from '../pg/pg-time';
 import { ReplicationStream } from './replication-stream';
-import { connectSource, connectionError, identifySystem } from '../pg/connect';
+import { connectSource, identifySystem } from '../pg/connect';
+import type { ReplicationSession } from '../pg/replication-session';
+import { checkConnection, resumeAfter } from './connection-check';
+import { classifyStreamError } from './stream-error';
+import { manifestFor, uploadSegment } from './segment-upload';
+import { closeBounded, until, waitLogged } from './stop-waits';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
 import { IndexMaintainer } from '../archive/index-maintainer';
 
@@ -37,16 +43,22 @@ export interface ArchiverOptions {
    * as ours and stopped, in reverse order, before run() returns.
    */
   alongside?: readonly { start(): void; stop(): Promise<void> }[];
+  /** The repository's writer lease: expiry after this long unrenewed, and whether to take it from a live holder. */
+  lease: { ttlMs: number; takeover: boolean };
 }
 
 /**
  * States (logged on every change):
  *   starting → connecting → streaming ⇄ backoff (lost connection or source restart) → draining → stopped
- * draining: a stop was asked; finish the transaction being received, seal, upload, acknowledge.
+ * starting: the repository is claimed and its writer lease taken (or refused).
+ * connecting: each connection is checked (source identity, timeline, publication, slot) before streaming.
+ * draining: a stop was asked, in any state; within STOP_GRACE_MS finish the transaction being received,
+ * seal, upload, acknowledge; what is not stored by then is left unacknowledged for the next run.
  */
 export type ArchiverState = 'starting' | 'connecting' | 'streaming' | 'backoff' | 'draining' | 'stopped';
 
-const SLOT_IN_USE = '55006';
+/** A stop waits this long at most for the transaction being received and for uploads, then leaves the rest unacknowledged. */
+const STOP_GRACE_MS = 5_000;
 /** Raw bytes handed to the compressor but not yet written; past this the stream is paused. */
 const MAX_PENDING_COMPRESSION_BYTES = 16 * 1024 * 1024;
 
@@ -60,15 +72,23 @@ export class Archiver {
   private assembler!: StreamAssembler;
   private readonly uploads: PQueue;
   /** Sealed segments in seal order, each with its upload outcome. */
-  private readonly inFlight: { endLsn: Lsn; done: boolean; manifest: SegmentManifest }[] = [];
+  private readonly inFlight: { segment: string; endLsn: Lsn; done: boolean; manifest: SegmentManifest }[] = [];
   /** The archive's index, told of each segment once it is stored, in chain order. */
   private index: IndexMaintainer | undefined;
   private sealing: Promise<void> = Promise.resolve();
   /** Seals started whose upload is not queued yet: until then the durable position must not move. */
   private sealsStarting = 0;
   private durableLsn: Lsn = 0n;
+  /** End LSN of the newest segment stored (in seal order): where the archive's data ends. */
+  private storedEndLsn: Lsn = 0n;
+  /** The source's timeline of the current connection (of the newest segment before the first one); null when unknown. */
+  private timeline: number | null = null;
   private previous: SegmentManifest['previous'] = null;
   private identity = { systemIdentifier: '', database: '' };
+  private owner: RepositoryIdentity | undefined;
+  private lease: RepositoryLease | undefined;
+  /** Uploads inside storeSegment right now: while any may still land, the lease is not released. */
+  private readonly storing = { count: 0 };
   private paused = false;
   private fatal: unknown;
   private heartbeatClient: Client | undefined;
@@ -94,12 +114,31 @@ export class Archiver {
     const system = await identifySystem(this.source.config, this.source.display);
     this.identity = { systemIdentifier: system.systemIdentifier, database: system.database };
     await this.repo.storage.checkWritable();
-    await this.repo.claim(this.identity);
+    this.owner = await this.repo.claim(this.identity);
+    this.lease = await RepositoryLease.acquire(this.repo.storage, thisProcess({ command: 'archive', slot: this.options.slot, ...this.identity }), {
+      ...this.options.lease,
+      log: this.log,
+      signal,
+    });
+    // the index is written by the lease holder only, beside the stream
     this.index = new IndexMaintainer(this.repo, this.identity, this.log);
     this.index.start();
+    try {
+      await this.archive(signal);
+    } finally {
+      // a segment whose upload may still land must not meet the next writer's: then the lease expires instead
+      if (this.storing.count > 0) this.lease.stopRenewing();
+      else await this.lease.release();
+    }
+  }
+
+  private async archive(signal: AbortSignal): Promise<void> {
+    const lease = this.lease as RepositoryLease;
     const latest = await this.repo.latestSegment();
     if (latest) {
       this.durableLsn = parseLsn(latest.endLsn);
+      this.storedEndLsn = this.durableLsn;
+      this.timeline = latest.timeline ?? null;
       this.previous = await this.chainLink(latest);
     }
     const spoolDir = this.options.spoolDir ?? path.join(tmpdir(), `pitr-spool-${this.options.slot}-${process.pid}`);
@@ -113,10 +152,12 @@ export class Archiver {
         slot: this.options.slot,
         from: formatLsn(this.durableLsn),
         segment: latest?.name ?? null,
+        fencingToken: lease.token,
       },
       'archiver starting',
     );
 
+    lease.startRenewing((error) => this.fail(error));
     const ageTimer = setInterval(() => this.maybeSeal(false), Math.min(100, this.options.segmentAgeMs));
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
     const alongside = this.options.alongside ?? [];
@@ -127,13 +168,15 @@ export class Archiver {
       // after a clean drain nothing is pending; after a fatal error nothing pending may be waited for
       this.abandonUploads.abort();
       this.uploads.clear();
-      for (const work of [...alongside].reverse()) await work.stop();
+      const deadline = performance.now() + STOP_GRACE_MS;
+      for (const work of [...alongside].reverse())
+        await waitLogged(this.log, work.stop(), 'work beside the stream (a scheduled backup or prune) to stop', deadline);
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
-      await this.heartbeatClient?.end().catch(() => undefined);
+      await closeBounded(this.heartbeatClient?.end());
       // the index is a cache: what it has not written yet is written on the next start
       const waited = new AbortController();
-      await Promise.race([this.index?.close(), delay(5_000, waited.signal).catch(() => undefined)]);
+      await Promise.race([this.index?.close(), delay(5_000, waited.signal)]);
       waited.abort();
       await fs.rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -174,7 +217,12 @@ export class Archiver {
       this.stream = stream;
       let markStarted = (): void => undefined;
       const started = new Promise<'running'>((resolve) => (markStarted = () => resolve('running')));
-      const ended = stream.run(this.durableLsn, () => markStarted()).then(() => 'ended' as const);
+      const ended = stream
+        .run(
+          (session) => this.prepareSession(session),
+          () => markStarted(),
+        )
+        .then(() => 'ended' as const);
       ended.catch(() => undefined); // observed through the races below
       // one listener per connection attempt, removed after it: an archiver reconnecting for days must not pile them up
       let onAbort = (): void => undefined;
@@ -199,10 +247,16 @@ export class Archiver {
         }
         throw new Error('replication connection closed by the server');
       } catch (error) {
-        await stream.stop();
+        await closeBounded(stream.stop());
         this.stream = undefined;
         if (this.fatal) throw this.fatal;
-        const classified = this.classify(error, firstConnect && attempt >= 4);
+        // refusals of the connection check: the connection is dropped, nothing was streamed or acknowledged
+        if (error instanceof PitrError) throw error;
+        const classified = classifyStreamError(
+          error,
+          { slot: this.options.slot, publication: this.options.publication, source: this.source.display, durableLsn: this.durableLsn },
+          firstConnect && attempt >= 4,
+        );
         if (classified) throw classified;
         await this.assembler.reset();
         const waitMs = backoffMs(attempt, 250, 30_000);
@@ -214,33 +268,41 @@ export class Archiver {
         signal.removeEventListener('abort', onAbort);
       }
     }
-    await this.finishUploads();
+    await this.drain();
   }
 
-  /** Errors that retrying cannot cure become a PitrError; transient ones return undefined. */
-  private classify(error: unknown, giveUpOnBusy: boolean): PitrError | undefined {
-    const e = error as { code?: string; message?: string; detail?: string };
-    const message = e.message ?? '';
-    if (e.code === SLOT_IN_USE && giveUpOnBusy) {
-      return new PitrError(
-        'Busy',
-        `replication slot "${this.options.slot}" is in use by another archiver (${message})`,
-        'only one archiver may stream from a slot; stop the other one, or use another slot with --slot',
+  /** On each replication connection, before streaming: who was reached, and where to start (connection-check.ts). */
+  private async prepareSession(session: ReplicationSession): Promise<Lsn> {
+    const owner = this.owner as RepositoryIdentity;
+    const end =
+      this.timeline === null && this.storedEndLsn === 0n
+        ? null
+        : { storedEndLsn: this.storedEndLsn, acknowledgedLsn: this.durableLsn, timeline: this.timeline };
+    let checked;
+    try {
+      checked = await checkConnection(session, {
+        owner,
+        end,
+        slot: this.options.slot,
+        publication: this.options.publication,
+        source: this.source.display,
+        repository: this.repo.storage.location,
+      });
+    } catch (error) {
+      if (error instanceof PitrError && error.kind === 'Repository')
+        this.log.error({ event: 'source_mismatch', error: error.message }, 'the source is not the one this archive follows');
+      throw error;
+    }
+    if (checked.match.kind === 'promoted') {
+      const { from, to, switchpoint } = checked.match;
+      this.durableLsn = resumeAfter(checked.match, this.durableLsn);
+      this.log.warn(
+        { event: 'timeline_switch', from, to, switchpoint: formatLsn(switchpoint), resumeAt: formatLsn(this.durableLsn) },
+        `the source was promoted: timeline ${to} since ${formatLsn(switchpoint)}; the archive ends before that and the slot is there: the stream continues`,
       );
     }
-    if (e.code === '42704' || /replication slot .* does not exist/.test(message)) {
-      return new PitrError('SourceConfig', `replication slot "${this.options.slot}" does not exist on ${this.source.display}`, 'run "pitr init" first');
-    }
-    // PostgreSQL 15 says "cannot read from logical replication slot" and gives the reason only in the detail
-    if (/can no longer get changes|has been invalidated|wal_status/i.test(`${message} ${e.detail ?? ''}`)) {
-      return new PitrError(
-        'SourceConfig',
-        `replication slot "${this.options.slot}" was invalidated: ${message}${e.detail ? ` (${e.detail.replace(/\.$/, '')})` : ''}; changes after ${formatLsn(this.durableLsn)} are lost to the archive`,
-        `drop the slot (SELECT pg_drop_replication_slot('${this.options.slot}')), run "pitr init" and take a new base backup; the gap stays recorded in the archive`,
-      );
-    }
-    if (e.code === '28P01' || e.code === '28000' || e.code === '3D000') return connectionError(error, this.source.display);
-    return undefined;
+    this.timeline = checked.timeline;
+    return this.durableLsn;
   }
 
   private onMessage(message: Buffer): void {
@@ -265,11 +327,12 @@ export class Archiver {
     const due = force || this.assembler.openRawBytes >= this.options.segmentBytes || this.assembler.openAgeMs >= this.options.segmentAgeMs;
     if (!due || this.assembler.openRawBytes === 0) return;
     const contents = this.assembler.seal();
+    const timeline = this.timeline; // of the connection that received it, even if the upload starts after a reconnect
     this.sealsStarting++;
     this.sealing = this.sealing.then(async () => {
       try {
         const sealed = await contents;
-        if (sealed) this.enqueueUpload(sealed);
+        if (sealed) this.enqueueUpload(sealed, timeline);
       } finally {
         this.sealsStarting--;
       }
@@ -277,84 +340,28 @@ export class Archiver {
     this.sealing.catch((error: unknown) => this.fail(error));
   }
 
-  private enqueueUpload(contents: SegmentContents): void {
+  private enqueueUpload(contents: SegmentContents, timeline: number | null): void {
+    const lease = this.lease as RepositoryLease;
     const base = segmentBaseName(contents.firstCommitLsn, contents.endLsn);
-    const manifest: SegmentManifest = {
-      format: FORMAT_VERSION,
-      kind: 'segment',
-      name: base,
-      systemIdentifier: this.identity.systemIdentifier,
-      database: this.identity.database,
-      firstCommitLsn: formatLsn(contents.firstCommitLsn),
-      lastCommitLsn: formatLsn(contents.lastCommitLsn),
-      endLsn: formatLsn(contents.endLsn),
-      firstCommitTime: formatUnixMicros(contents.firstCommitTime),
-      lastCommitTime: formatUnixMicros(contents.lastCommitTime),
-      transactions: contents.transactions,
-      changes: contents.changes,
-      tables: contents.tables,
-      marks: contents.marks,
-      ddl: contents.ddl,
-      rawBytes: contents.spooled.rawBytes,
-      storedBytes: contents.spooled.storedBytes,
-      sha256: contents.spooled.sha256,
-      previous: this.previous,
-      createdAt: new Date().toISOString(),
-    };
+    const manifest = manifestFor(base, contents, { ...this.identity, previous: this.previous, timeline, fencingToken: lease.token });
     this.previous = { name: base, sha256: contents.spooled.sha256 };
-    const entry = { endLsn: contents.endLsn, done: false, manifest };
+    const entry = { segment: base, endLsn: contents.endLsn, done: false, manifest };
     this.inFlight.push(entry);
     this.applyBackpressure();
+    const deps = {
+      repo: this.repo,
+      lease,
+      log: this.log,
+      abandon: this.abandonUploads.signal,
+      inside: this.storing,
+      ...(this.options.observer ? { observer: this.options.observer } : {}),
+    };
     void this.uploads.add(async () => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const started = Date.now();
-          await this.repo.storeSegment(base, contents.spooled.path, manifest);
-          this.log.info(
-            {
-              event: 'segment_stored',
-              segment: base,
-              transactions: manifest.transactions,
-              rawBytes: manifest.rawBytes,
-              storedBytes: manifest.storedBytes,
-              lastCommitTime: manifest.lastCommitTime,
-              ms: Date.now() - started,
-            },
-            'segment stored',
-          );
-          for (const table of contents.replicaIdentityFull)
-            this.log.info(
-              { event: 'replica_identity_full', segment: base, table },
-              `table ${table} has no primary key: pitr gave it REPLICA IDENTITY FULL so that its UPDATEs and DELETEs can be archived (SET pitr.auto_replica_identity = off leaves new tables alone)`,
-            );
-          for (const change of contents.unreplayable)
-            this.log.warn(
-              { event: 'ddl_unreplayable', segment: base, commitLsn: formatLsn(change.commitLsn), tag: change.tag, reason: change.reason },
-              `archived a schema change that a restore cannot replay (${change.tag} committed at ${formatLsn(change.commitLsn)}): ${change.reason}; restores to points at or after it will stop there`,
-            );
-          this.options.observer?.segmentStored({
-            transactions: manifest.transactions,
-            rawBytes: manifest.rawBytes,
-            storedBytes: manifest.storedBytes,
-            lastCommitTime: manifest.lastCommitTime,
-            seconds: (Date.now() - started) / 1000,
-          });
-          break;
-        } catch (error) {
-          if (error instanceof PitrError && error.kind === 'Integrity') {
-            this.fail(error);
-            return;
-          }
-          if (this.abandonUploads.signal.aborted) return;
-          const waitMs = backoffMs(attempt, 500, 30_000);
-          this.options.observer?.failed('upload');
-          this.log.warn(
-            { event: 'upload_retry', segment: base, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 },
-            'segment upload failed; retrying',
-          );
-          await delay(waitMs, this.abandonUploads.signal);
-          if (this.abandonUploads.signal.aborted) return;
-        }
+      try {
+        if ((await uploadSegment(contents, manifest, deps)) === 'abandoned') return;
+      } catch (error) {
+        this.fail(error);
+        return;
       }
       entry.done = true;
       this.acknowledgeStored();
@@ -366,7 +373,8 @@ export class Archiver {
     let advanced = false;
     while (this.inFlight[0]?.done) {
       const stored = this.inFlight.shift() as { endLsn: Lsn; manifest: SegmentManifest };
-      this.durableLsn = stored.endLsn;
+      this.storedEndLsn = stored.endLsn;
+      if (this.storedEndLsn > this.durableLsn) this.durableLsn = this.storedEndLsn;
       this.index?.stored(stored.manifest);
       advanced = true;
     }
@@ -397,25 +405,44 @@ export class Archiver {
     void this.stream?.stop();
   }
 
-  /** Stop asked: let the transaction in progress arrive, then seal, store and acknowledge everything. */
+  /**
+   * Stop asked, in any state: let the transaction in progress arrive, seal, store and acknowledge what
+   * can be stored within STOP_GRACE_MS. What is not stored by then is not acknowledged: the server sends
+   * it again to the next run.
+   */
   private async drain(): Promise<void> {
     this.setState('draining');
-    const deadline = Date.now() + 60_000;
-    while (!this.assembler.betweenTransactions && Date.now() < deadline && !this.fatal) await delay(20);
+    const deadline = performance.now() + STOP_GRACE_MS;
+    if (this.stream && !this.assembler.betweenTransactions)
+      await waitLogged(
+        this.log,
+        until(() => this.assembler.betweenTransactions || this.fatal !== undefined),
+        'the transaction being received to end',
+        deadline,
+      );
     this.stream?.pause();
     if (this.assembler.betweenTransactions) this.maybeSeal(true);
     else await this.assembler.reset(); // not acknowledged: the server sends it again next time
-    await this.finishUploads();
+    const stored = await waitLogged(this.log, this.finishUploads(), 'segments to be stored', deadline, () => ({
+      segments: this.inFlight.filter((e) => !e.done).map((e) => e.segment),
+    }));
+    if (this.fatal) throw this.fatal;
+    if (!stored) {
+      this.abandonUploads.abort();
+      this.log.warn(
+        { event: 'stopped_unstored', segments: this.inFlight.filter((e) => !e.done).map((e) => e.segment), durable: formatLsn(this.durableLsn) },
+        `stopping with ${this.inFlight.filter((e) => !e.done).length} segment(s) not stored: they were not acknowledged, the next run archives them again`,
+      );
+    }
     this.stream?.sendStatus(this.durableLsn);
     await delay(50);
-    await this.stream?.stop();
+    await closeBounded(this.stream?.stop());
     this.setState('stopped', { durable: formatLsn(this.durableLsn) });
   }
 
   private async finishUploads(): Promise<void> {
     await this.sealing;
     await this.uploads.onIdle();
-    if (this.fatal) throw this.fatal;
   }
 
   /** Emits the heartbeat (clock and sequence values) into the stream through a regular session. */

@@ -3,12 +3,19 @@ import type { Client, ClientConfig } from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import { quoteIdent, quoteLiteral } from '../pg/sql-quote';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
+import type { ReplicationSession } from '../pg/replication-session';
 import { nowUnixMicros, unixMicrosToPgMicros } from '../pg/pg-time';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 
+/**
+ * Runs on the replication connection itself, after it is established and before START_REPLICATION: checks
+ * who was reached and answers where to start. Throwing stops the session before anything is streamed.
+ */
+export type PrepareSession = (session: ReplicationSession) => Promise<Lsn>;
+
 /** pgoutput with the raw message bytes handed over untouched (no value conversion, no copies). */
 class RawPgoutputPlugin {
-  constructor(readonly options: { publication: string }) {}
+  constructor(readonly options: { publication: string; prepare: PrepareSession }) {}
 
   get name(): string {
     return 'pgoutput';
@@ -18,9 +25,10 @@ class RawPgoutputPlugin {
     return buffer;
   }
 
-  start(client: Client, slot: string, startLsn: string): Promise<unknown> {
+  async start(client: Client, slot: string): Promise<unknown> {
+    const startLsn = await this.options.prepare(client);
     const options = `proto_version '1', publication_names ${quoteLiteral(this.options.publication)}, messages 'true'`;
-    return client.query(`START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${startLsn} (${options})`);
+    return client.query(`START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(startLsn)} (${options})`);
   }
 }
 
@@ -63,14 +71,16 @@ export class ReplicationStream {
   }
 
   /**
-   * Streams from `startLsn` until the connection ends; rejects with the connection's error.
+   * Connects, lets `prepare` check the session and choose the start position, and streams from there
+   * until the connection ends; rejects with the connection's error, or with what `prepare` threw.
    * `onStart` runs once the server has accepted START_REPLICATION.
    */
-  run(startLsn: Lsn, onStart: () => void): Promise<void> {
+  run(prepare: PrepareSession, onStart: () => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.service.once('error', reject);
       this.service.once('start', onStart);
-      this.service.subscribe(new RawPgoutputPlugin({ publication: this.publication }), this.slot, formatLsn(startLsn)).then(() => resolve(), reject);
+      // the library passes its own last position too; ours comes from `prepare`, explicitly
+      this.service.subscribe(new RawPgoutputPlugin({ publication: this.publication, prepare }), this.slot, '0/0').then(() => resolve(), reject);
     });
   }
 

@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
-import { qualifiedName, quoteIdent } from '../pg/sql-quote';
+import type { ReplicationSession } from '../pg/replication-session';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
 
 /** One failed requirement: what is wrong and the exact fix. */
 export interface CheckFailure {
@@ -117,4 +118,10 @@ export async function tablesWithoutReplicaIdentity(client: Client): Promise<Chec
     const apply = `ALTER TABLE ${table} REPLICA IDENTITY ${t.has_key ? 'DEFAULT' : 'FULL'}`;
     return { problem, fix: `${apply};${t.has_key ? '' : '  -- or add a primary key'}`, apply };
   });
+}
+
+/** Whether the publication exists; also on a replication session (no bound parameters there). */
+export async function publicationExists(session: ReplicationSession, publication: string): Promise<boolean> {
+  const { rows } = await session.query(`SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = ${quoteLiteral(publication)}`);
+  return rows.length > 0;
 }

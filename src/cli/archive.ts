@@ -10,7 +10,7 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'stream every committed change into the repository until stopped (SIGTERM/SIGINT)',
   usage:
-    'pitr archive --source URL [--repo REPO] [--segment-size SIZE] [--segment-age DURATION] [--heartbeat DURATION] [--backup-every DURATION] [--retention DURATION] [--listen HOST:PORT]',
+    'pitr archive --source URL [--repo REPO] [--segment-size SIZE] [--segment-age DURATION] [--heartbeat DURATION] [--backup-every DURATION] [--retention DURATION] [--listen HOST:PORT] [--lease-ttl DURATION] [--takeover]',
   examples: [
     'pitr archive --source postgresql://postgres@db1/shop --repo gs://backups/shop --listen 127.0.0.1:9187',
     'PITR_SOURCE=postgresql://postgres@db1/shop pitr archive --repo /var/lib/pitr/shop --segment-age 500ms --backup-every 24h --retention 7d',
@@ -77,11 +77,14 @@ export const archiveCommand: Command = {
         ...(spoolDir ? { spoolDir } : {}),
         ...(endpoint ? { observer: endpoint.metrics } : {}),
         alongside: [backups, pruning].filter((work) => work !== undefined),
+        lease: { ttlMs: options.number('lease-ttl') as number, takeover: options.flag('takeover') },
       });
       await archiver.run(signal);
     } finally {
       // after the drain: the endpoint shows "draining" until the last segment is stored
       await endpoint?.close();
+      // uploads abandoned at a stop may still be retrying inside the storage client: they must not keep the process
+      setTimeout(() => process.exit(), 2_000).unref();
     }
     return 0;
   },

@@ -1,3 +1,4 @@
+import { checkNewWriter } from '../capture/new-writer-checks';
 import { prepareSource } from '../capture/prepare-source';
 import { checkSource, sourceFacts } from '../capture/source-checks';
 import { connectSource, identifySystem } from '../pg/connect';
@@ -14,7 +15,7 @@ import { repositoryFrom } from './repository-option';
 export const initCommand: Command = {
   name: 'init',
   summary: 'check the source and prepare it for archiving (publication, slot, DDL capture), idempotently',
-  usage: 'pitr init --source URL [--repo REPO] [--slot NAME] [--publication NAME] [--apply-fixes] [--json]',
+  usage: 'pitr init --source URL [--repo REPO] [--slot NAME] [--publication NAME] [--apply-fixes] [--takeover] [--json]',
   examples: [
     'pitr init --source postgresql://postgres@db1:5432/shop --repo gs://backups/shop',
     'PGHOST=db1 PGDATABASE=shop pitr init --repo /var/lib/pitr/shop',
@@ -55,7 +56,7 @@ export const initCommand: Command = {
       const existing = await repo.identity();
       if (existing && (existing.systemIdentifier !== system.systemIdentifier || existing.database !== system.database)) await repo.claim(system); // throws the clear error
       // read before the slot exists: nothing can be archived for it in between
-      const latest = await repo.latestSegment();
+      const latest = await checkNewWriter(repo, { system, display: source.display }, slot, options.flag('takeover'), log);
       const hadBackups = (await newestBackup(repo)) !== undefined;
       let record: SlotCreation | undefined;
       const result = await prepareSource(

@@ -226,6 +226,24 @@ export const OPTIONS: readonly OptionSpec[] = [
       'keep what is needed to restore to any point this far back (e.g. 7d); archive: also prune at start and then hourly (4 times per window when shorter)',
   },
   {
+    name: 'lease-ttl',
+    type: 'duration',
+    arg: 'DURATION',
+    env: 'PITR_LEASE_TTL',
+    default: '30s',
+    min: 1000,
+    commands: ['archive'],
+    description:
+      "the repository's writer lease expires when not renewed for this long (by the storage's clock; renewed every third of it): after a crash elsewhere, another archiver may take over then",
+  },
+  {
+    name: 'takeover',
+    type: 'boolean',
+    commands: ['init', 'archive'],
+    description:
+      'take the repository over from the archiver that holds its writer lease, without waiting for the lease to expire (only when that archiver is gone for good)',
+  },
+  {
     name: 'max-lag',
     type: 'duration',
     arg: 'DURATION',

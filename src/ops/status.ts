@@ -6,6 +6,7 @@ import { connectSource } from '../pg/connect';
 import { messageOf } from '../errors';
 import { gapBounds, gapCause, type ArchiveGap } from '../archive/archive-gaps';
 import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from '../archive/recoverable-window';
+import { foreignRepositoryReason, ownerOf, type RepositoryOwner } from './repository-owner';
 
 export type Health = 'healthy' | 'degraded' | 'broken';
 /** The archiver as status sees it from the source: its slot active and moving, active but stuck, inactive. */
@@ -42,6 +43,8 @@ export interface StatusReport {
   /** Gaps recorded in the repository (a re-created replication slot), oldest first; broken links are found by `pitr verify`. */
   gaps: ArchiveGap[];
   archiver: ArchiverActivity;
+  /** The source the repository belongs to (its repository.json); null when it has none, absent when not looked at. */
+  repository?: RepositoryOwner | null;
 }
 
 export interface StatusLimits {
@@ -154,10 +157,14 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
 
   let facts: RepositoryFacts = { lastCommit: null, backup: null, window: { earliest: null, latest: null }, gaps: [] };
   let repoReadable = false;
+  let owner: RepositoryOwner | null = null;
   try {
-    if (!(await input.repo.identity()))
-      broken.push(`repository ${input.repo.storage.location} is empty or not initialised (no repository.json); run "pitr init"`);
+    const identity = await input.repo.identity();
+    if (!identity) broken.push(`repository ${input.repo.storage.location} is empty or not initialised (no repository.json); run "pitr init"`);
     else {
+      owner = ownerOf(input.repo.storage.location, identity);
+      const foreign = sourceReached ? await foreignRepositoryReason(input.source, owner) : null;
+      if (foreign) broken.push(foreign);
       facts = await readRepository(input.repo, now, input.boundCache);
       repoReadable = true;
     }
@@ -201,7 +208,17 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
   }
 
   const health: Health = broken.length > 0 ? 'broken' : degraded.length > 0 ? 'degraded' : 'healthy';
-  return { health, reasons: [...broken, ...degraded], rpoSeconds, slot, backup: facts.backup, window: facts.window, gaps: facts.gaps, archiver };
+  return {
+    health,
+    reasons: [...broken, ...degraded],
+    rpoSeconds,
+    slot,
+    backup: facts.backup,
+    window: facts.window,
+    gaps: facts.gaps,
+    archiver,
+    repository: owner,
+  };
 }
 
 export function statusExitCode(health: Health): number {

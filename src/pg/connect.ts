@@ -1,5 +1,7 @@
 import { Client, type ClientConfig } from 'pg';
 import { PitrError } from '../errors';
+import type { ReplicationSession } from './replication-session';
+import { timelineHistory, type TimelineSwitch } from './timeline-history';
 
 /** Connects a regular session to the source, turning connection failures into one clear error. */
 export async function connectSource(config: ClientConfig, display: string, extra: Partial<ClientConfig> = {}): Promise<Client> {
@@ -53,18 +55,33 @@ export function connectionError(error: unknown, display: string): PitrError {
 export interface SystemIdentity {
   systemIdentifier: string;
   timeline: number;
+  /** The server's WAL flush position. */
   xlogPos: string;
   database: string;
+  /** Where each earlier timeline of the current one's history ended (TIMELINE_HISTORY); empty on timeline 1. */
+  history: TimelineSwitch[];
+}
+
+/** IDENTIFY_SYSTEM (and the timeline history) on an open replication session. */
+export async function identifySession(session: ReplicationSession): Promise<SystemIdentity> {
+  const result = await session.query('IDENTIFY_SYSTEM');
+  const row = result.rows[0] as { systemid: string; timeline: string; xlogpos: string; dbname: string } | undefined;
+  if (!row) throw new PitrError('Internal', 'IDENTIFY_SYSTEM returned no row');
+  const timeline = Number(row.timeline);
+  return {
+    systemIdentifier: String(row.systemid),
+    timeline,
+    xlogPos: row.xlogpos,
+    database: row.dbname,
+    history: await timelineHistory(session, timeline),
+  };
 }
 
 /** IDENTIFY_SYSTEM on a replication connection: needs only the REPLICATION attribute. */
 export async function identifySystem(config: ClientConfig, display: string): Promise<SystemIdentity> {
   const client = await connectSource(config, display, { replication: 'database' } as Partial<ClientConfig>);
   try {
-    const result = await client.query<{ systemid: string; timeline: string; xlogpos: string; dbname: string }>('IDENTIFY_SYSTEM');
-    const row = result.rows[0];
-    if (!row) throw new PitrError('Internal', 'IDENTIFY_SYSTEM returned no row');
-    return { systemIdentifier: String(row.systemid), timeline: Number(row.timeline), xlogPos: row.xlogpos, database: row.dbname };
+    return await identifySession(client);
   } catch (error) {
     if (error instanceof PitrError) throw error;
     const e = error as { code?: string; message?: string };

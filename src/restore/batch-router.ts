@@ -29,6 +29,8 @@ const NO_COLUMNS: readonly number[] = [];
 interface OpenTable {
   batches: TableBatch[];
   lastTouch: Map<string | number, number>;
+  /** Keys whose last change was an update in place (key unchanged), with the batch holding it. */
+  inPlace: Map<string | number, number>;
   nextSeq: number;
 }
 
@@ -78,11 +80,15 @@ export class BatchRouter {
       keys.push(rowKey(keyTuple, relation.keyIndexes));
     }
     const table = this.tableOf(relation);
-    const batch = this.place(table, relation, kind, setIndexes, keys);
+    const inPlace = kind === 'update' && keys.length === 1;
+    const batch =
+      (inPlace && this.sameRowAgain(table, relation, setIndexes, keys[0] as string | number)) || this.place(table, relation, kind, setIndexes, keys);
     if (kind === 'insert') batch.addInsert(change.next);
     else if (kind === 'update') batch.addUpdate(keyTuple, change.next);
     else batch.addDelete(keyTuple);
     for (const key of keys) table.lastTouch.set(key, batch.seq);
+    if (inPlace) table.inPlace.set(keys[0] as string | number, batch.seq);
+    else for (const key of keys) table.inPlace.delete(key);
     if (batch.rows >= MAX_ROWS || batch.bytes >= MAX_BATCH_BYTES) this.flush(relation.message.relationId);
     if (++this.addsSinceCheck >= 1000) {
       this.addsSinceCheck = 0;
@@ -119,10 +125,27 @@ export class BatchRouter {
       table = undefined;
     }
     if (!table) {
-      table = { batches: [], lastTouch: new Map(), nextSeq: 0 };
+      table = { batches: [], lastTouch: new Map(), inPlace: new Map(), nextSeq: 0 };
       this.open.set(id, table);
     }
     return table;
+  }
+
+  /**
+   * Hot rows (pgbench's branches and tellers, counters, queues): an update in place of a key whose last
+   * change was an update in place in an open batch of the same shape joins that batch, which then holds
+   * the key more than once; its statement applies only the key's last row (DISTINCT ON, by position),
+   * the row the source had after both. Where keys commute only: the batch may be behind batches of
+   * other keys, never behind one touching this key (its last touch is this batch).
+   */
+  private sameRowAgain(table: OpenTable, relation: ReplayRelation, setIndexes: readonly number[], key: string | number): TableBatch | undefined {
+    if (!this.reorderable(relation)) return undefined;
+    const seq = table.inPlace.get(key);
+    if (seq === undefined || table.lastTouch.get(key) !== seq) return undefined;
+    const batch = table.batches.find((b) => b.seq === seq);
+    if (!batch || !fits(batch, 'update', setIndexes) || batch.rows >= MAX_ROWS || batch.bytes >= MAX_BATCH_BYTES) return undefined;
+    batch.duplicateKeys = true;
+    return batch;
   }
 
   /** The open batch this change joins, or a new one at the end of the table's list. */
@@ -156,6 +179,7 @@ export class BatchRouter {
     const batches = table.batches;
     table.batches = [];
     table.lastTouch.clear();
+    table.inPlace.clear();
     for (const batch of batches) if (batch.rows > 0) this.handOn(batch);
   }
 

@@ -12,6 +12,11 @@ export type BatchKind = 'insert' | 'update' | 'delete';
  */
 export class TableBatch {
   rows = 0;
+  /**
+   * An update batch holding some key more than once, each time an update in place of the same row: its
+   * statement applies only the last row of each key (see BatchRouter).
+   */
+  duplicateKeys = false;
   /** COPY text rows (inserts). */
   readonly copy: ByteWriter | undefined;
   /** One array per key column, then one per assigned column (updates and deletes). */

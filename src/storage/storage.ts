@@ -20,6 +20,14 @@ export interface Storage {
    */
   put(name: string, source: PutSource): Promise<PutResult>;
 
+  /**
+   * Create-only like `put`, for objects that more than one process may try to create (the generations of
+   * the writer lease): an existing object with different bytes is an answer, 'taken', not an error. Two
+   * processes creating the same name at once: exactly one gets 'created' (GCS: ifGenerationMatch=0; local:
+   * link(), which fails when the name exists). A retry of our own create that had landed answers 'identical'.
+   */
+  create(name: string, data: Buffer): Promise<PutResult | 'taken'>;
+
   /** Whole object. Throws PitrError('NotFound') when absent. */
   read(name: string): Promise<Buffer>;
 
@@ -41,6 +49,13 @@ export interface Storage {
 
   /** Probe that the repository can be written (used by `init` and at archiver start). */
   checkWritable(): Promise<void>;
+
+  /**
+   * The storage's own clock: the modification time it gives an object written now (a probe, removed
+   * again). Compared with `ObjectInfo.modifiedAt`, it tells an object's age without trusting this
+   * machine's clock, which may differ from the clock of the machine that wrote the object.
+   */
+  now(): Promise<Date>;
 }
 
 export type PutSource =
@@ -55,6 +70,8 @@ export interface ObjectInfo {
   size: number;
   /** Base64 MD5 of the bytes when the driver knows it cheaply. */
   md5?: string;
+  /** When the object was written, by the storage's clock (see `Storage.now`). */
+  modifiedAt?: Date;
 }
 
 export interface ListOptions {

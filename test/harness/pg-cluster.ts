@@ -38,7 +38,8 @@ export class PgCluster {
   private constructor(
     readonly binDir: string,
     readonly dataDir: string,
-    readonly port: number,
+    /** Changes only through `moveToPort`. */
+    public port: number,
     readonly password: string | undefined,
   ) {}
 
@@ -90,6 +91,64 @@ export class PgCluster {
     const cluster = new PgCluster(binDir, dataDir, port, options.password);
     await cluster.startServer();
     return cluster;
+  }
+
+  /**
+   * A streaming standby of `primary` (pg_basebackup -R -X stream) on a free port of its own, started.
+   * Its system identifier is the primary's; `promote()` makes it a primary on a new timeline.
+   */
+  static async standbyOf(primary: PgCluster): Promise<PgCluster> {
+    const base = mkdtempSync(path.join(tmpdir(), 'pitr-pg-'));
+    chmodSync(base, 0o777);
+    const dataDir = path.join(base, 'data');
+    await runPg(path.join(primary.binDir, 'pg_basebackup'), [
+      '-D',
+      dataDir,
+      '-R',
+      '-X',
+      'stream',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(primary.port),
+      '-U',
+      'postgres',
+    ]);
+    const standby = new PgCluster(primary.binDir, dataDir, await freePort(), primary.password);
+    appendFileSync(path.join(dataDir, 'postgresql.conf'), `port = ${standby.port}\nunix_socket_directories = '${base}'\n`);
+    await standby.startServer();
+    return standby;
+  }
+
+  /** A byte copy of this cluster's data directory (stopped first, started again after), on a free port, not started. */
+  async copy(): Promise<PgCluster> {
+    await this.stopServer();
+    const base = mkdtempSync(path.join(tmpdir(), 'pitr-pg-'));
+    chmodSync(base, 0o777);
+    const dataDir = path.join(base, 'data');
+    await runPg('/bin/cp', ['-a', this.dataDir, dataDir]);
+    await this.startServer();
+    const copy = new PgCluster(this.binDir, dataDir, await freePort(), this.password);
+    appendFileSync(path.join(dataDir, 'postgresql.conf'), `port = ${copy.port}\nunix_socket_directories = '${base}'\n`);
+    return copy;
+  }
+
+  /** Restarts the server on `port` (another cluster's address, once that one is stopped). */
+  async moveToPort(port: number): Promise<void> {
+    await this.stopServer().catch(() => undefined);
+    appendFileSync(path.join(this.dataDir, 'postgresql.conf'), `port = ${port}\n`);
+    this.port = port;
+    await this.startServer();
+  }
+
+  /** pg_ctl promote: a standby becomes a primary on the next timeline. */
+  async promote(): Promise<void> {
+    await runPg(path.join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-w', '-t', '60', 'promote']);
+  }
+
+  /** Copies a replication slot's state from a stopped cluster into this stopped one (what failover tools do for logical slots). */
+  async copySlotFrom(other: PgCluster, slot: string): Promise<void> {
+    await runPg('/bin/cp', ['-a', path.join(other.dataDir, 'pg_replslot', slot), path.join(this.dataDir, 'pg_replslot', slot)]);
   }
 
   get baseDir(): string {

@@ -74,7 +74,7 @@ describe('put', () => {
     expect(server.count(on.multipart)).toBe(1);
     expect(server.count(on.resumable)).toBe(0);
     await expect(storage.read('wal/000001')).resolves.toEqual(data);
-    await expect(storage.stat('wal/000001')).resolves.toEqual({ name: 'wal/000001', size: data.length, md5: md5(data) });
+    await expect(storage.stat('wal/000001')).resolves.toEqual({ name: 'wal/000001', size: data.length, md5: md5(data), modifiedAt: expect.any(Date) as Date });
   });
 
   test('a small file is uploaded and, when consumed, removed', async () => {
@@ -112,6 +112,21 @@ describe('put', () => {
     expect(error.message).toBe('object x already exists in gs://pitr-test/repo/a with different content');
     expect(error.hint).toBeDefined();
     expect(stored('x')?.toString()).toBe('original');
+  });
+
+  test('create: a taken name is an answer, not an error, and the original stays', async () => {
+    expect(await storage.create('lease/1.json', Buffer.from('mine'))).toBe('created');
+    expect(await storage.create('lease/1.json', Buffer.from('mine'))).toBe('identical');
+    expect(await storage.create('lease/1.json', Buffer.from('theirs'))).toBe('taken');
+    expect(stored('lease/1.json')?.toString()).toBe('mine');
+  });
+
+  test("now() is the storage's clock: the time it gives a probe, which it removes again", async () => {
+    await storage.put('x', { kind: 'buffer', data: Buffer.from('x') });
+    const written = (await storage.stat('x'))?.modifiedAt as Date;
+    server.getObject(BUCKET, `${PREFIX}/x`)?.created.setTime(written.getTime() - 3_600_000); // as if written an hour ago
+    expect((await storage.now()).getTime() - ((await storage.stat('x'))?.modifiedAt as Date).getTime()).toBeGreaterThanOrEqual(3_600_000);
+    expect(server.objectNames(BUCKET, `${PREFIX}/.probe/`)).toEqual([]);
   });
 
   test('bytes corrupted in transit are rejected by the server and sent again', async () => {
@@ -179,7 +194,7 @@ describe('read, stat, list, remove', () => {
     const all = await storage.list('');
     expect(all.objects.map((o) => o.name)).toEqual([...names].sort());
     expect(all.prefixes).toEqual([]);
-    expect(all.objects.find((o) => o.name === 'top')).toEqual({ name: 'top', size: 3, md5: md5(Buffer.from('top')) });
+    expect(all.objects.find((o) => o.name === 'top')).toEqual({ name: 'top', size: 3, md5: md5(Buffer.from('top')), modifiedAt: expect.any(Date) as Date });
     expect(server.count(on.lists)).toBe(3); // 7 objects, 3 per page
 
     const root = await storage.list('', { delimiter: '/' });

@@ -50,3 +50,23 @@ test('list with and without delimiter, ranged reads, stat and NotFound', async (
   await storage.remove('repository.json');
   expect(await storage.stat('repository.json')).toBeNull();
 });
+
+test('create: a taken name is an answer, not an error; now() and modifiedAt are the storage clock', async () => {
+  expect(await storage.create('lease/1.json', Buffer.from('mine'))).toBe('created');
+  expect(await storage.create('lease/1.json', Buffer.from('mine'))).toBe('identical');
+  expect(await storage.create('lease/1.json', Buffer.from('theirs'))).toBe('taken');
+  expect((await storage.read('lease/1.json')).toString()).toBe('mine');
+  const written = (await storage.stat('lease/1.json'))?.modifiedAt;
+  const now = await storage.now();
+  expect(typeof written?.getTime()).toBe('number'); // fs dates come from another realm than jest's Date
+  expect(now.getTime()).toBeGreaterThanOrEqual((written as Date).getTime());
+  expect(readdirSync(path.join(dir, '.tmp'))).toEqual([]);
+});
+
+test('an owned file is kept when its bytes could not be stored, for the retry', async () => {
+  const file = path.join(dir, 'spool');
+  writeFileSync(file, 'payload');
+  await storage.put('seg/1.lz4', { kind: 'buffer', data: Buffer.from('other') });
+  await expect(storage.put('seg/1.lz4', { kind: 'file', path: file, consume: true })).rejects.toMatchObject({ kind: 'Integrity' });
+  expect(readdirSync(dir)).toContain('spool');
+});

@@ -16,5 +16,11 @@ export async function fetchMetadata(file: File): Promise<ObjectMetadata | null> 
 }
 
 export function objectInfo(name: string, metadata: ObjectMetadata): ObjectInfo {
-  return { name, size: Number(metadata.size), ...(metadata.md5Hash ? { md5: metadata.md5Hash } : {}) };
+  const written = metadata.updated ?? metadata.timeCreated;
+  return {
+    name,
+    size: Number(metadata.size),
+    ...(metadata.md5Hash ? { md5: metadata.md5Hash } : {}),
+    ...(written ? { modifiedAt: new Date(written) } : {}),
+  };
 }

@@ -68,6 +68,21 @@ export class GcsStorage implements Storage {
   }
 
   async put(name: string, source: PutSource): Promise<PutResult> {
+    const result = await this.upload(name, source);
+    if (result !== 'taken') return result;
+    throw new PitrError(
+      'Integrity',
+      `object ${name} already exists in ${this.location} with different content`,
+      'an archived object is never overwritten: another archiver may be writing to this repository, or the object is corrupt; see docs/runbooks/different-content.md and run "pitr verify"',
+    );
+  }
+
+  create(name: string, data: Buffer): Promise<PutResult | 'taken'> {
+    return this.upload(name, { kind: 'buffer', data });
+  }
+
+  /** A create-only upload: 'taken' when another object holds the name (compared after a 412). */
+  private async upload(name: string, source: PutSource): Promise<PutResult | 'taken'> {
     this.file(name); // validate the name before reading anything
     let digest: Digest;
     try {
@@ -84,7 +99,7 @@ export class GcsStorage implements Storage {
       const outcome = await this.run(`upload of ${name}`, (attempt) => createAttempt(this.file(name), source, plan, session, attempt));
       const result = outcome === 'created' ? 'created' : await this.compareExisting(name, digest);
       if (result === undefined) continue;
-      if (source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
+      if (result !== 'taken' && source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
       return result;
     }
     throw new PitrError(
@@ -94,16 +109,11 @@ export class GcsStorage implements Storage {
     );
   }
 
-  /** After a 412: 'identical' when the stored object has our bytes, undefined when it vanished meanwhile. */
-  private async compareExisting(name: string, digest: Digest): Promise<PutResult | undefined> {
+  /** After a 412: 'identical' when the stored object has our bytes, 'taken' when not, undefined when it vanished meanwhile. */
+  private async compareExisting(name: string, digest: Digest): Promise<PutResult | 'taken' | undefined> {
     const existing = await this.stat(name);
     if (!existing) return undefined;
-    if (existing.md5 === digest.md5 && existing.size === digest.size) return 'identical';
-    throw new PitrError(
-      'Integrity',
-      `object ${name} already exists in ${this.location} with different content`,
-      'an archived object is never overwritten: another archiver may be writing to this repository, or the object is corrupt; run "pitr verify"',
-    );
+    return existing.md5 === digest.md5 && existing.size === digest.size ? 'identical' : 'taken';
   }
 
   async read(name: string): Promise<Buffer> {
@@ -192,6 +202,18 @@ export class GcsStorage implements Storage {
         );
       }
       throw error;
+    }
+  }
+
+  async now(): Promise<Date> {
+    const name = `.probe/${hostname()}-${process.pid}-${randomBytes(6).toString('hex')}`;
+    await this.put(name, { kind: 'buffer', data: Buffer.from('clock\n') });
+    try {
+      const info = await this.stat(name);
+      if (!info?.modifiedAt) throw new PitrError('Repository', `the storage of ${this.location} gave no time for object ${name}`);
+      return info.modifiedAt;
+    } finally {
+      await this.remove(name).catch(() => undefined);
     }
   }
 

@@ -26,25 +26,37 @@ export class LocalStorage implements Storage {
   }
 
   async put(name: string, source: PutSource): Promise<PutResult> {
+    const result = await this.link(name, source);
+    if (result !== 'taken') return result;
+    throw new PitrError(
+      'Integrity',
+      `object ${name} already exists in ${this.location} with different content`,
+      'an archived object is never overwritten: another archiver may be writing to this repository, or the object is corrupt; see docs/runbooks/different-content.md and run "pitr verify"',
+    );
+  }
+
+  create(name: string, data: Buffer): Promise<PutResult | 'taken'> {
+    return this.link(name, { kind: 'buffer', data });
+  }
+
+  /** Stages the bytes and links them to `name`: link() fails when the name exists, so nothing is replaced. */
+  private async link(name: string, source: PutSource): Promise<PutResult | 'taken'> {
     const target = this.file(name);
     await this.mkdirp(path.dirname(target));
     const tmp = await this.stage(source);
+    let result: PutResult | 'taken' = 'created';
     try {
       await fs.link(tmp, target);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw this.wrap(error, `cannot write ${name}`);
-      if (await sameContent(tmp, target)) return 'identical';
-      throw new PitrError(
-        'Integrity',
-        `object ${name} already exists in ${this.location} with different content`,
-        'an archived object is never overwritten: another archiver may be writing to this repository, or the object is corrupt; run "pitr verify"',
-      );
+      result = (await sameContent(tmp, target)) ? 'identical' : 'taken';
     } finally {
       await fs.rm(tmp, { force: true });
-      if (source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
     }
-    await fsyncDir(path.dirname(target));
-    return 'created';
+    if (result === 'created') await fsyncDir(path.dirname(target));
+    // an owned source goes once its bytes are stored (and stays for a retry when they are not)
+    if (result !== 'taken' && source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
+    return result;
   }
 
   /** Copies (or, for an owned file, moves) the source into the repository's temp dir and fsyncs it. */
@@ -87,7 +99,7 @@ export class LocalStorage implements Storage {
   async stat(name: string): Promise<ObjectInfo | null> {
     try {
       const info = await fs.stat(this.file(name));
-      return { name, size: info.size };
+      return { name, size: info.size, modifiedAt: info.mtime };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw this.wrap(error, `cannot stat ${name}`);
@@ -148,6 +160,15 @@ export class LocalStorage implements Storage {
     await this.mkdirp(this.location);
     const probe = await this.stage({ kind: 'buffer', data: Buffer.from('probe') });
     await fs.rm(probe, { force: true });
+  }
+
+  async now(): Promise<Date> {
+    const probe = await this.stage({ kind: 'buffer', data: Buffer.from('clock') });
+    try {
+      return (await fs.stat(probe)).mtime;
+    } finally {
+      await fs.rm(probe, { force: true });
+    }
   }
 
   private async mkdirp(dir: string): Promise<void> {
