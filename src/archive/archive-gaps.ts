@@ -1,6 +1,7 @@
 import type { SegmentManifest } from './segment-manifest';
 import type { SlotCreation } from './slot-creation';
 import { formatLsn, lsnFromSortableHex, parseLsn, type Lsn } from '../pg/lsn';
+import { headOf, linkFollows, tailOf, type SegmentHead, type SegmentTail } from './index-format';
 
 /**
  * Gaps in the archive: stretches of the source's history whose transactions are not in the repository.
@@ -58,9 +59,41 @@ export function firstLsnOfSegmentName(name: string): Lsn | undefined {
 
 const baseName = (manifestName: string): string => manifestName.replace(/\.json$/, '');
 
-/** True when `segment` names `previous` (name and SHA-256) as the segment before it. */
+/**
+ * True when `segment` names `previous` (name and SHA-256) as the segment before it, or names the last raw
+ * segment a compacted `previous` holds.
+ */
 export function followsDirectly(previous: SegmentManifest, segment: SegmentManifest): boolean {
-  return segment.previous?.name === previous.name && segment.previous.sha256 === previous.sha256;
+  return linkFollows(tailOf(previous), headOf(segment));
+}
+
+/** What gap finding needs to know of the segments, however the caller learnt it (every manifest, or the index). */
+export interface SegmentChain {
+  has(name: string): boolean;
+  /** Name of the first segment whose first commit is at or after `lsn`, or null. */
+  firstAtOrAfter(lsn: Lsn): string | null;
+  /** Consecutive segments whose link is broken; without it only recorded gaps are found. */
+  breaks?: readonly { previous: SegmentTail; segment: SegmentHead }[];
+}
+
+function chainOf(sources: GapSources): SegmentChain {
+  const present = new Set(sources.segmentNames.map(baseName));
+  const segments = sources.segments;
+  const breaks: { previous: SegmentTail; segment: SegmentHead }[] = [];
+  if (segments)
+    for (let i = 1; i < segments.length; i++) {
+      const previous = segments[i - 1] as SegmentManifest;
+      const segment = segments[i] as SegmentManifest;
+      if (!followsDirectly(previous, segment)) breaks.push({ previous: tailOf(previous), segment: headOf(segment) });
+    }
+  return {
+    has: (name) => present.has(name),
+    firstAtOrAfter: (lsn) => {
+      const name = sources.segmentNames.find((n) => (firstLsnOfSegmentName(n) ?? 0n) >= lsn);
+      return name === undefined ? null : baseName(name);
+    },
+    ...(segments ? { breaks } : {}),
+  };
 }
 
 /**
@@ -69,14 +102,10 @@ export function followsDirectly(previous: SegmentManifest, segment: SegmentManif
  * before it (they need transactions it never streamed). A record whose segment is no longer in the repository describes history pruned
  * away (or a segment lost, which the chain shows as a broken link) and is left out.
  */
-function recordedGaps(sources: GapSources): ArchiveGap[] {
-  const present = new Set(sources.segmentNames.map(baseName));
-  const firstAfter = (lsn: Lsn): string | null => {
-    const name = sources.segmentNames.find((n) => (firstLsnOfSegmentName(n) ?? 0n) >= lsn);
-    return name === undefined ? null : baseName(name);
-  };
+function recordedGaps(chain: SegmentChain, creations: readonly SlotCreation[], backups: readonly { alignedLsn: string }[]): ArchiveGap[] {
+  const firstAfter = (lsn: Lsn): string | null => chain.firstAtOrAfter(lsn);
   const bySegment = new Map<string | null, SlotCreation[]>();
-  const ordered = [...sources.creations].sort((a, b) => compare(parseLsn(a.consistentPoint), parseLsn(b.consistentPoint)));
+  const ordered = [...creations].sort((a, b) => compare(parseLsn(a.consistentPoint), parseLsn(b.consistentPoint)));
   for (const record of ordered) {
     const key = record.latestSegment?.name ?? null;
     bySegment.set(key, [...(bySegment.get(key) ?? []), record]);
@@ -88,14 +117,14 @@ function recordedGaps(sources: GapSources): ArchiveGap[] {
     if (segment === null) {
       // Created before anything was archived: a gap only for the backups taken before it, which cannot be replayed.
       const end = parseLsn(newest.consistentPoint);
-      const older = sources.backups.map((b) => parseLsn(b.alignedLsn)).filter((lsn) => lsn < end);
+      const older = backups.map((b) => parseLsn(b.alignedLsn)).filter((lsn) => lsn < end);
       if (older.length === 0) continue;
       const fromLsn = formatLsn(older.reduce((a, b) => (a < b ? a : b)));
       gaps.push({ cause: 'slot-recreated', slot: newest.slot, after: null, before: firstAfter(end), fromLsn, toLsn: to.lsn, from: null, to });
       continue;
     }
     const latest = newest.latestSegment as NonNullable<SlotCreation['latestSegment']>;
-    if (!present.has(segment)) continue;
+    if (!chain.has(segment)) continue;
     gaps.push({
       cause: 'slot-recreated',
       slot: newest.slot,
@@ -111,12 +140,9 @@ function recordedGaps(sources: GapSources): ArchiveGap[] {
 }
 
 /** Links between consecutive segments that are broken and not explained by a recorded gap. */
-function brokenLinks(segments: readonly SegmentManifest[], recorded: readonly ArchiveGap[]): ArchiveGap[] {
+function brokenLinks(breaks: readonly { previous: SegmentTail; segment: SegmentHead }[], recorded: readonly ArchiveGap[]): ArchiveGap[] {
   const gaps: ArchiveGap[] = [];
-  for (let i = 1; i < segments.length; i++) {
-    const previous = segments[i - 1] as SegmentManifest;
-    const segment = segments[i] as SegmentManifest;
-    if (followsDirectly(previous, segment)) continue;
+  for (const { previous, segment } of breaks) {
     // the first segment after a re-created slot starts a new chain on purpose
     if (segment.previous === null && recorded.some((g) => g.after === previous.name)) continue;
     gaps.push({
@@ -135,8 +161,13 @@ function brokenLinks(segments: readonly SegmentManifest[], recorded: readonly Ar
 
 /** Every gap known from the sources given, in LSN order. */
 export function archiveGaps(sources: GapSources): ArchiveGap[] {
-  const recorded = recordedGaps(sources);
-  const all = sources.segments ? [...recorded, ...brokenLinks(sources.segments, recorded)] : recorded;
+  return gapsOfChain(chainOf(sources), sources.creations, sources.backups);
+}
+
+/** Every gap in a chain described by `chain`, in LSN order. */
+export function gapsOfChain(chain: SegmentChain, creations: readonly SlotCreation[], backups: readonly { alignedLsn: string }[]): ArchiveGap[] {
+  const recorded = recordedGaps(chain, creations, backups);
+  const all = chain.breaks ? [...recorded, ...brokenLinks(chain.breaks, recorded)] : recorded;
   return all.sort((a, b) => compare(parseLsn(a.fromLsn), parseLsn(b.fromLsn)));
 }
 

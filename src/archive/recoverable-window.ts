@@ -1,5 +1,6 @@
 import type { Repository } from './repository';
-import { segmentDataName, type SegmentManifest } from './segment-manifest';
+import { segmentDataName } from './segment-manifest';
+import { ArchiveView } from './archive-view';
 import { readSegmentRecords } from './segment-reader';
 import { readSlotCreations, type SlotCreation } from './slot-creation';
 import type { BackupManifest } from './backup-manifest';
@@ -7,7 +8,7 @@ import { listBackups } from './backup-catalog';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import { formatUnixMicros, parseIsoMicros } from '../pg/pg-time';
 import { decodePgoutput } from './pgoutput-decoder';
-import { archiveGaps, firstLsnOfSegmentName, type ArchiveGap } from './archive-gaps';
+import type { ArchiveGap } from './archive-gaps';
 
 /**
  * The recoverable window, defined once for `pitr list`, `pitr status`, the metrics and the restore
@@ -55,7 +56,7 @@ export interface RecoverableWindow {
   newestCommit: ExactPoint | null;
   /** Every restorable range, oldest first; the last one is the window when `earliest` is known. */
   ranges: RecoverableRange[];
-  /** The gaps found: recorded ones always, broken links only when every segment manifest was given. */
+  /** The gaps found: recorded ones always, broken links unless only recorded ones were asked for. */
   gaps: ArchiveGap[];
 }
 
@@ -79,33 +80,33 @@ export function pointText(p: ExactPoint): string {
 }
 
 /**
- * The newest commit inside `backup`, from `segments` (manifests in LSN order; only those starting before its
- * aligned LSN matter). A gap that ends before the aligned LSN was copied into the backup without being
- * archived: its missed transactions committed before the gap's end time, which bounds them.
+ * The newest commit inside `backup`. Only the segments starting before its aligned LSN matter: pages
+ * wholly before it are judged from their summaries; the one page (or tail segment) that straddles it is
+ * read, and the one segment that straddles it decoded. A gap that ends before the aligned LSN was copied
+ * into the backup without being archived: its missed transactions committed before the gap's end time,
+ * which bounds them.
  */
-export async function backupBound(
-  repo: Repository,
-  backup: BackupManifest,
-  segments: readonly SegmentManifest[],
-  gaps: readonly ArchiveGap[] = [],
-): Promise<ExactPoint> {
+export async function backupBound(repo: Repository, backup: BackupManifest, view: ArchiveView, gaps: readonly ArchiveGap[] = []): Promise<ExactPoint> {
   const aligned = parseLsn(backup.alignedLsn);
   let newest: bigint | undefined;
-  for (const gap of gaps) {
-    const end = parseIsoMicros(gap.to.time);
-    if (parseLsn(gap.toLsn) <= aligned && (newest === undefined || end > newest)) newest = end;
+  const consider = (time: bigint): void => {
+    if (newest === undefined || time > newest) newest = time;
+  };
+  for (const gap of gaps) if (parseLsn(gap.toLsn) <= aligned) consider(parseIsoMicros(gap.to.time));
+  for (const s of view.summaries) {
+    if (parseLsn(s.first.firstCommitLsn) >= aligned) break;
+    if (parseLsn(s.last.lastCommitLsn) < aligned) consider(parseIsoMicros(s.newestCommitTime));
   }
-  for (const s of segments) {
+  for (const s of await view.straddling(aligned)) {
     if (parseLsn(s.firstCommitLsn) >= aligned) break;
     if (parseLsn(s.lastCommitLsn) < aligned) {
-      const last = parseIsoMicros(s.lastCommitTime);
-      if (newest === undefined || last > newest) newest = last;
+      consider(parseIsoMicros(s.lastCommitTime));
       continue;
     }
     for await (const record of readSegmentRecords(repo.storage.readStream(segmentDataName(s.name)), s.name, s.sha256)) {
       if (record[0] !== 0x42) continue; // Begin: commit LSN and time
       const message = decodePgoutput(record);
-      if (message.tag === 'B' && message.finalLsn < aligned && (newest === undefined || message.commitTime > newest)) newest = message.commitTime;
+      if (message.tag === 'B' && message.finalLsn < aligned) consider(message.commitTime);
     }
   }
   const end = parseIsoMicros(backup.endTime);
@@ -115,10 +116,14 @@ export async function backupBound(
 export interface WindowSources {
   /** Complete backups; listed when not given. */
   backups?: readonly BackupManifest[];
-  /** Every segment manifest in LSN order, when the caller has read them anyway; otherwise only those needed are read. */
-  segments?: readonly SegmentManifest[];
+  /** The archive's segments; opened when not given. */
+  view?: ArchiveView;
   /** The slot creation records; read when not given. */
   creations?: readonly SlotCreation[];
+  /** The gaps, when the caller found them already. */
+  gaps?: readonly ArchiveGap[];
+  /** Only recorded gaps (status and the metrics; verify, list and restore find broken links too). */
+  recordedOnly?: boolean;
   cache?: BackupBoundCache;
 }
 
@@ -151,8 +156,8 @@ function stretchesOf(gaps: readonly ArchiveGap[]): Stretch[] {
 export async function recoverableWindow(repo: Repository, sources: WindowSources = {}): Promise<RecoverableWindow> {
   const backups = [...(sources.backups ?? (await listBackups(repo)))].sort((a, b) => compareLsn(parseLsn(a.alignedLsn), parseLsn(b.alignedLsn)));
   const creations = sources.creations ?? (await readSlotCreations(repo));
-  const names = sources.segments ? sources.segments.map((s) => `${s.name}.json`) : await repo.segmentManifestNames();
-  const gaps = archiveGaps({ segmentNames: names, ...(sources.segments ? { segments: sources.segments } : {}), creations, backups });
+  const view = sources.view ?? (await ArchiveView.open(repo));
+  const gaps = sources.gaps ? [...sources.gaps] : await view.gaps(creations, backups, sources.recordedOnly === true);
 
   const stretches = stretchesOf(gaps);
   for (const backup of backups) {
@@ -161,26 +166,7 @@ export async function recoverableWindow(repo: Repository, sources: WindowSources
     if (stretch && !stretch.oldestBackup) stretch.oldestBackup = backup;
   }
 
-  let segments: readonly SegmentManifest[];
-  let newestSegment: SegmentManifest | undefined;
-  if (sources.segments) {
-    segments = sources.segments;
-    newestSegment = segments[segments.length - 1];
-  } else {
-    // Only the segments a bound is looked for in (from a stretch's start to its oldest backup), and the newest.
-    const needed = names.filter((n) => {
-      const first = firstLsnOfSegmentName(n) ?? 0n;
-      return stretches.some((s) => s.oldestBackup && !sources.cache?.has(s.oldestBackup.id) && first >= s.start && first < parseLsn(s.oldestBackup.alignedLsn));
-    });
-    segments = await Promise.all(needed.map((n) => repo.readSegmentManifest(n)));
-    const newestName = names[names.length - 1];
-    newestSegment =
-      newestName === undefined
-        ? undefined
-        : newestName === needed[needed.length - 1]
-          ? segments[segments.length - 1]
-          : await repo.readSegmentManifest(newestName);
-  }
+  const newestSegment = view.newest;
   const newestCommit = newestSegment ? { lsn: parseLsn(newestSegment.lastCommitLsn), time: parseIsoMicros(newestSegment.lastCommitTime) } : null;
 
   const ranges: RecoverableRange[] = [];
@@ -190,7 +176,7 @@ export async function recoverableWindow(repo: Repository, sources: WindowSources
     if (!backup) continue;
     let earliest = sources.cache?.get(backup.id);
     if (!earliest) {
-      earliest = await backupBound(repo, backup, segments, gaps);
+      earliest = await backupBound(repo, backup, view, gaps);
       if (newestCommit && newestCommit.lsn >= earliest.lsn) sources.cache?.set(backup.id, earliest);
     }
     if (stretch.end !== null) {

@@ -3,6 +3,7 @@ import { PitrError } from '../errors';
 import type { Storage } from '../storage/storage';
 import { decodeCheckedJson, encodeCheckedJson } from './checked-json';
 import { FORMAT_VERSION } from './segment-format';
+import { liveSegmentNames } from './segment-names';
 import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from './segment-manifest';
 
 export const IDENTITY_OBJECT = 'repository.json';
@@ -52,10 +53,10 @@ export class Repository {
     }
   }
 
-  /** Manifest names of every segment, in LSN order. */
+  /** Manifest names of every segment, in LSN order; a compacted segment replaces those it was made from. */
   async segmentManifestNames(): Promise<string[]> {
     const { objects } = await this.storage.list(SEGMENTS_PREFIX);
-    return objects.map((o) => o.name).filter((n) => n.endsWith('.json'));
+    return liveSegmentNames(objects.map((o) => o.name).filter((n) => n.endsWith('.json')));
   }
 
   /** The newest segment's manifest, or null for an empty archive. Lists only the newest group(s). */

@@ -36,6 +36,11 @@ export interface SegmentManifest {
   /** The segment before this one in the chain (null for the first), so gaps and reordering show. */
   previous: { name: string; sha256: string } | null;
   createdAt: string;
+  /**
+   * Only on a segment `pitr compact` made from consecutive segments (format 2): how many raw segments it
+   * holds and the last of them, which the segment after it names as its previous.
+   */
+  merged?: { segments: number; last: { name: string; sha256: string } };
   /** The source's timeline while the segment was received; absent in segments written before it was recorded. */
   timeline?: number;
   /** The writer lease's fencing token the segment was stored under (docs/format.md, "Writer lease"); absent before leases. */

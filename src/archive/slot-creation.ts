@@ -4,6 +4,7 @@ import { decodeCheckedJson, encodeCheckedJson } from './checked-json';
 import type { Repository } from './repository';
 import { FORMAT_VERSION } from './segment-format';
 import type { SegmentManifest } from './segment-manifest';
+import { mapBounded } from './bounded-map';
 
 /**
  * The record `pitr init` stores when it creates the replication slot (docs/format.md). A slot streams
@@ -66,7 +67,7 @@ export async function slotCreationNames(repo: Repository, slot?: string): Promis
 
 /** Every record of the repository, in consistent-point order. */
 export async function readSlotCreations(repo: Repository): Promise<SlotCreation[]> {
-  const records = await Promise.all((await slotCreationNames(repo)).map((n) => readSlotCreation(repo, n)));
+  const records = await mapBounded(await slotCreationNames(repo), (n) => readSlotCreation(repo, n));
   return records.sort((a, b) => compare(parseLsn(a.consistentPoint), parseLsn(b.consistentPoint)));
 }
 

@@ -4,6 +4,7 @@ import { PitrError } from '../errors';
 import type { Repository } from './repository';
 import { segmentDataName, type SegmentManifest } from './segment-manifest';
 import { readSegmentRecords } from './segment-reader';
+import { readManifestsBounded } from './archive-view';
 
 /** One archived transaction, decoded. */
 export interface ArchivedTransaction {
@@ -23,7 +24,7 @@ export interface ArchivedTransaction {
  * engine streams changes instead).
  */
 export async function* readTransactions(repo: Repository, manifests?: SegmentManifest[]): AsyncGenerator<ArchivedTransaction> {
-  const list = manifests ?? (await Promise.all((await repo.segmentManifestNames()).map((n) => repo.readSegmentManifest(n))));
+  const list = manifests ?? (await readManifestsBounded(repo, await repo.segmentManifestNames()));
   let previous: SegmentManifest | undefined;
   for (const manifest of list) {
     if (previous && (manifest.previous?.name !== previous.name || manifest.previous.sha256 !== previous.sha256)) {

@@ -24,6 +24,7 @@ import { classifyStreamError } from './stream-error';
 import { manifestFor, uploadSegment } from './segment-upload';
 import { closeBounded, until, waitLogged } from './stop-waits';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
+import { IndexMaintainer } from '../archive/index-maintainer';
 
 export interface ArchiverOptions {
   slot: string;
@@ -71,7 +72,9 @@ export class Archiver {
   private assembler!: StreamAssembler;
   private readonly uploads: PQueue;
   /** Sealed segments in seal order, each with its upload outcome. */
-  private readonly inFlight: { segment: string; endLsn: Lsn; done: boolean }[] = [];
+  private readonly inFlight: { segment: string; endLsn: Lsn; done: boolean; manifest: SegmentManifest }[] = [];
+  /** The archive's index, told of each segment once it is stored, in chain order. */
+  private index: IndexMaintainer | undefined;
   private sealing: Promise<void> = Promise.resolve();
   /** Seals started whose upload is not queued yet: until then the durable position must not move. */
   private sealsStarting = 0;
@@ -117,6 +120,9 @@ export class Archiver {
       log: this.log,
       signal,
     });
+    // the index is written by the lease holder only, beside the stream
+    this.index = new IndexMaintainer(this.repo, this.identity, this.log);
+    this.index.start();
     try {
       await this.archive(signal);
     } finally {
@@ -168,6 +174,10 @@ export class Archiver {
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
       await closeBounded(this.heartbeatClient?.end());
+      // the index is a cache: what it has not written yet is written on the next start
+      const waited = new AbortController();
+      await Promise.race([this.index?.close(), delay(5_000, waited.signal)]);
+      waited.abort();
       await fs.rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
@@ -335,7 +345,7 @@ export class Archiver {
     const base = segmentBaseName(contents.firstCommitLsn, contents.endLsn);
     const manifest = manifestFor(base, contents, { ...this.identity, previous: this.previous, timeline, fencingToken: lease.token });
     this.previous = { name: base, sha256: contents.spooled.sha256 };
-    const entry = { segment: base, endLsn: contents.endLsn, done: false };
+    const entry = { segment: base, endLsn: contents.endLsn, done: false, manifest };
     this.inFlight.push(entry);
     this.applyBackpressure();
     const deps = {
@@ -362,8 +372,10 @@ export class Archiver {
   private acknowledgeStored(): void {
     let advanced = false;
     while (this.inFlight[0]?.done) {
-      this.storedEndLsn = (this.inFlight.shift() as { endLsn: Lsn }).endLsn;
+      const stored = this.inFlight.shift() as { endLsn: Lsn; manifest: SegmentManifest };
+      this.storedEndLsn = stored.endLsn;
       if (this.storedEndLsn > this.durableLsn) this.durableLsn = this.storedEndLsn;
+      this.index?.stored(stored.manifest);
       advanced = true;
     }
     if (advanced) this.stream?.sendStatus(this.durableLsn);

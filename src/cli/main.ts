@@ -14,6 +14,7 @@ import { listCommand } from './list';
 import { logCommand } from './log';
 import { drillCommand } from './drill';
 import { pruneCommand } from './prune';
+import { compactCommand } from './compact';
 import { undoCommand } from './undo';
 import { markCommand } from './mark';
 import { restoreCommand } from './restore';
@@ -32,6 +33,7 @@ const COMMANDS: Command[] = [
   logCommand,
   undoCommand,
   pruneCommand,
+  compactCommand,
   drillCommand,
   demoCommand,
   completionCommand(() => COMMANDS),

@@ -18,7 +18,7 @@ export interface OptionSpec {
   min?: number;
 }
 
-const ALL = ['init', 'archive', 'status', 'backup', 'restore', 'mark', 'list', 'verify', 'prune', 'log', 'undo', 'drill'] as const;
+const ALL = ['init', 'archive', 'status', 'backup', 'restore', 'mark', 'list', 'verify', 'prune', 'compact', 'log', 'undo', 'drill'] as const;
 const SOURCE_COMMANDS = ['init', 'archive', 'status', 'backup', 'mark', 'undo', 'drill'] as const;
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -176,7 +176,24 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'to', type: 'string', arg: 'TARGET', commands: ['restore', 'drill'], description: 'restore point: a timestamp, latest, lsn:X/Y, xid:N or mark:NAME' },
   { name: 'exclusive', type: 'boolean', commands: ['restore'], description: 'stop just before the target instead of just after it' },
   { name: 'tables', type: 'string', arg: 'LIST', commands: ['restore'], description: 'restore only these tables (comma-separated, schema.table or table)' },
-  { name: 'dry-run', type: 'boolean', commands: ['restore', 'prune'], description: 'print the plan, change nothing' },
+  { name: 'dry-run', type: 'boolean', commands: ['restore', 'prune', 'compact'], description: 'print the plan, change nothing' },
+  {
+    name: 'older-than',
+    type: 'duration',
+    arg: 'DURATION',
+    default: '1h',
+    commands: ['compact'],
+    description: 'merge only segments whose every commit is older than this',
+  },
+  {
+    name: 'compact-size',
+    type: 'bytes',
+    arg: 'SIZE',
+    default: '64MB',
+    commands: ['compact'],
+    description: 'largest compacted segment (uncompressed bytes)',
+  },
+  { name: 'rebuild-index', type: 'boolean', commands: ['compact'], description: "build the archive's index anew from the segment manifests first" },
   { name: 'force', type: 'boolean', commands: ['restore'], description: 'replace a non-empty target database (or the source itself)' },
   { name: 'deep', type: 'boolean', commands: ['verify'], description: 'also decompress and decode every record of every segment' },
   {

@@ -68,7 +68,9 @@ export async function expectedRows(repo: Repository, backup: BackupManifest, las
   if (lastCommitLsn === undefined) return { counts, ddl };
   const aligned = parseLsn(backup.alignedLsn);
   const last = parseLsn(lastCommitLsn);
-  const segments = (await readSegmentManifests(repo)).filter((s) => parseLsn(s.endLsn) > aligned && parseLsn(s.firstCommitLsn) <= last);
+  const segments = (await readSegmentManifests(repo, { endAfter: aligned, firstAtOrBefore: last })).filter(
+    (s) => parseLsn(s.endLsn) > aligned && parseLsn(s.firstCommitLsn) <= last,
+  );
   const names = new Map<number, string>(); // relation id → current "schema.table"
   const nameOf = (txnRelations: Map<number, { namespace: string; name: string }>, relationId: number): string | undefined => {
     const relation = txnRelations.get(relationId);

@@ -4,6 +4,7 @@ import { listBackups } from '../archive/backup-catalog';
 import { parseLsn } from '../pg/lsn';
 import type { ArchiveGap } from '../archive/archive-gaps';
 import { recoverableWindow, toPoint, type Point } from '../archive/recoverable-window';
+import { ArchiveView, type SegmentSelection } from '../archive/archive-view';
 
 export type { Point } from '../archive/recoverable-window';
 export type { ArchiveGap } from '../archive/archive-gaps';
@@ -33,10 +34,9 @@ export interface ListReport {
   ranges: { earliest: Point; latest: Point; backup: string }[];
 }
 
-/** Segment manifests in LSN order. */
-export async function readSegmentManifests(repo: Repository): Promise<SegmentManifest[]> {
-  const names = await repo.segmentManifestNames();
-  return Promise.all(names.map((n) => repo.readSegmentManifest(n)));
+/** Segment manifests in LSN order (through the index; `select` keeps only the pages that may hold what is wanted). */
+export async function readSegmentManifests(repo: Repository, select: SegmentSelection = {}): Promise<SegmentManifest[]> {
+  return (await ArchiveView.open(repo)).segments(select);
 }
 
 /** What the repository holds: backups, the segment chain, its gaps and marks, and the recoverable window. */
@@ -56,20 +56,21 @@ export async function listRepository(repo: Repository): Promise<ListReport> {
     tables: m.totals.tables,
     rows: m.totals.rows,
   }));
-  const segments = await readSegmentManifests(repo);
-  const first = segments[0];
-  const last = segments[segments.length - 1];
-  const window = await recoverableWindow(repo, { backups: manifests, segments });
+  // the index: summaries of its pages, the tail after them, and only the pages a backup's bound needs
+  const view = await ArchiveView.open(repo);
+  const first = view.first;
+  const last = view.newest;
+  const window = await recoverableWindow(repo, { backups: manifests, view });
   return {
     repository: repo.storage.location,
     backups,
     segments: {
-      count: segments.length,
+      count: view.count,
       first: first ? { lsn: first.firstCommitLsn, time: first.firstCommitTime } : null,
       last: last ? { lsn: last.lastCommitLsn, time: last.lastCommitTime } : null,
     },
     gaps: window.gaps,
-    marks: segments.flatMap((s) => s.marks.map((name) => ({ name, segment: s.name }))),
+    marks: view.marks,
     window: { earliest: window.earliest && toPoint(window.earliest), latest: window.latest && toPoint(window.latest) },
     ranges: window.ranges.map((r) => ({ earliest: toPoint(r.earliest), latest: toPoint(r.latest), backup: r.backup })),
   };

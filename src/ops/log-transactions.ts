@@ -9,7 +9,7 @@ import { quoteLiteral } from '../pg/sql-quote';
 import { ddlSummary, parseDdlRecord } from '../archive/ddl-record';
 import type { RelationMessage, TupleData, TupleValue } from '../archive/pgoutput-decoder';
 import { PitrError } from '../errors';
-import { archiveGaps } from '../archive/archive-gaps';
+import { ArchiveView, type SegmentSelection } from '../archive/archive-view';
 
 export const LOG_OPS = ['insert', 'update', 'delete', 'truncate', 'ddl'] as const;
 export type LogOp = (typeof LOG_OPS)[number];
@@ -237,24 +237,22 @@ export function manifestMayMatch(manifest: SegmentManifest, filter: LogFilter): 
 }
 
 /**
- * Every segment manifest, in LSN order, with the chain checked. A gap recorded when the slot was
- * re-created is known and does not stop reading: each transaction is read from its own segment.
+ * The segment manifests in LSN order, with the chain checked (from the index's summaries: no manifest is
+ * read for that); `select` keeps only the pages that may hold what is wanted. A gap recorded when the
+ * slot was re-created is known and does not stop reading: each transaction is read from its own segment.
  */
-export async function readManifests(repo: Repository): Promise<SegmentManifest[]> {
-  const names = await repo.segmentManifestNames();
-  const manifests = await Promise.all(names.map((n) => repo.readSegmentManifest(n)));
-  const broken = archiveGaps({ segmentNames: names, segments: manifests, creations: await readSlotCreations(repo), backups: [] }).find(
-    (g) => g.cause === 'broken-chain',
-  );
+export async function readManifests(repo: Repository, select: SegmentSelection = {}, opened?: ArchiveView): Promise<SegmentManifest[]> {
+  const view = opened ?? (await ArchiveView.open(repo));
+  const broken = (await view.gaps(await readSlotCreations(repo), [])).find((g) => g.cause === 'broken-chain');
   if (broken) {
-    const manifest = manifests.find((m) => m.name === broken.before) as SegmentManifest;
+    const manifest = (await view.segments({})).find((m) => m.name === broken.before) as SegmentManifest;
     throw new PitrError(
       'Integrity',
       `segment chain broken before ${manifest.name}: it names ${manifest.previous?.name ?? 'no'} previous segment, the archive has ${broken.after ?? '?'}`,
       'run "pitr verify" to list missing or foreign segments',
     );
   }
-  return manifests;
+  return view.segments(select);
 }
 
 /** Transactions of the given segments (each segment carries its own relation messages), in commit order. */
@@ -268,7 +266,15 @@ export interface LogResult {
 }
 
 export async function logTransactions(repo: Repository, filter: LogFilter): Promise<LogResult> {
-  const manifests = await readManifests(repo);
+  const view = await ArchiveView.open(repo);
+  const manifests = await readManifests(
+    repo,
+    {
+      ...(filter.since !== undefined ? { since: filter.since } : {}),
+      ...(filter.until !== undefined ? { until: filter.until } : {}),
+    },
+    view,
+  );
   const candidates = manifests.filter((m) => manifestMayMatch(m, filter));
   const entries: LogEntry[] = [];
   for await (const txn of transactionsOf(repo, candidates)) {
@@ -278,7 +284,7 @@ export async function logTransactions(repo: Repository, filter: LogFilter): Prom
     const entry = summarize(txn, filter.rows === true);
     if (entryMatches(entry, filter)) entries.push(entry);
   }
-  return { entries, segments: { total: manifests.length, read: candidates.length } };
+  return { entries, segments: { total: view.count, read: candidates.length } };
 }
 
 function rowValueText(value: RowValue): string {

@@ -1,9 +1,11 @@
 import { decodeCheckedJson } from '../archive/checked-json';
 import type { Repository } from '../archive/repository';
-import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from '../archive/segment-manifest';
+import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName } from '../archive/segment-manifest';
 import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, backupPrefix, type BackupManifest } from '../archive/backup-manifest';
 import { listBackups } from '../archive/backup-catalog';
-import { lsnFromSortableHex, parseLsn, type Lsn } from '../pg/lsn';
+import { parseLsn, type Lsn } from '../pg/lsn';
+import { liveSegmentNames, segmentRangeOfName } from '../archive/segment-names';
+import { trimIndex } from '../archive/index-trim';
 import type { Logger } from '../logger';
 
 export interface PruneOptions {
@@ -45,11 +47,8 @@ interface Removal {
 
 const compareLsn = (a: Lsn, b: Lsn): number => (a < b ? -1 : a > b ? 1 : 0);
 
-/** `segments/<HI>/<FIRST>-<END>.lz4` → END, or undefined for a name not of that form. */
-function endLsnOfName(name: string): Lsn | undefined {
-  const match = /\/([0-9A-F]{16})-([0-9A-F]{16})\.lz4$/.exec(name);
-  return match?.[2] === undefined ? undefined : lsnFromSortableHex(match[2]);
-}
+/** `segments/<HI>/<FIRST>-<END>.lz4` (or `.json`) → END, or undefined for a name not of that form. */
+const endLsnOfName = (name: string): Lsn | undefined => segmentRangeOfName(name)?.end;
 
 /**
  * Removes what is no longer needed to restore to any point of the window [now - retention, now].
@@ -110,20 +109,21 @@ export async function pruneRepository(repo: Repository, options: PruneOptions): 
   }
 
   // Segments ending at or before the kept backup's aligned LSN, but the last of them (the chain's anchor).
+  // Their names say where they end: no manifest needs reading.
   const { objects } = await repo.storage.list(SEGMENTS_PREFIX);
   const sizes = new Map(objects.map((o) => [o.name, o.size]));
   const manifestNames = objects.map((o) => o.name).filter((n) => n.endsWith('.json'));
-  const newest = manifestNames[manifestNames.length - 1];
-  const before: SegmentManifest[] = [];
-  for (const name of manifestNames) {
-    if (name === newest) break;
-    const manifest = await repo.readSegmentManifest(name);
-    if (parseLsn(manifest.endLsn) > aligned) break;
-    before.push(manifest);
-  }
+  const live = liveSegmentNames(manifestNames);
+  const newest = live[live.length - 1];
+  const before = live.filter((n) => n !== newest && (endLsnOfName(n) ?? aligned + 1n) <= aligned);
   const anchor = before.pop();
-  for (const segment of before) {
-    const names = [segmentManifestName(segment.name), segmentDataName(segment.name)].filter((n) => sizes.has(n));
+  const anchorFirst = anchor === undefined ? undefined : segmentRangeOfName(anchor)?.first;
+  // sources of a compacted segment left by an interrupted "pitr compact", wholly before the anchor: old history too
+  const liveSet = new Set(live);
+  const superseded = manifestNames.filter((n) => !liveSet.has(n) && anchorFirst !== undefined && (endLsnOfName(n) ?? anchorFirst) < anchorFirst);
+  for (const manifestName of [...before, ...superseded]) {
+    const base = manifestName.slice(0, -'.json'.length);
+    const names = [segmentManifestName(base), segmentDataName(base)].filter((n) => sizes.has(n));
     removals.push({ objects: names, bytes: names.reduce((sum, n) => sum + (sizes.get(n) ?? 0), 0) });
     report.removed.segments++;
   }
@@ -131,7 +131,7 @@ export async function pruneRepository(repo: Repository, options: PruneOptions): 
   if (anchor) {
     const manifests = new Set(manifestNames);
     for (const object of objects) {
-      if (!object.name.endsWith('.lz4') || object.name >= anchor.name) continue;
+      if (!object.name.endsWith('.lz4') || object.name >= anchor) continue;
       if (manifests.has(`${object.name.slice(0, -'.lz4'.length)}.json`)) continue;
       const end = endLsnOfName(object.name);
       if (end === undefined || end > aligned) continue;
@@ -139,6 +139,10 @@ export async function pruneRepository(repo: Repository, options: PruneOptions): 
       report.removed.orphanSegmentData++;
     }
   }
+
+  // The index stops naming the segments before the anchor before they go (index-trim.ts).
+  const identity = anchorFirst !== undefined && report.removed.segments > 0 && !options.dryRun ? await repo.identity() : null;
+  if (identity && anchorFirst !== undefined) await trimIndex(repo, identity, anchorFirst, options.log);
 
   for (const removal of removals) {
     report.removed.bytes += removal.bytes;

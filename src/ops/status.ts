@@ -87,7 +87,7 @@ async function readRepository(repo: Repository, now: number, boundCache: BackupB
   });
   const newest = manifests[manifests.length - 1];
   // the same window as `pitr list` and the restore planner
-  const window = await recoverableWindow(repo, { backups: manifests, ...(boundCache ? { cache: boundCache } : {}) });
+  const window = await recoverableWindow(repo, { backups: manifests, recordedOnly: true, ...(boundCache ? { cache: boundCache } : {}) });
   return {
     lastCommit: window.newestCommit && toPoint(window.newestCommit),
     backup: newest ? { id: newest.id, endTime: newest.endTime, ageSeconds: (now - Date.parse(newest.endTime)) / 1000 } : null,

@@ -10,6 +10,8 @@ import { parseIsoMicros } from '../pg/pg-time';
 import { decodePgoutput } from '../archive/pgoutput-decoder';
 import { isPitrError, messageOf } from '../errors';
 import { SLOTS_PREFIX, slotCreationName, type SlotCreation } from '../archive/slot-creation';
+import { verifyIndex } from './verify-index';
+import { liveSegmentNames } from '../archive/segment-names';
 import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
 import { unreplayableChanges } from './schema-change-check';
 
@@ -91,6 +93,7 @@ class Verifier {
     const backups = await this.checkBackups();
     const gaps = archiveGaps({ segmentNames: segments.map((s) => segmentManifestName(s.name)), segments, creations, backups: backups.map((b) => b.manifest) });
     this.checkGaps(gaps, backups);
+    if (this.since === undefined) for (const p of await verifyIndex(this.repo, segments)) this.report(p.object, p.status, p.detail);
     for (const { prefix, manifest } of backups) this.checkBackupCoverage(prefix, manifest, segments, gaps);
     if (this.ddl)
       for (const change of await unreplayableChanges(this.repo, segments))
@@ -257,11 +260,19 @@ class Verifier {
     const names = new Set(objects.map((o) => o.name));
     const manifests: SegmentManifest[] = this.anchor ? [this.anchor] : [];
     const referenced = new Set<string>();
+    const jsonNames = objects.map((o) => o.name).filter((n) => n.endsWith('.json'));
+    const live = new Set(liveSegmentNames(jsonNames));
     for (const object of objects) {
       if (!object.name.endsWith('.json')) continue;
       const base = object.name.slice(0, -'.json'.length);
       referenced.add(object.name);
       referenced.add(segmentDataName(base));
+      if (!live.has(object.name)) {
+        // left by an interrupted "pitr compact": a compacted segment holds the same transactions
+        for (const name of [object.name, segmentDataName(base)].filter((n) => names.has(n)))
+          this.report(name, 'unreferenced', 'superseded by a compacted segment holding the same transactions; the next "pitr compact" removes it');
+        continue;
+      }
       const manifest = await this.readChecked<SegmentManifest>(object.name);
       if (!manifest) continue;
       if (manifest.kind !== 'segment' || manifest.name !== base) {

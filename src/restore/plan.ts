@@ -9,7 +9,8 @@ import { formatUnixMicros, parseIsoMicros } from '../pg/pg-time';
 import { MessagePrefix } from '../archive/segment-format';
 import { PitrError } from '../errors';
 import { readSlotCreations } from '../archive/slot-creation';
-import { archiveGaps, gapBounds, gapCause, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
+import { ArchiveView } from '../archive/archive-view';
+import { gapBounds, gapCause, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
 import { backupBound, pointText, recoverableWindow, type ExactPoint, type RecoverableRange } from '../archive/recoverable-window';
 import type { TargetSpec } from './target';
 
@@ -68,14 +69,14 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
       'take one with "pitr backup" (or run "pitr archive --backup-every 24h")',
     );
   backups.sort((a, b) => compareLsn(parseLsn(a.alignedLsn), parseLsn(b.alignedLsn)));
-  const names = await repo.segmentManifestNames();
-  const segments = await Promise.all(names.map((n) => repo.readSegmentManifest(n)));
+  // the index: page summaries and the tail; pages are read only where the plan looks into them
+  const view = await ArchiveView.open(repo);
   const creations = await readSlotCreations(repo);
-  const gaps = archiveGaps({ segmentNames: names, segments, creations, backups });
+  const gaps = await view.gaps(creations, backups);
   const bounds = new Map<string, Point>();
-  for (const b of backups) bounds.set(b.id, await backupBound(repo, b, segments, gaps));
+  for (const b of backups) bounds.set(b.id, await backupBound(repo, b, view, gaps));
   // the window and ranges `pitr list` and `pitr status` show
-  const recoverable = await recoverableWindow(repo, { backups, segments, creations, cache: bounds });
+  const recoverable = await recoverableWindow(repo, { backups, view, creations, gaps, cache: bounds });
   const { ranges } = recoverable;
   const firstRange = ranges[0];
   if (!firstRange) {
@@ -88,7 +89,7 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   }
   const earliest = firstRange.earliest;
   const latest = recoverable.newestCommit ?? earliest;
-  const last = segments[segments.length - 1];
+  const last = view.newest;
   const rangeText = (r: RecoverableRange): string => `${pointText(r.earliest)} to ${pointText(r.latest)} (backup ${r.backup})`;
   const restorable = gaps.length > 0 ? `; with gaps in the archive, restorable only: ${ranges.map(rangeText).join(', ')}` : '';
   const outside = (what: string): PitrError =>
@@ -124,7 +125,7 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
     }
     case 'mark':
     case 'xid': {
-      const candidates = target.kind === 'mark' ? segments.filter((s) => s.marks.includes(target.name)) : segments;
+      const candidates = await view.segments(target.kind === 'mark' ? { mark: target.name } : {});
       const found =
         target.kind === 'mark'
           ? await findCommit(
@@ -174,8 +175,7 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   // Segments after the backup, up to the target; a gap after the backup lies past the target (checked above).
   const gapStarts = new Set(gaps.filter((g) => parseLsn(g.toLsn) > aligned && g.before !== null).map((g) => g.before));
   const replay: SegmentManifest[] = [];
-  for (const segment of segments) {
-    if (parseLsn(segment.endLsn) <= aligned) continue;
+  for (const segment of await view.segments({ endAfter: aligned })) {
     if (gapStarts.has(segment.name)) break;
     if (replay.length > 0 && !stop.includes(parseLsn(segment.firstCommitLsn), parseIsoMicros(segment.firstCommitTime))) break;
     replay.push(segment);
@@ -189,7 +189,8 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   const lookAhead: SegmentManifest[] = [];
   if (target.kind !== 'latest') {
     const last = replay[replay.length - 1];
-    for (const segment of segments) {
+    // read page by page from the last segment replayed: only as far as the look-ahead goes
+    for await (const segment of view.eachSegment({ endAfter: last ? parseLsn(last.endLsn) - 1n : 0n })) {
       if (last === undefined || gapStarts.has(segment.name)) break;
       if (parseLsn(segment.firstCommitLsn) <= parseLsn(last.firstCommitLsn)) continue;
       lookAhead.push(segment);

@@ -39,9 +39,10 @@ export interface Storage {
 
   /**
    * Objects whose name starts with `prefix`, in ascending name order. With `delimiter: '/'` names that
-   * continue past the next '/' are folded into `prefixes` (like a directory listing).
+   * continue past the next '/' are folded into `prefixes` (like a directory listing). With `startAfter`,
+   * only names (and prefixes) sorting after it: the tail of a long listing without the rest of it.
    */
-  list(prefix: string, options?: { delimiter?: '/' }): Promise<ListResult>;
+  list(prefix: string, options?: ListOptions): Promise<ListResult>;
 
   /** Remove an object; removing an absent object is not an error. */
   remove(name: string): Promise<void>;
@@ -71,6 +72,11 @@ export interface ObjectInfo {
   md5?: string;
   /** When the object was written, by the storage's clock (see `Storage.now`). */
   modifiedAt?: Date;
+}
+
+export interface ListOptions {
+  delimiter?: '/';
+  startAfter?: string;
 }
 
 export interface ListResult {

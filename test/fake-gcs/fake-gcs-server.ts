@@ -185,7 +185,13 @@ export class FakeGcsServer {
 
   private list(bucket: string, query: Record<string, string>, reply: Reply): void {
     const maxResults = query.maxResults ? Number(query.maxResults) : this.pageSize;
-    const page = this.store.list(bucket, { prefix: query.prefix ?? '', delimiter: query.delimiter, pageToken: query.pageToken, maxResults });
+    const page = this.store.list(bucket, {
+      prefix: query.prefix ?? '',
+      delimiter: query.delimiter,
+      pageToken: query.pageToken,
+      startOffset: query.startOffset,
+      maxResults,
+    });
     reply.json(200, {
       kind: 'storage#objects',
       ...(page.items.length > 0 ? { items: page.items.map((object) => this.resource(object)) } : {}),

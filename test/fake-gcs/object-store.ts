@@ -66,16 +66,19 @@ export class ObjectStore {
    * One page of a listing. Objects and folded prefixes form one ordered sequence, paged together; the page
    * token is the last key returned, so a listing stays consistent while objects come and go.
    */
-  list(bucket: string, q: { prefix: string; delimiter?: string; pageToken?: string; maxResults: number }): ListPage {
+  list(bucket: string, q: { prefix: string; delimiter?: string; pageToken?: string; startOffset?: string; maxResults: number }): ListPage {
     const entries = new Map<string, FakeObject | null>(); // key → object, or null for a folded prefix
+    const token = q.pageToken === undefined ? undefined : Buffer.from(q.pageToken, 'base64url').toString('utf8');
     for (const object of this.bucketMap(bucket).values()) {
       if (!object.name.startsWith(q.prefix)) continue;
+      // filtered before sorting, so that paging through a large bucket stays cheap
+      if (q.startOffset !== undefined && compareNames(object.name, q.startOffset) < 0) continue;
+      if (token !== undefined && q.delimiter === undefined && compareNames(object.name, token) <= 0) continue;
       const rest = object.name.slice(q.prefix.length);
       const cut = q.delimiter ? rest.indexOf(q.delimiter) : -1;
       if (q.delimiter && cut >= 0) entries.set(q.prefix + rest.slice(0, cut + q.delimiter.length), null);
       else entries.set(object.name, object);
     }
-    const token = q.pageToken === undefined ? undefined : Buffer.from(q.pageToken, 'base64url').toString('utf8');
     const keys = [...entries.keys()].sort(compareNames).filter((key) => token === undefined || compareNames(key, token) > 0);
     const pageKeys = keys.slice(0, q.maxResults);
     const page: ListPage = { items: [], prefixes: [] };

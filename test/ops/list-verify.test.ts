@@ -1,4 +1,4 @@
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { formatUnixMicros, parseIsoMicros } from '../../src/pg/pg-time';
 import type { ListReport } from '../../src/ops/list';
@@ -137,6 +137,9 @@ test('verify catches damaged and missing objects and reports them all', async ()
   const gap = await verify(unmanifested);
   expect(gap.code).toBe(7);
   expect(gap.report.problems).toEqual(expect.arrayContaining([problem(`${middle}.lz4`, 'unreferenced'), problem(`${next}.json`, 'gap')]));
+  // list trusts the index (a cache of the manifests, checked by verify): without it, it reads the manifests
+  expect(gap.report.problems).toEqual(expect.arrayContaining([expect.objectContaining({ detail: expect.stringContaining(`names segment ${middle}`) })]));
+  rmSync(path.join(unmanifested, 'index'), { recursive: true, force: true });
   const listed = JSON.parse((await runPitr(['list', '--repo', unmanifested, '--json'])).stdout) as ListReport;
   expect(listed.gaps).toEqual([expect.objectContaining({ before: next })]);
 

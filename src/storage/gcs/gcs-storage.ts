@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Bucket, File } from '@google-cloud/storage';
 import { messageOf, PitrError } from '../../errors';
-import type { ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
+import type { ListOptions, ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
 import { openBucket } from './gcs-client';
 import { GaveUp, isBucketMissing, isDownloadMismatch, isTransient, statusOf, toPitrError } from './gcs-errors';
 import { fetchMetadata, objectInfo } from './gcs-metadata';
@@ -146,7 +146,8 @@ export class GcsStorage implements Storage {
     return objectInfo(name, metadata);
   }
 
-  async list(prefix: string, options: { delimiter?: '/' } = {}): Promise<ListResult> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    const after = options.startAfter;
     const result: ListResult = { objects: [], prefixes: [] };
     let pageToken: string | undefined;
     do {
@@ -154,15 +155,19 @@ export class GcsStorage implements Storage {
         prefix: this.root + prefix,
         autoPaginate: false, // page by page, so that each page is retried on its own
         ...(options.delimiter ? { delimiter: options.delimiter } : {}),
+        // GCS starts a listing at startOffset inclusive; the name itself is dropped below
+        ...(after !== undefined ? { startOffset: this.root + after } : {}),
         ...(pageToken ? { pageToken } : {}),
       };
       const [files, , response] = await this.run(`listing of ${prefix || '/'}`, () => this.bucket.getFiles(query));
       for (const f of files) {
-        result.objects.push(objectInfo(f.name.slice(this.root.length), f.metadata));
+        const name = f.name.slice(this.root.length);
+        if (after === undefined || name > after) result.objects.push(objectInfo(name, f.metadata));
       }
       const page = response as { prefixes?: unknown; nextPageToken?: unknown } | undefined;
       if (Array.isArray(page?.prefixes)) {
-        for (const p of page.prefixes) if (typeof p === 'string') result.prefixes.push(p.slice(this.root.length));
+        for (const p of page.prefixes)
+          if (typeof p === 'string' && (after === undefined || p.slice(this.root.length) > after)) result.prefixes.push(p.slice(this.root.length));
       }
       pageToken = typeof page?.nextPageToken === 'string' ? page.nextPageToken : undefined;
     } while (pageToken);

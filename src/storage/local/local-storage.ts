@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { PitrError } from '../../errors';
-import type { ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
+import type { ListOptions, ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
 
 const TMP_DIR = '.tmp';
 
@@ -106,12 +106,13 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async list(prefix: string, options: { delimiter?: '/' } = {}): Promise<ListResult> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
     // Walk only the directory the prefix points into, then filter by the rest of the prefix.
     const slash = prefix.lastIndexOf('/');
     const dirName = slash === -1 ? '' : prefix.slice(0, slash);
     const objects: ObjectInfo[] = [];
     const prefixes = new Set<string>();
+    const after = options.startAfter;
     const walk = async (relDir: string): Promise<void> => {
       let entries;
       try {
@@ -126,9 +127,11 @@ export class LocalStorage implements Storage {
         if (entry.isDirectory()) {
           const dirPrefix = rel + '/';
           if (!dirPrefix.startsWith(prefix) && !prefix.startsWith(dirPrefix)) continue;
+          // every name inside sorts before startAfter: skip the directory without reading it
+          if (after !== undefined && dirPrefix < after && !after.startsWith(dirPrefix)) continue;
           if (options.delimiter && dirPrefix.startsWith(prefix) && dirPrefix.length > prefix.length) prefixes.add(dirPrefix);
           else await walk(rel);
-        } else if (entry.isFile() && rel.startsWith(prefix)) {
+        } else if (entry.isFile() && rel.startsWith(prefix) && (after === undefined || rel > after)) {
           const info = await fs.stat(path.join(this.location, ...rel.split('/')));
           objects.push({ name: rel, size: info.size });
         }
@@ -136,7 +139,7 @@ export class LocalStorage implements Storage {
     };
     await walk(dirName);
     objects.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return { objects, prefixes: [...prefixes].sort() };
+    return { objects, prefixes: [...prefixes].filter((p) => after === undefined || p > after).sort() };
   }
 
   async remove(name: string): Promise<void> {
