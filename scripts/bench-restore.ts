@@ -5,6 +5,7 @@
  *
  *   npm run bench:restore                       # 1,000,000-change backlog
  *   BENCH_CHANGES=200000 npm run bench:restore
+ *   BENCH_STATEMENTS=1 npm run bench:restore    # also the OLTP restore's costliest statements (pg_stat_statements)
  *
  * The backlog: transactions of 1,000 changes over two tables (per table 250 inserts, 125 updates of
  * rows committed by the previous transaction, 125 deletes). `pitr archive` stores it (not part of the
@@ -22,6 +23,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { AUTO_REPLICA_IDENTITY_SQL } from '../src/capture/ddl-capture-sql';
 import { PgCluster } from '../test/harness/pg-cluster';
 import { PITR_BIN, archiveUntil, reapedChildrenCpu, samplePeakRss, serverCpu } from './bench-util';
 
@@ -150,6 +152,8 @@ async function fingerprint(cluster: PgCluster, database: string, table: string):
 }
 
 const DDL = TABLES.map((t) => `CREATE TABLE ${t} (id bigint PRIMARY KEY, n int, v text)`);
+/** A subscription to the FOR ALL TABLES publication needs every table of it, pitr's own bookkeeping too. */
+const SUBSCRIBER_DDL = [...DDL, 'CREATE SCHEMA pitr', AUTO_REPLICA_IDENTITY_SQL];
 
 async function main(): Promise<void> {
   const settings = {
@@ -159,7 +163,9 @@ async function main(): Promise<void> {
     logical_decoding_work_mem: "'64MB'",
   };
   const source = await PgCluster.start({ settings });
-  const subscriber = await PgCluster.start({ settings });
+  const subscriber = await PgCluster.start({
+    settings: process.env.BENCH_STATEMENTS ? { ...settings, shared_preload_libraries: "'pg_stat_statements'" } : settings,
+  });
   const repo = mkdtempSync(path.join(tmpdir(), 'pitr-bench-restore-'));
   try {
     const [version] = await source.query<{ v: string }>("SELECT current_setting('server_version') AS v");
@@ -228,7 +234,7 @@ async function main(): Promise<void> {
 
     // B: a subscription on sub_slot into sub_target, same cluster
     await subscriber.query('CREATE DATABASE sub_target');
-    for (const sql of DDL) await subscriber.query(sql, [], 'sub_target');
+    for (const sql of SUBSCRIBER_DDL) await subscriber.query(sql, [], 'sub_target');
     const sub = await timedSubscription(source, subscriber, lastTxnLsn, backlogEnd);
     await subscriber.query('DROP SUBSCRIPTION s', [], 'sub_target');
 
@@ -328,7 +334,7 @@ async function oltpComparison(source: PgCluster, subscriber: PgCluster, repo: st
   await subscriber.query('CREATE DATABASE sub_oltp');
   await execFileAsync(pgbench, ['-i', '-q', '-s', '1', subscriber.url('sub_oltp')]);
   await subscriber.query('CREATE TABLE bulk (id bigint PRIMARY KEY, n int, v text)', [], 'sub_oltp');
-  for (const sql of DDL) await subscriber.query(sql, [], 'sub_oltp'); // every published table must exist (the first backlog's are not changed again)
+  for (const sql of SUBSCRIBER_DDL) await subscriber.query(sql, [], 'sub_oltp'); // every published table must exist (the first backlog's are not changed again)
   await subscriber.query('ALTER TABLE pgbench_history REPLICA IDENTITY FULL', [], 'sub_oltp');
 
   const generated = process.hrtime.bigint();
@@ -349,8 +355,14 @@ async function oltpComparison(source: PgCluster, subscriber: PgCluster, repo: st
   const archive = await archiveUntil(source, repo, end?.lsn as string);
   console.log(`  archived by pitr archive in ${archive.seconds.toFixed(2)} s (not part of the ratio)`);
 
+  if (process.env.BENCH_STATEMENTS) await subscriber.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()');
   const restore = await timedRestore(subscriber, repo, subscriber.url('pitr_oltp'));
   const summary = restore.code === 0 ? (JSON.parse(restore.stdout) as RestoreJson) : undefined;
+  if (process.env.BENCH_STATEMENTS)
+    for (const row of await subscriber.query<{ calls: string; ms: string; q: string }>(
+      `SELECT calls::text, round(total_exec_time)::text AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS q FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12`,
+    ))
+      console.log(`    ${row.ms.padStart(7)} ms ${row.calls.padStart(6)} calls  ${row.q}`);
   const sub = await (async () => {
     const started = process.hrtime.bigint();
     const source0 = serverCpu(source);

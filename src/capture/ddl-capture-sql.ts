@@ -158,6 +158,8 @@ DECLARE
   depth int := COALESCE(NULLIF(pg_catalog.current_setting('pitr.extension_depth', true), ''), '0')::int;
   commands jsonb;
   tables oid[];
+  keyed oid[];
+  table_name regclass;
   dropped jsonb;
   definition text;
   missing jsonb;
@@ -174,6 +176,12 @@ BEGIN
            'identity', object_identity, 'objid', objid::bigint, 'inExtension', in_extension)),
          pg_catalog.array_agg(objid) FILTER (WHERE object_type = 'table')
     INTO commands, tables FROM pg_catalog.pg_event_trigger_ddl_commands();
+  -- the tables of indexes made by the command too (a primary key added to a partitioned table makes one on each partition)
+  SELECT pg_catalog.array_agg(DISTINCT t) INTO keyed FROM (
+      SELECT i.indrelid AS t FROM pg_catalog.pg_event_trigger_ddl_commands() c JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.objid
+       WHERE c.object_type OPERATOR(pg_catalog.=) 'index'
+      UNION SELECT pg_catalog.unnest(tables)
+      UNION SELECT p.relid FROM pg_catalog.unnest(tables) u(t), pg_catalog.pg_partition_tree(u.t) p) k;
   IF commands IS NOT NULL AND NOT (SELECT pg_catalog.bool_or(NOT (c OPERATOR(pg_catalog.->>) 'inExtension')::boolean) FROM pg_catalog.jsonb_array_elements(commands) c) THEN
     RETURN; -- every object belongs to an extension (its script, run by a command this trigger did not see start)
   END IF;
@@ -247,6 +255,8 @@ BEGIN
     LOOP
       BEGIN
         EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', fix);
+        INSERT INTO ${PITR_SCHEMA}.auto_replica_identity (relid, relname) VALUES (fix::oid, fix::text)
+          ON CONFLICT (relid) DO UPDATE SET relname = excluded.relname, set_at = pg_catalog.now();
         RAISE NOTICE 'pitr: table % has no primary key; its replica identity is now FULL, so that its UPDATEs and DELETEs can be archived', fix
           USING HINT = 'add a primary key (then ALTER TABLE ... REPLICA IDENTITY DEFAULT), or SET pitr.auto_replica_identity = off to leave new tables alone';
       EXCEPTION WHEN OTHERS THEN
@@ -254,11 +264,39 @@ BEGIN
       END;
     END LOOP;
   END IF;
+  IF keyed IS NOT NULL AND pg_catalog.to_regclass(${quoteLiteral(`${PITR_SCHEMA}.auto_replica_identity`)}) IS NOT NULL THEN
+    IF nested IS NULL AND query OPERATOR(pg_catalog.~*) 'replica[[:space:]]+identity' THEN
+      -- the user set a replica identity of their own: never undo it
+      DELETE FROM ${PITR_SCHEMA}.auto_replica_identity WHERE relid OPERATOR(pg_catalog.=) ANY (keyed);
+    ELSE
+      -- a table pitr gave FULL for want of a key has one now (tools and pg_dump add the key after the rows):
+      -- back to DEFAULT, so that its changes carry the key only and replay in batches
+      FOR table_name IN
+        SELECT c.oid::regclass FROM ${PITR_SCHEMA}.auto_replica_identity a JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.relid
+         WHERE a.relid OPERATOR(pg_catalog.=) ANY (keyed) AND c.relreplident OPERATOR(pg_catalog.=) 'f'
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND i.indisprimary)
+      LOOP
+        BEGIN
+          EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY DEFAULT', table_name);
+          DELETE FROM ${PITR_SCHEMA}.auto_replica_identity WHERE relid OPERATOR(pg_catalog.=) table_name::oid;
+        EXCEPTION WHEN OTHERS THEN
+          RAISE WARNING 'pitr: could not set REPLICA IDENTITY DEFAULT back on table %: %', table_name, SQLERRM;
+        END;
+      END LOOP;
+    END IF;
+  END IF;
 END
 $fn$`;
 
+/**
+ * The tables the capture gave REPLICA IDENTITY FULL for want of a key, so that it sets DEFAULT back once
+ * they have one and never undoes a FULL the user chose. On the source only (replay and backups leave
+ * pitr's schema out).
+ */
+export const AUTO_REPLICA_IDENTITY_SQL = `CREATE TABLE IF NOT EXISTS ${PITR_SCHEMA}.auto_replica_identity (relid oid PRIMARY KEY, relname text NOT NULL, set_at timestamptz NOT NULL DEFAULT now())`;
+
 /** Functions first (the triggers name them); idempotent, so `pitr init` runs them every time. */
-export const DDL_CAPTURE_FUNCTIONS_SQL = [COLUMNS_DEFINITION_SQL, MISSING_VALUES_SQL, CAPTURE_DROP_SQL, CAPTURE_EXTENSION_SQL, CAPTURE_DDL_SQL];
+export const DDL_CAPTURE_FUNCTIONS_SQL = [AUTO_REPLICA_IDENTITY_SQL, COLUMNS_DEFINITION_SQL, MISSING_VALUES_SQL, CAPTURE_DROP_SQL, CAPTURE_EXTENSION_SQL, CAPTURE_DDL_SQL];
 
 /** The event triggers, by name, with the statement creating each. */
 export const DDL_CAPTURE_TRIGGERS: readonly { name: string; sql: string }[] = [

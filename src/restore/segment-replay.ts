@@ -12,6 +12,7 @@ import type { Repository } from '../archive/repository';
 import { MessagePrefix, Tag } from '../archive/segment-format';
 import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { readSegmentFrames, type RecordFrame } from '../archive/segment-reader';
+import { PITR_SCHEMA } from '../capture/in-band-sql';
 import { PitrError, isPitrError } from '../errors';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import { formatUnixMicros } from '../pg/pg-time';
@@ -330,7 +331,8 @@ export class SegmentReplay {
     this.router.flush(id);
     let wanted = this.wanted.get(id);
     if (wanted === undefined) {
-      wanted = !this.input.tables || this.input.tables.has(`${message.namespace}.${message.name}`);
+      // pitr's own bookkeeping on the source is never part of the database
+      wanted = message.namespace !== PITR_SCHEMA && (!this.input.tables || this.input.tables.has(`${message.namespace}.${message.name}`));
       this.wanted.set(id, wanted);
     }
     this.relations.set(id, replayRelation(message, wanted ? this.targetOf(id, message) : undefined, wanted));

@@ -126,6 +126,22 @@ describe('source side', () => {
       expect(identity?.r).toBe('f');
       const logged = await (archiver as PitrProcess).waitFor((l) => l.event === 'replica_identity_full' && l.table === 'public.no_key');
       expect(String(logged.msg)).toMatch(/^table public\.no_key has no primary key: pitr gave it REPLICA IDENTITY FULL/);
+      // a key added afterwards (pg_dump's output, pgbench -i and many tools add it after the rows): back to DEFAULT
+      await client.query('CREATE TABLE key_later (id int, v text); INSERT INTO key_later VALUES (1, 0); ALTER TABLE key_later ADD PRIMARY KEY (id)');
+      await client.query('CREATE TABLE parted (id int, v text) PARTITION BY RANGE (id); CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10)');
+      await client.query('ALTER TABLE parted ADD PRIMARY KEY (id)');
+      // a FULL the user chose stays, key or not
+      await client.query('CREATE TABLE chosen_full (id int); ALTER TABLE chosen_full REPLICA IDENTITY FULL; ALTER TABLE chosen_full ADD PRIMARY KEY (id)');
+      const identities = (
+        await client.query<{ relname: string; r: string }>(
+          `SELECT relname, relreplident AS r FROM pg_class WHERE relname IN ('key_later', 'parted_1', 'chosen_full') ORDER BY relname`,
+        )
+      ).rows;
+      expect(identities).toEqual([
+        { relname: 'chosen_full', r: 'f' },
+        { relname: 'key_later', r: 'd' },
+        { relname: 'parted_1', r: 'd' },
+      ]);
       await client.query(`SET pitr.auto_replica_identity = off`);
       await client.query('CREATE TABLE left_alone (a int)');
       const [alone] = (await client.query<{ r: string }>(`SELECT relreplident AS r FROM pg_class WHERE relname = 'left_alone'`)).rows;
