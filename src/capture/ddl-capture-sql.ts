@@ -296,7 +296,14 @@ $fn$`;
 export const AUTO_REPLICA_IDENTITY_SQL = `CREATE TABLE IF NOT EXISTS ${PITR_SCHEMA}.auto_replica_identity (relid oid PRIMARY KEY, relname text NOT NULL, set_at timestamptz NOT NULL DEFAULT now())`;
 
 /** Functions first (the triggers name them); idempotent, so `pitr init` runs them every time. */
-export const DDL_CAPTURE_FUNCTIONS_SQL = [AUTO_REPLICA_IDENTITY_SQL, COLUMNS_DEFINITION_SQL, MISSING_VALUES_SQL, CAPTURE_DROP_SQL, CAPTURE_EXTENSION_SQL, CAPTURE_DDL_SQL];
+export const DDL_CAPTURE_FUNCTIONS_SQL = [
+  AUTO_REPLICA_IDENTITY_SQL,
+  COLUMNS_DEFINITION_SQL,
+  MISSING_VALUES_SQL,
+  CAPTURE_DROP_SQL,
+  CAPTURE_EXTENSION_SQL,
+  CAPTURE_DDL_SQL,
+];
 
 /** The event triggers, by name, with the statement creating each. */
 export const DDL_CAPTURE_TRIGGERS: readonly { name: string; sql: string }[] = [
