@@ -60,7 +60,8 @@ interface SegmentTally {
   serial: boolean;
   transactions: number;
   changes: number;
-  last: AppliedCommit | undefined;
+  /** Kept as numbers: formatted only at a commit point (a segment can hold tens of thousands of commits). */
+  last: OpenTransaction | undefined;
 }
 
 interface OpenTransaction {
@@ -201,8 +202,9 @@ export class SegmentReplay {
     const tally = this.tally as SegmentTally;
     this.router.flushAll();
     if (!this.stopped || tally.last) this.input.onSegmentRead?.(tally.segment);
-    const { segment, last } = tally;
-    if (!last) return;
+    const { segment } = tally;
+    if (!tally.last) return;
+    const last = appliedCommit(tally.last);
     const log = (): void => this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn }, 'segment applied');
     if (tally.serial) {
       this.commitPoint().then(log, () => undefined);
@@ -228,7 +230,7 @@ export class SegmentReplay {
   private commitPoint(): Promise<void> {
     const tally = this.tally as SegmentTally;
     const done = deferred();
-    const last = tally.last as AppliedCommit;
+    const last = appliedCommit(tally.last as OpenTransaction);
     this.firstLane.push({
       kind: 'commit',
       segment: tally.segment,
@@ -305,13 +307,12 @@ export class SegmentReplay {
     const tally = this.tally as SegmentTally;
     tally.transactions++;
     this.transactions++;
-    tally.last = { commitLsn: formatLsn(transaction.commitLsn), commitTime: formatUnixMicros(transaction.commitTime), xid: transaction.xid };
+    tally.last = transaction;
     if (transaction.ddl && tally.serial) void this.commitPoint().catch(() => undefined);
   }
 
   private position(): ChangePosition {
-    const t = this.transaction as OpenTransaction;
-    return { commitLsn: formatLsn(t.commitLsn), commitTime: formatUnixMicros(t.commitTime), xid: t.xid };
+    return appliedCommit(this.transaction as OpenTransaction);
   }
 
   private heldRowsError(transaction: OpenTransaction): PitrError {
@@ -493,3 +494,7 @@ function heartbeatSequences(message: LogicalMessage): HeartbeatSequences {
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function appliedCommit(t: OpenTransaction): AppliedCommit {
+  return { commitLsn: formatLsn(t.commitLsn), commitTime: formatUnixMicros(t.commitTime), xid: t.xid };
+}
