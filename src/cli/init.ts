@@ -24,7 +24,7 @@ export const initCommand: Command = {
     const source = sourceConnection(options.string('source'), 'pitr init');
     const slot = options.string('slot') as string;
     const publication = options.string('publication') as string;
-    const repo = await repositoryFrom(options);
+    const repo = await repositoryFrom(options, 'write');
     const client = await connectSource(source.config, source.display);
     try {
       let failures = await checkSource(client, slot);
@@ -41,13 +41,21 @@ export const initCommand: Command = {
         failures = await checkSource(client, slot);
       }
       if (failures.length > 0) {
+        const json = options.flag('json');
+        // on a terminal the fixes come before the error line; with --json they are in the error object too
         for (const failure of failures) process.stderr.write(`pitr: check failed: ${failure.problem}\n  fix: ${failure.fix}\n`);
+        const where = json ? 'listed in "checks"' : 'above';
         throw new PitrError(
           'SourceConfig',
           `${failures.length} check${failures.length > 1 ? 's' : ''} failed on ${source.display}; nothing was changed`,
           failures.some((failure) => failure.apply !== undefined)
-            ? 'apply the fixes above (pitr init --apply-fixes applies the table fixes) and run "pitr init" again'
-            : 'apply the fixes above and run "pitr init" again',
+            ? `apply the fixes ${where} (pitr init --apply-fixes applies the table fixes) and run "pitr init" again`
+            : `apply the fixes ${where} and run "pitr init" again`,
+          {
+            details: {
+              checks: failures.map((failure) => ({ problem: failure.problem, fix: failure.fix, applicable: failure.apply !== undefined })),
+            },
+          },
         );
       }
       const facts = await sourceFacts(client);

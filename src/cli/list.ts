@@ -2,7 +2,7 @@ import { formatBytes } from '../config/units';
 import { describeGap } from '../archive/archive-gaps';
 import { listRepository, type Point } from '../ops/list';
 import type { Command } from './command';
-import { repositoryFrom } from './repository-option';
+import { existingRepositoryFrom } from './repository-option';
 
 const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');
 
@@ -12,7 +12,7 @@ export const listCommand: Command = {
   usage: 'pitr list [--repo REPO] [--json]',
   examples: ['pitr list --repo gs://backups/shop', 'pitr list --repo /var/lib/pitr/shop --json'],
   async run({ options, out }) {
-    const report = await listRepository(await repositoryFrom(options));
+    const report = await listRepository(await existingRepositoryFrom(options));
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
       out.write(JSON.stringify(doc, null, 2) + '\n');

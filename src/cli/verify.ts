@@ -3,7 +3,7 @@ import { formatBytes } from '../config/units';
 import { ErrorKind } from '../errors';
 import { parseTimeOption } from '../ops/log-transactions';
 import type { Command } from './command';
-import { repositoryFrom } from './repository-option';
+import { existingRepositoryFrom } from './repository-option';
 
 export const verifyCommand: Command = {
   name: 'verify',
@@ -17,7 +17,7 @@ export const verifyCommand: Command = {
   ],
   async run({ options, out }) {
     const since = options.string('since');
-    const report = await verifyRepository(await repositoryFrom(options), {
+    const report = await verifyRepository(await existingRepositoryFrom(options), {
       deep: options.flag('deep'),
       ddl: options.flag('ddl'),
       ...(since !== undefined ? { since: parseTimeOption('since', since, 'verify') } : {}),

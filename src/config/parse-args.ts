@@ -10,7 +10,13 @@ export class ParsedOptions {
     readonly command: string,
     private readonly values: Map<string, OptionValue>,
     readonly positionals: string[],
+    private readonly defaulted: ReadonlySet<string> = new Set(),
   ) {}
+
+  /** True when the value is the option's default: neither a flag nor its environment variable gave one. */
+  isDefault(name: string): boolean {
+    return this.defaulted.has(name);
+  }
 
   has(name: string): boolean {
     return this.values.has(name);
@@ -75,6 +81,7 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
   const byName = new Map(specs.map((s) => [s.name, s]));
   const values = new Map<string, OptionValue>();
   const positionals: string[] = [];
+  const defaulted = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '-h') {
@@ -104,7 +111,10 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     if (values.has(spec.name)) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;
     if (fromEnv !== undefined && fromEnv !== '') values.set(spec.name, convert(command, spec, fromEnv, spec.env as string));
-    else if (spec.default !== undefined) values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
+    else if (spec.default !== undefined) {
+      values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
+      defaulted.add(spec.name);
+    }
   }
-  return new ParsedOptions(command, values, positionals);
+  return new ParsedOptions(command, values, positionals, defaulted);
 }
