@@ -22,8 +22,8 @@ export const initCommand: Command = {
   ],
   async run({ options, log, out }) {
     const source = sourceConnection(options.string('source'), 'pitr init');
-    const slot = options.string('slot') as string;
-    const publication = options.string('publication') as string;
+    const slot = options.string('slot');
+    const publication = options.string('publication');
     const repo = await repositoryFrom(options);
     const client = await connectSource(source.config, source.display);
     try {
