@@ -9,6 +9,7 @@ import { FORMAT_VERSION } from '../archive/segment-format';
 import { lsnToSortableHex } from '../pg/lsn';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 import { connectSource, identifySystem } from '../pg/connect';
+import { withClient } from '../pg/with-client';
 import { sourceFacts } from '../capture/source-checks';
 import type { SourceConnection } from '../config/connection';
 import { PitrError, messageOf } from '../errors';
@@ -50,10 +51,13 @@ async function snapshotSession(deps: BackupDeps, snapshotName: string): Promise<
  * repository, and the manifest last. On failure the pieces are removed (or, after a crash, by the
  * next backup), so nothing incomplete ever looks like a backup.
  */
-export async function runBackup(deps: BackupDeps, options: BackupOptions): Promise<BackupManifest> {
+export function runBackup(deps: BackupDeps, options: BackupOptions): Promise<BackupManifest> {
+  return withClient(deps.source, { application_name: 'pitr backup' }, (coordinator) => backUp(deps, options, coordinator));
+}
+
+async function backUp(deps: BackupDeps, options: BackupOptions, coordinator: Client): Promise<BackupManifest> {
   const { repo, source, log } = deps;
   const started = new Date();
-  const coordinator = await connectSource(source.config, source.display, { application_name: 'pitr backup' });
   const sessions: Client[] = [];
   const spool = await fs.mkdtemp(path.join(options.spoolDir ?? tmpdir(), 'pitr-backup-'));
   let prefix: string | undefined;
@@ -174,7 +178,6 @@ export async function runBackup(deps: BackupDeps, options: BackupOptions): Promi
   } finally {
     for (const session of sessions) await session.end().catch(() => undefined);
     await snapshot?.release();
-    await coordinator.end().catch(() => undefined);
     await fs.rm(spool, { recursive: true, force: true });
   }
 }

@@ -8,7 +8,7 @@ import { latestSegmentOf, newSlotCreation, storeSlotCreation, type SlotCreation 
 import { formatLsn } from '../pg/lsn';
 import { formatUnixMicros } from '../pg/pg-time';
 import { PitrError } from '../errors';
-import { withTransaction } from '../pg/with-client';
+import { withClient, withTransaction } from '../pg/with-client';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
 
@@ -25,8 +25,7 @@ export const initCommand: Command = {
     const slot = options.string('slot');
     const publication = options.string('publication');
     const repo = await repositoryFrom(options);
-    const client = await connectSource(source.config, source.display);
-    try {
+    return withClient(source, async (client) => {
       let failures = await checkSource(client, slot);
       const fixable = failures.filter((failure) => failure.apply !== undefined);
       if (fixable.length > 0 && options.flag('apply-fixes')) {
@@ -111,9 +110,7 @@ export const initCommand: Command = {
         if (gap) out.write(`then at once: ${backupCommand}\n`);
       }
       return 0;
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    });
   },
 };
 

@@ -6,6 +6,7 @@ import { Progress } from '../backup/progress';
 import { parseLsn } from '../pg/lsn';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 import { connectSource } from '../pg/connect';
+import { withClient, withClients } from '../pg/with-client';
 import { qualifiedName, quoteIdent } from '../pg/sql-quote';
 import { configForDatabase, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
@@ -56,8 +57,8 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
   const database = decodeURIComponent(new URL(options.targetUrl).pathname.replace(/^\//, ''));
   if (!database) throw new PitrError('Usage', 'restore: --target must name a database', 'e.g. --target postgresql://postgres@localhost/shop_restored');
   const display = redactUrl(options.targetUrl);
-  const admin = await connectSource(configForDatabase(options.targetUrl, 'postgres'), display, { application_name: 'pitr restore' });
-  try {
+  const server = { config: configForDatabase(options.targetUrl, 'postgres'), display };
+  return withClient(server, { application_name: 'pitr restore' }, async (admin) => {
     const spec = await parseTarget(options.to, admin);
     const plan = await planRestore(repo, spec, options.exclusive);
     const target = { kind: spec.kind, input: describeTarget(spec), resolved: plan.resolved };
@@ -118,9 +119,7 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
     } finally {
       await client.end().catch(() => undefined);
     }
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+  });
 }
 
 /** `--tables` names partitioned tables too: their changes arrive under the partitions' names. */
@@ -202,6 +201,7 @@ async function restoreInto(
   display: string,
   started: number,
 ): Promise<RestoreSummary> {
+  const target = { config: configForDatabase(options.targetUrl), display };
   const targetKey = `${base.target.input}${options.exclusive ? ' exclusive' : ''}`;
   let tables = options.tables ? new Set(options.tables.map((t) => (t.includes('.') ? t : `public.${t}`))) : undefined;
   let state = await readState(client);
@@ -217,10 +217,8 @@ async function restoreInto(
     const chosen = plan.backup.tables.filter((t) => !tables || tables.has(`${t.schema}.${t.name}`));
     const unknown = [...(tables ?? [])].filter((name) => !plan.backup.tables.some((t) => `${t.schema}.${t.name}` === name));
     if (unknown.length) log.warn({ event: 'unknown_tables', tables: unknown }, `not in the backup (created later, or misspelled): ${unknown.join(', ')}`);
-    const sessions: Client[] = [client];
-    for (let i = 1; i < options.jobs; i++)
-      sessions.push(await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }));
-    try {
+    await withClients(target, { options: DECODING_SESSION_OPTIONS }, options.jobs - 1, async (extra) => {
+      const sessions = [client, ...extra];
       const progress = new Progress(
         'load',
         chosen.length,
@@ -250,9 +248,7 @@ async function restoreInto(
       await queue.onIdle();
       progress.finish();
       if (failure) throw failure;
-    } finally {
-      for (const session of sessions) if (session !== client) await session.end().catch(() => undefined);
-    }
+    });
     await restoreSequences(client, plan.backup.sequences);
     const leftOutKeys = await restoreSchemaSection(repo, plan.backup, pgRestore, configForDatabase(options.targetUrl), 'post-data', {
       withoutForeignKeys: tables !== undefined,
@@ -279,7 +275,7 @@ async function restoreInto(
     repo,
     plan,
     client,
-    connect: () => connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }),
+    connect: () => connectSource(target.config, target.display, { options: DECODING_SESSION_OPTIONS }),
     jobs: options.jobs,
     resumeAfter: state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined,
     tables,
