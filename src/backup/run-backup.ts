@@ -15,7 +15,7 @@ import type { Logger } from '../logger';
 import { MANIFEST_FILE, STARTED_FILE, backupId, backupPrefix, type BackupManifest } from '../archive/backup-manifest';
 import { removeIncompleteBackups, removePrefix } from './cleanup';
 import { copyTables, type StorePart } from './copy-tables';
-import { exportSnapshot, type ExportedSnapshot } from './exported-snapshot';
+import { withExportedSnapshot, type ExportedSnapshot } from './exported-snapshot';
 import { findPgTool, type PgTool } from './pg-tools';
 import { dumpSchema } from './schema-dump';
 import { planTables, readSequences } from './table-plan';
@@ -52,42 +52,42 @@ async function backUp(deps: BackupDeps, options: BackupOptions, coordinator: Cli
   const started = new Date();
   const spool = await fs.mkdtemp(path.join(options.spoolDir ?? tmpdir(), 'pitr-backup-'));
   let prefix: string | undefined;
-  let snapshot: ExportedSnapshot | undefined;
   try {
     const ready = await prepareBackup(deps, options, coordinator);
-    snapshot = await exportSnapshot(source.config, source.display, log, () => connectSource(source.config, source.display));
-    const id = backupId(lsnToSortableHex(snapshot.consistentLsn), started);
-    const backupAt = backupPrefix(id);
-    prefix = backupAt;
-    await markStarted(deps, backupAt, id, snapshot, started);
-    const store: StorePart = async (name, file) => {
-      await repo.storage.put(`${backupAt}${name}`, { kind: 'file', path: file.path, consume: true });
-      return { name, rawBytes: file.rawBytes, storedBytes: file.storedBytes, sha256: file.sha256 };
-    };
-    const { snapshotName } = snapshot;
-    const contents = await withSnapshotSessions(deps, snapshotName, options.jobs, async (sessions) => {
-      const planner = sessions[0] as Client; // --jobs is at least 1
-      const tables = await planTables(planner, options.chunkBytes);
-      const sequences = await readSequences(planner);
-      const schemaDone = dumpSchema(ready.pgDump, ready.pgRestore, source.config, snapshotName, spool).then(async (files) => ({
-        dump: await store('schema/schema.dump.lz4', files.dump),
-        preData: await store('schema/pre-data.sql.lz4', files.preData),
-        postData: await store('schema/post-data.sql.lz4', files.postData),
-      }));
-      schemaDone.catch(() => undefined);
-      const results = await copyTables(sessions, tables, spool, store, log, deps.signal);
-      return { tables: results, sequences, schema: await schemaDone };
+    const openWatcher = (): Promise<Client> => connectSource(source.config, source.display);
+    return await withExportedSnapshot(source, log, openWatcher, async (snapshot) => {
+      const id = backupId(lsnToSortableHex(snapshot.consistentLsn), started);
+      const backupAt = backupPrefix(id);
+      prefix = backupAt;
+      await markStarted(deps, backupAt, id, snapshot, started);
+      const store: StorePart = async (name, file) => {
+        await repo.storage.put(`${backupAt}${name}`, { kind: 'file', path: file.path, consume: true });
+        return { name, rawBytes: file.rawBytes, storedBytes: file.storedBytes, sha256: file.sha256 };
+      };
+      const { snapshotName } = snapshot;
+      const contents = await withSnapshotSessions(deps, snapshotName, options.jobs, async (sessions) => {
+        const planner = sessions[0] as Client; // --jobs is at least 1
+        const tables = await planTables(planner, options.chunkBytes);
+        const sequences = await readSequences(planner);
+        const schemaDone = dumpSchema(ready.pgDump, ready.pgRestore, source.config, snapshotName, spool).then(async (files) => ({
+          dump: await store('schema/schema.dump.lz4', files.dump),
+          preData: await store('schema/pre-data.sql.lz4', files.preData),
+          postData: await store('schema/post-data.sql.lz4', files.postData),
+        }));
+        schemaDone.catch(() => undefined);
+        const results = await copyTables(sessions, tables, spool, store, log, deps.signal);
+        return { tables: results, sequences, schema: await schemaDone };
+      });
+      const manifest = backupManifest(id, ready, snapshot, started, contents);
+      await repo.storage.put(`${backupAt}${MANIFEST_FILE}`, { kind: 'buffer', data: encodeCheckedJson(manifest) });
+      await repo.storage.remove(`${backupAt}${STARTED_FILE}`);
+      log.info({ event: 'backup_done', id, alignedLsn: manifest.alignedLsn, ...manifest.totals }, `backup ${id} complete`);
+      return manifest;
     });
-    const manifest = backupManifest(id, ready, snapshot, started, contents);
-    await repo.storage.put(`${backupAt}${MANIFEST_FILE}`, { kind: 'buffer', data: encodeCheckedJson(manifest) });
-    await repo.storage.remove(`${backupAt}${STARTED_FILE}`);
-    log.info({ event: 'backup_done', id, alignedLsn: manifest.alignedLsn, ...manifest.totals }, `backup ${id} complete`);
-    return manifest;
   } catch (error) {
     if (prefix) await removePrefix(repo, prefix, log);
     throw error;
   } finally {
-    await snapshot?.release();
     await fs.rm(spool, { recursive: true, force: true });
   }
 }
