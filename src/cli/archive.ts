@@ -24,7 +24,7 @@ export const archiveCommand: Command = {
     const pgDump = options.string('pg-dump');
     const backupEvery = options.number('backup-every');
     const retentionMs = options.number('retention');
-    const slot = options.string('slot') as string;
+    const slot = options.string('slot');
     const repo = await repositoryFrom(options);
 
     let archiver: Archiver | undefined;
@@ -39,9 +39,9 @@ export const archiveCommand: Command = {
           slotName: slot,
           repo,
           limits: {
-            maxLag: options.number('max-lag') as number,
-            maxSlotLag: options.number('max-slot-lag') as number,
-            maxBackupAge: options.number('max-backup-age') as number,
+            maxLag: options.number('max-lag'),
+            maxSlotLag: options.number('max-slot-lag'),
+            maxBackupAge: options.number('max-backup-age'),
           },
           log,
           archiverState: () => archiver?.status.state ?? 'starting',
@@ -59,8 +59,8 @@ export const archiveCommand: Command = {
               log,
               backupEvery,
               {
-                jobs: options.number('jobs') as number,
-                chunkBytes: options.number('chunk-size') as number,
+                jobs: options.number('jobs'),
+                chunkBytes: options.number('chunk-size'),
                 ...(pgDump ? { pgDump } : {}),
                 ...(spoolDir ? { spoolDir } : {}),
               },
@@ -69,15 +69,15 @@ export const archiveCommand: Command = {
             );
       archiver = new Archiver(repo, source, log, {
         slot,
-        publication: options.string('publication') as string,
-        segmentBytes: options.number('segment-size') as number,
-        segmentAgeMs: options.number('segment-age') as number,
-        heartbeatMs: options.number('heartbeat') as number,
-        uploadConcurrency: options.number('upload-concurrency') as number,
+        publication: options.string('publication'),
+        segmentBytes: options.number('segment-size'),
+        segmentAgeMs: options.number('segment-age'),
+        heartbeatMs: options.number('heartbeat'),
+        uploadConcurrency: options.number('upload-concurrency'),
         ...(spoolDir ? { spoolDir } : {}),
         ...(endpoint ? { observer: endpoint.metrics } : {}),
         alongside: [backups, pruning].filter((work) => work !== undefined),
-        lease: { ttlMs: options.number('lease-ttl') as number, takeover: options.flag('takeover') },
+        lease: { ttlMs: options.number('lease-ttl'), takeover: options.flag('takeover') },
       });
       await archiver.run(signal);
     } finally {

@@ -20,8 +20,8 @@ export const backupCommand: Command = {
     const manifest = await runBackup(
       { repo: await repositoryFrom(options), source, log, signal },
       {
-        jobs: options.number('jobs') as number,
-        chunkBytes: options.number('chunk-size') as number,
+        jobs: options.number('jobs'),
+        chunkBytes: options.number('chunk-size'),
         ...(pgDump ? { pgDump } : {}),
         ...(spoolDir ? { spoolDir } : {}),
       },

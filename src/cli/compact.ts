@@ -10,8 +10,8 @@ export const compactCommand: Command = {
   examples: ['pitr compact --repo gs://backups/shop', 'pitr compact --repo /var/lib/pitr/shop --older-than 7d --dry-run'],
   async run({ options, out, log }) {
     const report = await compactRepository(await repositoryFrom(options), {
-      olderThanMs: options.number('older-than') ?? 3_600_000,
-      maxRawBytes: options.number('compact-size') ?? 64 * 1024 * 1024,
+      olderThanMs: options.number('older-than'),
+      maxRawBytes: options.number('compact-size'),
       dryRun: options.flag('dry-run'),
       rebuildIndex: options.flag('rebuild-index'),
       log,

@@ -61,7 +61,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(commandHelp(command));
       return;
     }
-    const log = createLogger(options.string('log-level') ?? 'info');
+    const log = createLogger(options.string('log-level'));
     const controller = new AbortController();
     const stop = (signal: string): void => {
       if (controller.signal.aborted) {

@@ -4,5 +4,5 @@ import { openStorage } from '../storage/open-storage';
 
 export async function repositoryFrom(options: ParsedOptions): Promise<Repository> {
   const endpoint = options.string('gcs-endpoint');
-  return new Repository(await openStorage(options.string('repo') ?? './pitr-repo', endpoint ? { gcsEndpoint: endpoint } : {}));
+  return new Repository(await openStorage(options.string('repo'), endpoint ? { gcsEndpoint: endpoint } : {}));
 }

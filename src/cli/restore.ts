@@ -35,7 +35,7 @@ export const restoreCommand: Command = {
                 .filter(Boolean),
             }
           : {}),
-        jobs: options.number('jobs') as number,
+        jobs: options.number('jobs'),
         dryRun: options.flag('dry-run'),
         force: options.flag('force'),
         ...(pgDump ? { pgDump } : {}),

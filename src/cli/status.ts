@@ -38,12 +38,12 @@ export const statusCommand: Command = {
   async run({ options, out }) {
     const report = await archiveStatus({
       source: sourceConnection(options.string('source'), 'pitr status'),
-      slotName: options.string('slot') ?? 'pitr',
+      slotName: options.string('slot'),
       repo: await repositoryFrom(options),
       limits: {
-        maxLag: options.number('max-lag') ?? 60_000,
-        maxSlotLag: options.number('max-slot-lag') ?? 1024 ** 3,
-        maxBackupAge: options.number('max-backup-age') ?? 48 * 3600_000,
+        maxLag: options.number('max-lag'),
+        maxSlotLag: options.number('max-slot-lag'),
+        maxBackupAge: options.number('max-backup-age'),
       },
     });
     out.write(options.flag('json') ? JSON.stringify(report, null, 2) + '\n' : humanReport(report));

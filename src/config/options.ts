@@ -21,7 +21,8 @@ export interface OptionSpec {
 const ALL = ['init', 'archive', 'status', 'backup', 'restore', 'mark', 'list', 'verify', 'prune', 'compact', 'log', 'undo', 'drill'] as const;
 const SOURCE_COMMANDS = ['init', 'archive', 'status', 'backup', 'mark', 'undo', 'drill'] as const;
 
-export const OPTIONS: readonly OptionSpec[] = [
+/** The declarations with their literal types kept, so each option's value type follows from them. */
+const DECLARED = [
   {
     name: 'source',
     type: 'url',
@@ -278,7 +279,28 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { name: 'json', type: 'boolean', commands: ALL, description: 'machine-readable output on stdout' },
   { name: 'help', type: 'boolean', commands: [...ALL, 'demo', 'completion'], description: 'show help for the command' },
-];
+] as const satisfies readonly OptionSpec[];
+
+export const OPTIONS: readonly OptionSpec[] = DECLARED;
+
+type Declared = (typeof DECLARED)[number];
+export type OptionName = Declared['name'];
+type Declaration<N extends OptionName> = Extract<Declared, { name: N }>;
+/** Names of the options whose declared type is one of T. */
+export type OptionNameOfType<T extends OptionType> = Extract<Declared, { type: T }>['name'];
+export type StringOptionName = OptionNameOfType<'string' | 'url'>;
+/** Durations are read as milliseconds, sizes as bytes. */
+export type NumberOptionName = OptionNameOfType<'integer' | 'duration' | 'bytes'>;
+export type FlagOptionName = OptionNameOfType<'boolean'>;
+
+type ValueOfType<T extends OptionType> = T extends 'boolean' ? boolean : T extends 'integer' | 'duration' | 'bytes' ? number : string;
+/** The value an option reads as: a flag is always a boolean, an option with a default is always set. */
+export type OptionValueOf<N extends OptionName> =
+  Declaration<N> extends { type: 'boolean' }
+    ? boolean
+    : Declaration<N> extends { default: string }
+      ? ValueOfType<Declaration<N>['type']>
+      : ValueOfType<Declaration<N>['type']> | undefined;
 
 export function optionsFor(command: string): OptionSpec[] {
   return OPTIONS.filter((o) => o.commands.includes(command));

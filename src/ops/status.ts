@@ -2,7 +2,7 @@ import type { ClientConfig } from 'pg';
 import type { Repository } from '../archive/repository';
 import { listBackups } from '../archive/backup-catalog';
 import { parseLsn } from '../pg/lsn';
-import { connectSource } from '../pg/connect';
+import { withClient } from '../pg/with-client';
 import { messageOf } from '../errors';
 import { gapBounds, gapCause, type ArchiveGap } from '../archive/archive-gaps';
 import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from '../archive/recoverable-window';
@@ -96,14 +96,10 @@ async function readRepository(repo: Repository, now: number, boundCache: BackupB
   };
 }
 
-async function readSlot(input: StatusInput): Promise<SlotStatus> {
+function readSlot(input: StatusInput): Promise<SlotStatus> {
   // a short-lived session with every wait bounded: a probe must answer, not hang behind a stuck source
-  const client = await connectSource(input.source.config, input.source.display, {
-    connectionTimeoutMillis: SOURCE_TIMEOUT_MS,
-    statement_timeout: SOURCE_TIMEOUT_MS,
-    query_timeout: SOURCE_TIMEOUT_MS,
-  });
-  try {
+  const timeouts = { connectionTimeoutMillis: SOURCE_TIMEOUT_MS, statement_timeout: SOURCE_TIMEOUT_MS, query_timeout: SOURCE_TIMEOUT_MS };
+  return withClient(input.source, timeouts, async (client) => {
     const { rows } = await client.query<{
       active: boolean;
       active_pid: number | null;
@@ -129,9 +125,7 @@ async function readSlot(input: StatusInput): Promise<SlotStatus> {
       safeWalSize: row.safe_wal_size === null ? null : Number(row.safe_wal_size),
       lagBytes: row.lag_bytes === null ? null : Number(row.lag_bytes),
     };
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  });
 }
 
 /** What is known of a slot that does not exist, or could not be looked at. */

@@ -247,6 +247,18 @@ describe('the target database', () => {
     expect(await fx.cluster.query('SELECT id, what FROM keep_me', [], 'occupied_tables')).toEqual([{ id: 1, what: 'precious' }]);
   });
 
+  test('a database holding a restore to another point is refused without --force (exit 5); the same restore again continues it', async () => {
+    const first = await restoreOk(fx, 'restored_once', inside);
+    expect(first.report.resumed).toBe(false);
+    const again = await restoreOk(fx, 'restored_once', inside);
+    expect(again.report.resumed).toBe(true);
+    expect(await databaseFingerprints(fx, 'restored_once')).toEqual(expectedInside);
+    const refused = await restoreFails(fx, 'restored_once', 'latest');
+    const text = expectErrorShape(refused, 5);
+    expect(text).toContain('(it holds a restore to another point)');
+    expect(await databaseFingerprints(fx, 'restored_once')).toEqual(expectedInside);
+  });
+
   test('an existing empty database is used without --force', async () => {
     await fx.cluster.query('CREATE DATABASE ready_and_empty');
     await restoreOk(fx, 'ready_and_empty', inside);

@@ -16,6 +16,7 @@ export interface RestoreReport {
   transactions: number;
   changes: number;
   seconds: { total: number; load: number; replay: number };
+  resumed: boolean;
 }
 
 export interface RestoreRun {
