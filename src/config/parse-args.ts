@@ -10,7 +10,13 @@ export class ParsedOptions {
     readonly command: string,
     private readonly values: Map<string, OptionValue>,
     readonly positionals: string[],
+    private readonly fromCommandLine: ReadonlySet<string> = new Set(),
   ) {}
+
+  /** Whether the value was given as a flag (visible in `ps`), not taken from the environment or a default. */
+  givenOnCommandLine(name: string): boolean {
+    return this.fromCommandLine.has(name);
+  }
 
   has(name: string): boolean {
     return this.values.has(name);
@@ -100,11 +106,12 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     }
     values.set(name, convert(command, spec, raw, `--${name}`));
   }
+  const fromCommandLine = new Set(values.keys());
   for (const spec of specs) {
     if (values.has(spec.name)) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;
     if (fromEnv !== undefined && fromEnv !== '') values.set(spec.name, convert(command, spec, fromEnv, spec.env as string));
     else if (spec.default !== undefined) values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
   }
-  return new ParsedOptions(command, values, positionals);
+  return new ParsedOptions(command, values, positionals, fromCommandLine);
 }
