@@ -214,6 +214,7 @@ export function redactConnectionString(text: string): string {
     const rest = text.slice(scheme[0].length);
     const queryAt = rest.indexOf('?');
     const beforeQuery = queryAt === -1 ? rest : rest.slice(0, queryAt);
+    // when in doubt (an "@" only in the query), more is hidden: a password may hold "/" or "?" unencoded
     const lastAt = beforeQuery.includes('@') ? beforeQuery.lastIndexOf('@') : rest.lastIndexOf('@');
     const colonAt = rest.indexOf(':');
     if (lastAt !== -1 && colonAt !== -1 && colonAt < lastAt && colonAt < rest.indexOf('@')) {
