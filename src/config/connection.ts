@@ -165,6 +165,11 @@ export function configForDatabase(text: string, database?: string): PgConnectCon
   return connectionEndpoint(text, database ? { database } : {}).config;
 }
 
+/** The database the settings name, once resolved (service, PGDATABASE, or the user's name). */
+export function databaseOf(text: string): string {
+  return resolveParams(parseConnectionString(text)).dbname;
+}
+
 /** The connection string with its password (URL or password=) replaced by ****, even when malformed. */
 export function redactUrl(text: string): string {
   return redactConnectionString(text);

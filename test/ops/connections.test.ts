@@ -199,6 +199,30 @@ describe('services, environment and the password file', () => {
   });
 });
 
+test('backup and a drill: the source from PGSERVICE, the target as keyword/value pairs, passwords from ~/.pgpass (pg_dump and pg_restore too)', async () => {
+  const env = isolatedEnv({ PGSERVICE: 'src', PGPORT: '1' });
+  const home = env.HOME as string;
+  writeFileSync(path.join(home, '.pg_service.conf'), `[src]\nhost=127.0.0.1\nport=${ssl.port}\ndbname=postgres\nuser=postgres\n`);
+  writeFileSync(path.join(home, '.pgpass'), `127.0.0.1:${ssl.port}:*:postgres:${PASSWORD}\n`, { mode: 0o600 });
+  chmodSync(path.join(home, '.pgpass'), 0o600);
+  const archiver = new PitrProcess(['archive', '--repo', repo, '--log-level', 'info'], env);
+  try {
+    await archiver.waitForState('streaming');
+    await ssl.psql('INSERT INTO t SELECT generate_series(1, 100)');
+    const backup = await runPitr(['backup', '--repo', repo], env);
+    expect(backup.stderr).toBe('');
+    expect(backup.code).toBe(0);
+    const drill = await runPitr(['drill', '--repo', repo, '--target', `host=127.0.0.1 port=${ssl.port} dbname=pitr_drill user=postgres`], env);
+    expect(drill.stderr).toBe('');
+    expect(drill.code).toBe(0);
+    expect(drill.stdout).toContain(`drill into host=127.0.0.1 port=${ssl.port} dbname=pitr_drill user=postgres: backup`);
+    expect(drill.stdout).toContain('ok       public.t  expected 100, restored 100');
+  } finally {
+    expect(await archiver.stop()).toBe(0);
+  }
+  expectNoRuntimeWarnings(archiver);
+});
+
 describe('passwords on the command line', () => {
   test('a password in --source works, with one warning line recommending PGPASSWORD, PGPASSFILE or ~/.pgpass', async () => {
     const result = await connect(isolatedEnv(), ['--source', ssl.url('postgres')]);
