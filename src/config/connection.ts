@@ -72,7 +72,7 @@ export function resolveParams(explicit: ConnectionParams, env: NodeJS.ProcessEnv
     throw new PitrError('Usage', `invalid sslmode "${sslmode}"`, `sslmode is one of ${SSL_MODES.join(', ')}`);
   const host = merged.host ?? defaultHost(port);
   if (host.includes(',')) throw new PitrError('Usage', `several hosts ("${host}") are not supported`, 'name one host');
-  const user = merged.user ?? os.userInfo().username;
+  const user = merged.user ?? osUser(env);
   return {
     ...merged,
     ...(service ? { service } : {}),
@@ -83,6 +83,15 @@ export function resolveParams(explicit: ConnectionParams, env: NodeJS.ProcessEnv
     sslmode: sslmode as SslMode,
     passfile: merged.passfile ?? path.join(home, '.pgpass'),
   };
+}
+
+/** libpq's default user: the operating system's name for this process's user. */
+function osUser(env: NodeJS.ProcessEnv): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return env.USER ?? env.LOGNAME ?? 'postgres'; // no passwd entry (some containers)
+  }
 }
 
 function nonEmpty(params: ConnectionParams): ConnectionParams {

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Client } from 'pg';
 import { PgCluster } from '../harness/pg-cluster';
 import { PitrProcess, runPitr, type RunResult } from '../harness/pitr-process';
 import { pollUntil } from '../harness/poll-until';
@@ -282,6 +283,56 @@ describe('sslmode', () => {
     const url = await connect(env, ['--source', `postgresql://postgres@127.0.0.1:${ssl.port}/postgres?sslmode=require`]);
     expectNoRuntimeWarnings(url);
     expect(url.code).toBe(0);
+  });
+
+  test('a server that takes only SSL connections (hostssl): allow and prefer connect, disable fails naming pg_hba.conf', async () => {
+    const hba = path.join(ssl.dataDir, 'pg_hba.conf');
+    /** Whether the server (its pg_hba.conf as loaded now) takes a connection without SSL. */
+    const plainConnects = async (): Promise<boolean> => {
+      const client = new Client({ host: '127.0.0.1', port: ssl.port, user: 'postgres', password: PASSWORD, database: 'postgres', ssl: false });
+      try {
+        await client.connect();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    };
+    const original = readFileSync(hba, 'utf8');
+    // this session stays open (over SSL) to put the file back
+    const admin = new Client({
+      host: '127.0.0.1',
+      port: ssl.port,
+      user: 'postgres',
+      password: PASSWORD,
+      database: 'postgres',
+      ssl: { rejectUnauthorized: false },
+    });
+    await admin.connect();
+    try {
+      writeFileSync(hba, 'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostssl replication all 127.0.0.1/32 scram-sha-256\n');
+      await admin.query('SELECT pg_reload_conf()');
+      await pollUntil(plainConnects, (accepted) => !accepted, 'the server refusing connections without SSL');
+      const env = isolatedEnv({ PGPASSWORD: PASSWORD });
+      for (const mode of ['allow', 'prefer']) {
+        const result = await connect(env, ['--source', conninfo(ssl, `sslmode=${mode}`)]);
+        expectNoRuntimeWarnings(result);
+        expect(result.code).toBe(0);
+      }
+      const disabled = await connect(env, ['--source', conninfo(ssl, 'sslmode=disable')]);
+      expect(disabled.code).toBe(4);
+      const { error, hint } = errorLines(disabled);
+      expect(error).toMatch(
+        /^pitr: error: cannot connect to .*: no pg_hba\.conf entry for host "127\.0\.0\.1", user "postgres", database "postgres", no encryption$/,
+      );
+      expect(hint).toContain('pg_hba.conf');
+    } finally {
+      writeFileSync(hba, original);
+      await admin.query('SELECT pg_reload_conf()');
+      await pollUntil(plainConnects, (accepted) => accepted, 'the server taking connections without SSL again');
+      await admin.end();
+    }
   });
 
   test('a server without SSL: prefer and allow connect, require fails with one line', async () => {
