@@ -7,6 +7,7 @@ import type { StatusReport } from '../../src/ops/status';
 import type { VerifyReport } from '../../src/ops/verify';
 import { FakeGcsServer, on } from '../fake-gcs/fake-gcs-server';
 import { PgCluster } from '../harness/pg-cluster';
+import { caughtUp } from '../capture/source-helpers';
 import { PitrProcess, runPitr, type RunResult } from '../harness/pitr-process';
 
 /** The operating commands against a gs:// repository, through the real GCS client and the fake server. */
@@ -24,17 +25,9 @@ function pitr(args: string[]): Promise<RunResult> {
 const objects = (prefix: string): string[] => gcs.objectNames(BUCKET, `shop/${prefix}`);
 const segmentManifests = (): string[] => objects('segments/').filter((n) => n.endsWith('.json'));
 
-async function waitCaughtUp(): Promise<void> {
-  const [{ lsn }] = (await cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const rows = await cluster.query<{ ok: boolean }>("SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'pitr'", [
-      lsn,
-    ]);
-    if (rows[0]?.ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`slot did not reach ${lsn}`);
+/** Until the slot has confirmed everything committed so far (caughtUp: the insert position, as the cluster commits asynchronously). */
+function waitCaughtUp(): Promise<void> {
+  return caughtUp(cluster);
 }
 
 beforeAll(async () => {
