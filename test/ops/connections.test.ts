@@ -82,24 +82,28 @@ async function walsenderSsl(cluster: PgCluster, applicationName: string): Promis
   return (rows[0] as { ssl: boolean }).ssl;
 }
 
+/** A self-signed server certificate (openssl) naming `subjectAltName`, its key readable by the server only. */
+function makeCertificate(name: string, subjectAltName: string): { certFile: string; keyFile: string } {
+  const dir = path.join(work, name);
+  mkdirSync(dir, { mode: 0o755 });
+  const cert = path.join(dir, 'server.crt');
+  const key = path.join(dir, 'server.key');
+  execFileSync(
+    'openssl',
+    ['req', '-new', '-x509', '-days', '2', '-nodes', '-subj', '/CN=pitr-test', '-addext', `subjectAltName=${subjectAltName}`, '-keyout', key, '-out', cert],
+    { stdio: 'ignore' },
+  );
+  chmodSync(key, 0o600);
+  chmodSync(cert, 0o644);
+  if (process.getuid?.() === 0) chownSync(key, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()), -1);
+  return { certFile: cert, keyFile: key };
+}
+
 beforeAll(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'pitr-conn-'));
   chmodSync(work, 0o755);
-  const certDir = path.join(work, 'server-cert');
-  mkdirSync(certDir, { mode: 0o755 });
-  certFile = path.join(certDir, 'server.crt');
-  const keyFile = path.join(certDir, 'server.key');
-  execFileSync(
-    'openssl',
-    ['req', '-new', '-x509', '-days', '2', '-nodes', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', keyFile, '-out', certFile],
-    { stdio: 'ignore' },
-  );
-  chmodSync(keyFile, 0o600);
-  chmodSync(certFile, 0o644);
-  if (process.getuid?.() === 0) {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    chownSync(keyFile, uid, -1);
-  }
+  let keyFile: string;
+  ({ certFile, keyFile } = makeCertificate('server-cert', 'DNS:localhost'));
   [ssl, plain] = await Promise.all([
     PgCluster.start({ password: PASSWORD, settings: { ssl: 'on', ssl_cert_file: `'${certFile}'`, ssl_key_file: `'${keyFile}'` } }),
     PgCluster.start({ password: PASSWORD }),
@@ -347,6 +351,37 @@ describe('sslmode', () => {
     expect(errorLines(required).error).toBe(
       `pitr: error: cannot connect to postgresql://postgres@127.0.0.1:${plain.port}/postgres: the server does not accept SSL connections (sslmode=require)`,
     );
+  });
+
+  test('verify-full connects when the certificate names the host (SSL turned on with a reload)', async () => {
+    const named = makeCertificate('ip-cert', 'IP:127.0.0.1');
+    for (const setting of [`ssl_cert_file = '${named.certFile}'`, `ssl_key_file = '${named.keyFile}'`, 'ssl = on'])
+      await plain.query(`ALTER SYSTEM SET ${setting}`);
+    await plain.query('SELECT pg_reload_conf()');
+    await pollUntil(
+      async () => (await plain.query<{ ssl: string }>('SHOW ssl'))[0]?.ssl,
+      (value) => value === 'on',
+      'ssl on after the reload',
+    );
+    const env = isolatedEnv({ PGPASSWORD: PASSWORD });
+    const result = await connect(env, [
+      '--source',
+      conninfo(plain, `sslmode=verify-full sslrootcert=${named.certFile}`),
+      '--repo',
+      path.join(work, 'plain-verify-full'),
+    ]);
+    expectNoRuntimeWarnings(result);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    // the certificate ssl (the other server) has is not this one's: the chain does not verify
+    const otherRoot = await connect(env, [
+      '--source',
+      conninfo(plain, `sslmode=verify-ca sslrootcert=${certFile}`),
+      '--repo',
+      path.join(work, 'plain-verify-full'),
+    ]);
+    expect(otherRoot.code).toBe(4);
+    expect(errorLines(otherRoot).error).toMatch(/^pitr: error: cannot connect to .*: the server's certificate is not trusted \(/);
   });
 });
 
