@@ -263,7 +263,13 @@ export class Archiver {
         if (error instanceof PitrError) throw error;
         const classified = classifyStreamError(
           error,
-          { slot: this.options.slot, publication: this.options.publication, source: this.source.display, durableLsn: this.durableLsn },
+          {
+            slot: this.options.slot,
+            publication: this.options.publication,
+            source: this.source.display,
+            config: this.source.config,
+            durableLsn: this.durableLsn,
+          },
           firstConnect && attempt >= 4,
         );
         if (classified) throw classified;

@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net';
-import type { Client, ClientConfig } from 'pg';
+import type { Client } from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import { quoteIdent, quoteLiteral } from '../pg/sql-quote';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import type { ReplicationSession } from '../pg/replication-session';
 import { nowUnixMicros, unixMicrosToPgMicros } from '../pg/pg-time';
+import { clientConfigFor, switchSslAfter, type PgConnectConfig } from '../pg/pg-connect-config';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 
 /**
@@ -62,13 +63,13 @@ export class ReplicationStream {
   private plugin: RawPgoutputPlugin | undefined;
 
   constructor(
-    config: ClientConfig,
+    private readonly config: PgConnectConfig,
     private readonly slot: string,
     private readonly publication: string,
     handlers: StreamHandlers,
   ) {
     this.service = new LogicalReplicationService(
-      { ...config, options: DECODING_SESSION_OPTIONS },
+      { ...clientConfigFor(config), options: DECODING_SESSION_OPTIONS },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service.on('data', (_lsn: string, message: Buffer) => handlers.onMessage(message));
@@ -81,7 +82,13 @@ export class ReplicationStream {
    * `onStart` runs once the server has accepted START_REPLICATION.
    */
   run(prepare: PrepareSession, onStart: () => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    // sslmode prefer/allow: what failed this time, the next connection tries the other way (as connect.ts does)
+    const fail = (reject: (error: unknown) => void) => (error: unknown) => {
+      switchSslAfter(this.config, error);
+      reject(error);
+    };
+    return new Promise<void>((resolve, rejectRun) => {
+      const reject = fail(rejectRun);
       this.service.once('error', reject);
       this.service.once('start', onStart);
       // the library passes its own last position too; ours comes from `prepare`, explicitly

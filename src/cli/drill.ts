@@ -1,5 +1,4 @@
-import { sourceConnection } from '../config/connection';
-import { PitrError } from '../errors';
+import { checkConnectionString, sourceConnection } from '../config/connection';
 import { runDrill, type DrillReport } from '../ops/drill';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
@@ -38,7 +37,7 @@ export const drillCommand: Command = {
   ],
   async run({ options, log, out }) {
     const targetUrl = options.requireString('target', 'e.g. --target postgresql://postgres@localhost/pitr_drill (a new or empty database)');
-    if (!/^postgres(ql)?:\/\//.test(targetUrl)) throw new PitrError('Usage', 'drill: --target must be a postgresql:// URL naming a scratch database');
+    checkConnectionString(targetUrl);
     const to = options.string('to') || 'latest';
     const sourceUrl = options.string('source');
     const report = await runDrill(

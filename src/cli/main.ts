@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { passwordOnCommandLineWarning } from '../config/connection';
 import { parseArgs } from '../config/parse-args';
 import { PitrError, isPitrError, messageOf } from '../errors';
 import { createLogger } from '../logger';
@@ -61,6 +62,12 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(commandHelp(command));
       return;
     }
+    const passwordWarning = passwordOnCommandLineWarning(
+      (['source', 'target'] as const)
+        .filter((name) => options.givenOnCommandLine(name))
+        .map((name) => ({ flag: `--${name}`, value: options.string(name) ?? '' })),
+    );
+    if (passwordWarning) process.stderr.write(`pitr: warning: ${passwordWarning}\n`);
     const log = createLogger(options.string('log-level'));
     const controller = new AbortController();
     const stop = (signal: string): void => {

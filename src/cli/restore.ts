@@ -1,6 +1,6 @@
+import { checkConnectionString } from '../config/connection';
 import { runRestore } from '../restore/run-restore';
 import { formatBytes } from '../config/units';
-import { PitrError } from '../errors';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
 
@@ -17,8 +17,7 @@ export const restoreCommand: Command = {
   async run({ options, log, out, signal }) {
     const targetUrl = options.requireString('target', 'e.g. --target postgresql://postgres@localhost/shop_restored');
     const to = options.requireString('to', 'e.g. --to latest, --to "2026-11-22 10:41:59.5", --to xid:N, --to lsn:X/Y, --to mark:NAME');
-    if (!/^postgres(ql)?:\/\//.test(targetUrl))
-      throw new PitrError('Usage', 'restore: --target must be a postgresql:// URL naming the database to restore into');
+    checkConnectionString(targetUrl);
     const tables = options.string('tables');
     const pgDump = options.string('pg-dump');
     const summary = await runRestore(

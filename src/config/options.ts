@@ -30,7 +30,8 @@ const DECLARED = [
     env: 'PITR_SOURCE',
     commands: SOURCE_COMMANDS,
     secret: true,
-    description: 'connection URL of the database to archive; unset parts come from the libpq PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)',
+    description:
+      'the database to archive, as psql takes it: a URL (postgresql://user@host:port/db?sslmode=require) or keyword/value pairs (host=db1 port=5432 dbname=shop user=pitr, or service=NAME); what it leaves out comes from the service (PGSERVICE), then the PG* variables, then the defaults (see Connections)',
   },
   {
     name: 'repo',
@@ -173,7 +174,14 @@ const DECLARED = [
     commands: ['init'],
     description: 'apply the fixes of failed checks that take effect at once (the replica identity of tables without a primary key), then check again',
   },
-  { name: 'target', type: 'url', arg: 'URL', secret: true, commands: ['restore', 'drill'], description: 'database to restore into (created when missing)' },
+  {
+    name: 'target',
+    type: 'url',
+    arg: 'URL',
+    secret: true,
+    commands: ['restore', 'drill'],
+    description: 'database to restore into (created when missing): a URL or keyword/value pairs, like --source',
+  },
   { name: 'to', type: 'string', arg: 'TARGET', commands: ['restore', 'drill'], description: 'restore point: a timestamp, latest, lsn:X/Y, xid:N or mark:NAME' },
   { name: 'exclusive', type: 'boolean', commands: ['restore'], description: 'stop just before the target instead of just after it' },
   { name: 'tables', type: 'string', arg: 'LIST', commands: ['restore'], description: 'restore only these tables (comma-separated, schema.table or table)' },

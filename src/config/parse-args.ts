@@ -23,7 +23,13 @@ export class ParsedOptions {
     readonly command: string,
     private readonly values: Map<string, OptionValue>,
     readonly positionals: string[],
+    private readonly fromCommandLine: ReadonlySet<string> = new Set(),
   ) {}
+
+  /** Whether the value was given as a flag (visible in `ps`), not taken from the environment or a default. */
+  givenOnCommandLine(name: OptionName): boolean {
+    return this.fromCommandLine.has(name);
+  }
 
   has(name: OptionName): boolean {
     return this.values.has(name);
@@ -113,6 +119,7 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     }
     values.set(name, convert(command, spec, raw, `--${name}`));
   }
+  const fromCommandLine = new Set(values.keys());
   for (const spec of specs) {
     if (values.has(spec.name)) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;
@@ -125,5 +132,5 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     if (!values.has(spec.name) && !byName.has(spec.name) && spec.default !== undefined)
       values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
   }
-  return new ParsedOptions(command, values, positionals);
+  return new ParsedOptions(command, values, positionals, fromCommandLine);
 }

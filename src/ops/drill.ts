@@ -10,7 +10,7 @@ import { parseIsoMicros } from '../pg/pg-time';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 import { withClient, withTransaction } from '../pg/with-client';
 import { qualifiedName, quoteIdent } from '../pg/sql-quote';
-import { configForDatabase, redactUrl } from '../config/connection';
+import { configForDatabase, databaseOf, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { runRestore, type RestoreSummary } from '../restore/run-restore';
@@ -184,7 +184,7 @@ async function databaseExists(admin: Client, database: string): Promise<boolean>
  * database (unless `keep`). A failed restore is rethrown, after dropping a scratch database it created.
  */
 export async function runDrill(repo: Repository, options: DrillOptions, log: Logger): Promise<DrillReport> {
-  const database = decodeURIComponent(new URL(options.targetUrl).pathname.replace(/^\//, ''));
+  const database = databaseOf(options.targetUrl);
   if (!database) throw new PitrError('Usage', 'drill: --target must name a scratch database', 'e.g. --target postgresql://postgres@localhost/pitr_drill');
   const display = redactUrl(options.targetUrl);
   const admin = { config: configForDatabase(options.targetUrl, 'postgres'), display };

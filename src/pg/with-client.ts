@@ -1,9 +1,10 @@
 import type { Client, ClientConfig } from 'pg';
 import { connectSource } from './connect';
+import type { PgConnectConfig } from './pg-connect-config';
 
 /** Where to connect: settings for node-postgres and the same place without a password, for messages. */
 export interface PgEndpoint {
-  config: ClientConfig;
+  config: PgConnectConfig;
   display: string;
 }
 

@@ -8,7 +8,7 @@ import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 import { connectSource } from '../pg/connect';
 import { withClient, withClients, type PgEndpoint } from '../pg/with-client';
 import { qualifiedName } from '../pg/sql-quote';
-import { configForDatabase, redactUrl } from '../config/connection';
+import { configForDatabase, databaseOf, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
@@ -55,7 +55,7 @@ export interface RestoreSummary {
  */
 export async function runRestore(repo: Repository, options: RestoreOptions, log: Logger): Promise<RestoreSummary> {
   const started = Date.now();
-  const database = decodeURIComponent(new URL(options.targetUrl).pathname.replace(/^\//, ''));
+  const database = databaseOf(options.targetUrl);
   if (!database) throw new PitrError('Usage', 'restore: --target must name a database', 'e.g. --target postgresql://postgres@localhost/shop_restored');
   const display = redactUrl(options.targetUrl);
   const server = { config: configForDatabase(options.targetUrl, 'postgres'), display };
