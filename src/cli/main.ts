@@ -78,13 +78,14 @@ export async function main(argv: string[]): Promise<void> {
     const pitrError = isPitrError(error)
       ? error
       : new PitrError('Internal', `internal error: ${messageOf(error)}`, 'please report this with the log above', { cause: error });
+    const exitCode = command?.errorExitCode ?? pitrError.exitCode;
     if (json) {
       process.stdout.write(
-        JSON.stringify({ error: { kind: pitrError.kind, code: pitrError.exitCode, message: pitrError.message, hint: pitrError.hint ?? null } }) + '\n',
+        JSON.stringify({ error: { kind: pitrError.kind, code: exitCode, message: pitrError.message, hint: pitrError.hint ?? null } }) + '\n',
       );
     }
     process.stderr.write(`pitr: error: ${pitrError.message}\n${pitrError.hint ? `hint: ${pitrError.hint}\n` : ''}`);
     if (pitrError.kind === 'Internal' && process.env.PITR_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
-    process.exitCode = pitrError.exitCode;
+    process.exitCode = exitCode;
   }
 }

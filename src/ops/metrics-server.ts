@@ -10,7 +10,7 @@ import type { StatusReport } from './status';
 /**
  * The archiver's HTTP endpoint (`pitr archive --listen`), read-only:
  *   GET /metrics  Prometheus text exposition (ArchiveMetrics)
- *   GET /healthz  200 "ok" (healthy or degraded, the reasons on the same line) or 503 "broken: reasons"
+ *   GET /healthz  200 "ok" (healthy or degraded, the reasons on the same line) or 503 "broken: reasons" (or "unknown: reasons" when the check could not be made)
  *   GET /status   the document `pitr status --json` prints
  * Every answer comes from the status probe's cached report, so scrapes never load the source.
  */
@@ -66,14 +66,18 @@ function listenError(error: unknown, address: ListenAddress): PitrError {
   }
 }
 
+const reasonsText = (report: StatusReport): string => report.reasons.map((r) => r.message).join('; ');
+
 function healthLine(report: StatusReport): { status: number; body: string } {
   switch (report.health) {
     case 'healthy':
       return { status: 200, body: 'ok' };
     case 'degraded':
-      return { status: 200, body: `ok (degraded: ${report.reasons.join('; ')})` };
+      return { status: 200, body: `ok (degraded: ${reasonsText(report)})` };
     case 'broken':
-      return { status: 503, body: `broken: ${report.reasons.join('; ')}` };
+      return { status: 503, body: `broken: ${reasonsText(report)}` };
+    case 'unknown':
+      return { status: 503, body: `unknown: ${reasonsText(report)}` };
     default: {
       const never: never = report.health;
       throw new Error(`unknown health ${String(never)}`);
