@@ -10,6 +10,7 @@ import { formatUnixMicros } from '../pg/pg-time';
 import { PitrError } from '../errors';
 import { withTransaction } from '../pg/with-client';
 import type { Command } from './command';
+import { writeJson } from './json-output';
 import { repositoryFrom } from './repository-option';
 
 export const initCommand: Command = {
@@ -100,7 +101,7 @@ export const initCommand: Command = {
         warnings,
       };
       log.info({ event: 'initialized', ...summary }, 'source prepared');
-      if (options.flag('json')) out.write(JSON.stringify(summary, null, 2) + '\n');
+      if (options.flag('json')) writeJson(out, summary);
       else {
         out.write(`source ${source.display} (PostgreSQL ${facts.serverVersion}, system ${system.systemIdentifier}) is ready for archiving\n`);
         for (const item of result.created) out.write(`  created  ${item}\n`);

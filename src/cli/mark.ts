@@ -3,6 +3,7 @@ import { connectSource } from '../pg/connect';
 import { sourceConnection } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Command } from './command';
+import { writeJson } from './json-output';
 
 export const markCommand: Command = {
   name: 'mark',
@@ -17,7 +18,7 @@ export const markCommand: Command = {
     try {
       const { rows } = await client.query<{ lsn: string }>(EMIT_MARK_SQL, [name]);
       const lsn = rows[0]?.lsn ?? '';
-      if (options.flag('json')) out.write(JSON.stringify({ mark: name, lsn }) + '\n');
+      if (options.flag('json')) writeJson(out, { mark: name, lsn });
       else out.write(`restore point "${name}" written at ${lsn}\n`);
       return 0;
     } finally {

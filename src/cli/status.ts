@@ -5,6 +5,7 @@ import type { Point } from '../ops/list';
 import type { ParsedOptions } from '../config/parse-args';
 import { archiveStatus, STATUS_UNKNOWN, statusExitCode, type StatusLimits, type StatusReport } from '../ops/status';
 import type { Command } from './command';
+import { writeJson } from './json-output';
 import { repositoryFrom } from './repository-option';
 
 const LABEL = { healthy: 'OK', degraded: 'WARNING', broken: 'CRITICAL', unknown: 'UNKNOWN' } as const;
@@ -63,7 +64,8 @@ export const statusCommand: Command = {
       repo: await repositoryFrom(options),
       limits: statusLimitsFrom(options),
     });
-    out.write(options.flag('json') ? JSON.stringify(report, null, 2) + '\n' : humanReport(report));
+    if (options.flag('json')) writeJson(out, report);
+    else out.write(humanReport(report));
     return statusExitCode(report.health);
   },
 };

@@ -2,6 +2,7 @@ import type { ClientConfig } from 'pg';
 import type { Repository } from '../archive/repository';
 import { listBackups } from '../archive/backup-catalog';
 import { parseLsn } from '../pg/lsn';
+import { isoMicros } from '../pg/pg-time';
 import { connectSource } from '../pg/connect';
 import { messageOf } from '../errors';
 import { gapBounds, gapCause, type ArchiveGap } from '../archive/archive-gaps';
@@ -109,7 +110,7 @@ async function readRepository(repo: Repository, now: number, boundCache: BackupB
   const window = await recoverableWindow(repo, { backups: manifests, recordedOnly: true, ...(boundCache ? { cache: boundCache } : {}) });
   return {
     lastCommit: window.newestCommit && toPoint(window.newestCommit),
-    backup: newest ? { id: newest.id, endTime: newest.endTime, ageSeconds: (now - Date.parse(newest.endTime)) / 1000 } : null,
+    backup: newest ? { id: newest.id, endTime: isoMicros(newest.endTime), ageSeconds: (now - Date.parse(newest.endTime)) / 1000 } : null,
     window: { earliest: window.earliest && toPoint(window.earliest), latest: window.latest && toPoint(window.latest) },
     gaps: window.gaps,
   };

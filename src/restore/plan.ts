@@ -11,7 +11,15 @@ import { PitrError } from '../errors';
 import { readSlotCreations } from '../archive/slot-creation';
 import { ArchiveView } from '../archive/archive-view';
 import { gapBounds, gapCause, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
-import { backupBound, pointText, recoverableWindow, type ExactPoint, type RecoverableRange } from '../archive/recoverable-window';
+import {
+  backupBound,
+  pointText,
+  recoverableWindow,
+  toPoint,
+  type ExactPoint,
+  type Point as TextPoint,
+  type RecoverableRange,
+} from '../archive/recoverable-window';
 import type { TargetSpec } from './target';
 
 /** Which transactions a restore applies: those `includes` accepts, in commit order, stopping at the first it refuses. */
@@ -30,7 +38,7 @@ export interface RestorePlan {
    */
   lookAhead: SegmentManifest[];
   stop: StopRule;
-  window: { earliest: string; latest: string };
+  window: { earliest: TextPoint; latest: TextPoint };
   resolved: string;
 }
 
@@ -183,8 +191,8 @@ export async function planRestore(repo: Repository, target: TargetSpec, exclusiv
   // the range the restore lands in: the one started by the newest range's backup at or before this one
   const range = [...ranges].reverse().find((r) => r.earliest.lsn <= aligned) ?? firstRange;
   const window = {
-    earliest: pointText(range.earliest),
-    latest: pointText(range === ranges[ranges.length - 1] && recoverable.earliest ? latest : range.latest),
+    earliest: toPoint(range.earliest),
+    latest: toPoint(range === ranges[ranges.length - 1] && recoverable.earliest ? latest : range.latest),
   };
   const lookAhead: SegmentManifest[] = [];
   if (target.kind !== 'latest') {

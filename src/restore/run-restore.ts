@@ -37,7 +37,7 @@ export interface RestoreSummary {
   database: string;
   target: { kind: string; input: string; resolved: string };
   backup: { id: string; alignedLsn: string };
-  lastApplied: { xid: string; commitLsn: string; commitTime: string } | null;
+  lastApplied: { xid: number | null; commitLsn: string; commitTime: string } | null;
   transactions: number;
   changes: number;
   seconds: { total: number; load: number; replay: number };
@@ -298,7 +298,9 @@ async function restoreInto(
   return {
     ...base,
     resumed,
-    lastApplied: final?.lastCommitLsn ? { xid: final.lastXid ?? '', commitLsn: final.lastCommitLsn, commitTime: final.lastCommitTime ?? '' } : null,
+    lastApplied: final?.lastCommitLsn
+      ? { xid: final.lastXid === null ? null : Number(final.lastXid), commitLsn: final.lastCommitLsn, commitTime: final.lastCommitTime ?? '' }
+      : null,
     transactions: final?.transactions ?? result.transactions,
     changes: final?.changes ?? result.changes,
     seconds: { total: (Date.now() - started) / 1000, load: loadSeconds, replay: (Date.now() - replayStarted) / 1000 },

@@ -99,7 +99,7 @@ test('list and log: backups, segments, the mark, and the delete', async () => {
 
   const logged = await pitr(['log', '--op', 'delete', '--table', 'items', '--json']);
   expect(logged.code).toBe(0);
-  const entries = JSON.parse(logged.stdout) as LogEntry[];
+  const { entries } = JSON.parse(logged.stdout) as { entries: LogEntry[] };
   expect(entries.map((e) => e.xid)).toEqual([deleteXid]);
   expect(entries[0]?.tables).toEqual([{ table: 'public.items', insert: 0, update: 0, delete: 10, truncate: 0 }]);
 });
