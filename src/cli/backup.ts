@@ -3,7 +3,7 @@ import { sourceConnection } from '../config/connection';
 import { formatBytes } from '../config/units';
 import { isoMicros } from '../pg/pg-time';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const backupCommand: Command = {

@@ -1,7 +1,7 @@
 import { formatBytes } from '../config/units';
 import { compactRepository } from '../ops/compact';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const compactCommand: Command = {

@@ -2,7 +2,7 @@ import { sourceConnection } from '../config/connection';
 import { PitrError } from '../errors';
 import { runDrill, type DrillReport } from '../ops/drill';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 function human(report: DrillReport): string {

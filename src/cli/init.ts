@@ -10,7 +10,7 @@ import { formatUnixMicros } from '../pg/pg-time';
 import { PitrError } from '../errors';
 import { withTransaction } from '../pg/with-client';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const initCommand: Command = {

@@ -2,7 +2,7 @@ import { formatBytes } from '../config/units';
 import { describeGap } from '../archive/archive-gaps';
 import { listRepository, type Point } from '../ops/list';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');

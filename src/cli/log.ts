@@ -1,7 +1,7 @@
 import { logTransactions, formatLogEntry, parseLogOp, parseTimeOption, parseXidOption, type LogFilter } from '../ops/log-transactions';
 import { PitrError } from '../errors';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const logCommand: Command = {

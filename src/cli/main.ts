@@ -7,7 +7,7 @@ import { archiveCommand } from './archive';
 import { backupCommand } from './backup';
 import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { completionCommand } from './completion';
 import { demoCommand } from './demo';
 import { initCommand } from './init';

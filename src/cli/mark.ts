@@ -3,7 +3,7 @@ import { connectSource } from '../pg/connect';
 import { sourceConnection } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 
 export const markCommand: Command = {
   name: 'mark',

@@ -2,7 +2,7 @@ import { formatBytes } from '../config/units';
 import { PitrError } from '../errors';
 import { pruneRepository } from '../ops/prune';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;

@@ -2,7 +2,7 @@ import { runRestore } from '../restore/run-restore';
 import { formatBytes } from '../config/units';
 import { PitrError } from '../errors';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const restoreCommand: Command = {

@@ -5,7 +5,7 @@ import type { Point } from '../ops/list';
 import type { ParsedOptions } from '../config/parse-args';
 import { archiveStatus, STATUS_UNKNOWN, statusExitCode, type StatusLimits, type StatusReport } from '../ops/status';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 const LABEL = { healthy: 'OK', degraded: 'WARNING', broken: 'CRITICAL', unknown: 'UNKNOWN' } as const;

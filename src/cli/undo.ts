@@ -4,7 +4,7 @@ import { parseXidOption } from '../ops/log-transactions';
 import { undoTransaction } from '../ops/undo-sql';
 import { PitrError, messageOf } from '../errors';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const undoCommand: Command = {

@@ -3,7 +3,7 @@ import { formatBytes } from '../config/units';
 import { ErrorKind } from '../errors';
 import { parseTimeOption } from '../ops/log-transactions';
 import type { Command } from './command';
-import { writeJson } from './json-output';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const verifyCommand: Command = {

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config/listen-address';
 import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
+import { jsonDocument } from './json-document';
 import type { ArchiveMetrics } from './archive-metrics';
 import type { StatusProbe } from './status-probe';
 import type { StatusReport } from './status';
@@ -103,7 +104,7 @@ async function answer(req: IncomingMessage, res: ServerResponse, metrics: Archiv
         return send(status, 'text/plain; charset=utf-8', `${body}\n`);
       }
       case '/status':
-        return send(200, 'application/json', JSON.stringify(await probe.report(), null, 2) + '\n');
+        return send(200, 'application/json', jsonDocument(await probe.report()));
       default:
         return send(404, 'text/plain; charset=utf-8', 'not found: try /metrics, /healthz or /status\n');
     }

@@ -111,7 +111,7 @@ test('drill: restores from gs:// into a scratch database and checks the row coun
   expect(result.stderr).not.toMatch(/pitr: error/);
   expect(result.code).toBe(0);
   const report = JSON.parse(result.stdout) as DrillReport;
-  expect(report).toMatchObject({ ok: true, backup: backupId, kept: false });
+  expect(report).toMatchObject({ ok: true, backup: { id: backupId }, kept: false });
   expect(report.tables.find((t) => t.name === 'public.items')).toMatchObject({ expectedRows: 90, rows: 90, ok: true });
 });
 
