@@ -137,6 +137,11 @@ test('could not check: exit 3 (UNKNOWN) for bad usage and an unreadable reposito
   const human = await runPitr(['status', '--source', fx.source, '--repo', file]);
   expect(human.code).toBe(3);
   expect(human.stdout).toMatch(/^PITR UNKNOWN - repository /);
+
+  const help = await runPitr(['status', '--help']);
+  expect(help.code).toBe(0);
+  expect(help.stdout).toContain('exits 0 OK (healthy), 1 WARNING (degraded), 2 CRITICAL (broken), 3 UNKNOWN (could not check');
+  expect(help.stdout).toMatch(/--critical-lag DURATION +broken when the newest archived commit is older than this/);
 });
 
 test('no base backup: degraded', async () => {
