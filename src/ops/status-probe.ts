@@ -1,4 +1,4 @@
-import { archiveStatus, missingSlot, type StatusInput, type StatusReport } from './status';
+import { archiveStatus, missingSlot, thresholdsOf, type StatusInput, type StatusReport } from './status';
 import type { BackupBoundCache } from '../archive/recoverable-window';
 
 export interface StatusProbeOptions {
@@ -71,6 +71,7 @@ export class StatusProbe {
       window: { earliest: null, latest: null },
       gaps: [],
       archiver: 'unknown',
+      thresholds: thresholdsOf(this.input.limits),
     };
   }
 }

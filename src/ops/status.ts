@@ -57,6 +57,8 @@ export interface StatusReport {
   /** Gaps recorded in the repository (a re-created replication slot), oldest first; broken links are found by `pitr verify`. */
   gaps: ArchiveGap[];
   archiver: ArchiverActivity;
+  /** The limits it was checked against, in seconds and bytes; a critical one is null when unset. */
+  thresholds: StatusThresholds;
   /** The source the repository belongs to (its repository.json); null when it has none, absent when not looked at. */
   repository?: RepositoryOwner | null;
 }
@@ -74,6 +76,29 @@ export interface StatusLimits {
   criticalBackupAge?: number | undefined;
   /** Milliseconds the archiver may be stopped (counted from the newest archived commit) before that is critical; warning at once. */
   criticalStopped?: number | undefined;
+}
+
+export interface StatusThresholds {
+  maxLagSeconds: number;
+  criticalLagSeconds: number | null;
+  maxSlotLagBytes: number;
+  criticalSlotLagBytes: number | null;
+  maxBackupAgeSeconds: number;
+  criticalBackupAgeSeconds: number | null;
+  criticalStoppedSeconds: number | null;
+}
+
+export function thresholdsOf(limits: StatusLimits): StatusThresholds {
+  const s = (ms: number | undefined): number | null => (ms === undefined ? null : ms / 1000);
+  return {
+    maxLagSeconds: limits.maxLag / 1000,
+    criticalLagSeconds: s(limits.criticalLag),
+    maxSlotLagBytes: limits.maxSlotLag,
+    criticalSlotLagBytes: limits.criticalSlotLag ?? null,
+    maxBackupAgeSeconds: limits.maxBackupAge / 1000,
+    criticalBackupAgeSeconds: s(limits.criticalBackupAge),
+    criticalStoppedSeconds: s(limits.criticalStopped),
+  };
 }
 
 export interface StatusInput {
@@ -283,6 +308,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     window: facts.window,
     gaps: facts.gaps,
     archiver,
+    thresholds: thresholdsOf(limits),
     repository: owner,
   };
 }

@@ -93,6 +93,15 @@ test('critical thresholds: broken past --critical-lag and --critical-backup-age,
 
   const rpo = await status(['--max-lag', '1ms', '--critical-lag', '1ms']);
   expect(rpo.code).toBe(2);
+  expect(rpo.report.thresholds).toEqual({
+    maxLagSeconds: 0.001,
+    criticalLagSeconds: 0.001,
+    maxSlotLagBytes: 1024 ** 3,
+    criticalSlotLagBytes: null,
+    maxBackupAgeSeconds: 48 * 3600,
+    criticalBackupAgeSeconds: null,
+    criticalStoppedSeconds: null,
+  });
   expect(rpo.report.health).toBe('broken');
   expect(rpo.report.archiver).toBe('stalled');
   expect(rpo.report.reasons).toEqual([
