@@ -14,7 +14,7 @@ jest.setTimeout(120_000);
 let fx: ArchiveFixture;
 const copies = new RepoCopies('pitr-json-');
 const SCHEMAS = path.resolve(__dirname, '../docs/json');
-/** The document of each command, by the name of its schema file (restore-dry-run: restore's). */
+/** The document of each command, by the name of its schema file (and what else it shows after a colon). */
 const docs = new Map<string, unknown>();
 
 async function json(name: string, args: string[], expectedCode = 0): Promise<Record<string, unknown>> {
@@ -39,6 +39,7 @@ beforeAll(async () => {
   await fx.cluster.psql('DELETE FROM items WHERE id <= 5');
   await fx.waitCaughtUp();
   await json('status', ['status', '--source', fx.source, '--repo', fx.repoDir]);
+  await json('status:critical', ['status', '--source', fx.source, '--repo', fx.repoDir, '--max-lag', '1ms', '--critical-backup-age', '1ms'], 2);
   expect(await archiver.stop()).toBe(0);
   const log = await json('log', ['log', '--repo', fx.repoDir, '--rows']);
   const deleted = (log.entries as { xid: number; tables: { delete: number }[] }[]).find((e) => e.tables.some((t) => t.delete > 0));
@@ -46,7 +47,7 @@ beforeAll(async () => {
   await json('list', ['list', '--repo', fx.repoDir]);
   await json('verify', ['verify', '--repo', fx.repoDir]);
   await json('restore', ['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('restored'), '--to', 'latest']);
-  await json('restore-dry-run', ['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('planned'), '--to', 'mark:before-delete', '--dry-run']);
+  await json('restore:dry-run', ['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('planned'), '--to', 'mark:before-delete', '--dry-run']);
   await json('drill', ['drill', '--repo', fx.repoDir, '--target', fx.cluster.url('drilled'), '--source', fx.source]);
   await json('prune', ['prune', '--repo', copies.copy(fx.repoDir), '--retention', '1ms']);
   await json('compact', ['compact', '--repo', copies.copy(fx.repoDir), '--older-than', '1ms']);
@@ -59,7 +60,7 @@ afterAll(async () => {
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 const schemaOf = (name: string): Record<string, Json> =>
-  JSON.parse(readFileSync(path.join(SCHEMAS, `${name.replace(/-dry-run$/, '')}.schema.json`), 'utf8')) as Record<string, Json>;
+  JSON.parse(readFileSync(path.join(SCHEMAS, `${name.replace(/:.*/, '')}.schema.json`), 'utf8')) as Record<string, Json>;
 
 /** The schema with every object closed: a field the output has and the schema does not document fails. */
 function closed(schema: Json): Json {
@@ -89,7 +90,7 @@ const typeOf = (v: Json): string => (v === null ? 'null' : Array.isArray(v) ? 'a
 test('every document carries formatVersion 1, and each command with --json has its schema in docs/json', () => {
   for (const [name, doc] of docs) expect({ name, formatVersion: (doc as { formatVersion?: unknown }).formatVersion }).toEqual({ name, formatVersion: 1 });
   const schemas = readdirSync(SCHEMAS).map((f) => f.replace(/\.schema\.json$/, ''));
-  expect(schemas.sort()).toEqual([...new Set([...docs.keys()].map((n) => n.replace(/-dry-run$/, '')))].sort());
+  expect(schemas.sort()).toEqual([...new Set([...docs.keys()].map((n) => n.replace(/:.*/, '')))].sort());
 });
 
 test('each document matches its schema, which documents every field it has', () => {
