@@ -5,6 +5,7 @@ import { parseListenAddress } from '../config/listen-address';
 import { PruneSchedule } from '../ops/prune-schedule';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
+import { statusLimitsFrom } from './status';
 
 export const archiveCommand: Command = {
   name: 'archive',
@@ -38,11 +39,7 @@ export const archiveCommand: Command = {
           source: sourceConnection(sourceUrl, 'pitr status'),
           slotName: slot,
           repo,
-          limits: {
-            maxLag: options.number('max-lag'),
-            maxSlotLag: options.number('max-slot-lag'),
-            maxBackupAge: options.number('max-backup-age'),
-          },
+          limits: statusLimitsFrom(options),
           log,
           archiverState: () => archiver?.status.state ?? 'starting',
         })

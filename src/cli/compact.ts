@@ -1,6 +1,7 @@
 import { formatBytes } from '../config/units';
 import { compactRepository } from '../ops/compact';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const compactCommand: Command = {
@@ -18,7 +19,7 @@ export const compactCommand: Command = {
     });
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
-      out.write(JSON.stringify(doc, null, 2) + '\n');
+      writeJson(out, doc);
       return 0;
     }
     const m = report.merged;

@@ -1,6 +1,7 @@
 import { checkConnectionString, sourceConnection } from '../config/connection';
 import { runDrill, type DrillReport } from '../ops/drill';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 function human(report: DrillReport): string {
@@ -8,7 +9,7 @@ function human(report: DrillReport): string {
   const last = report.lastApplied
     ? `last applied commit ${report.lastApplied.commitLsn} at ${report.lastApplied.commitTime}`
     : 'no transaction after the backup';
-  lines.push(`drill into ${report.target}: backup ${report.backup}, ${report.restore.resolved}; ${last}`);
+  lines.push(`drill into ${report.target}: backup ${report.backup.id}, ${report.restore.resolved}; ${last}`);
   lines.push(
     `RTO (restore time): ${report.rtoSeconds.toFixed(1)} s (load ${report.restore.seconds.load.toFixed(1)} s, replay ${report.restore.seconds.replay.toFixed(1)} s); ` +
       `RPO (now − last applied commit): ${report.rpoSeconds.toFixed(1)} s`,
@@ -50,7 +51,8 @@ export const drillCommand: Command = {
       },
       log,
     );
-    out.write(options.flag('json') ? JSON.stringify(report, null, 2) + '\n' : human(report));
+    if (options.flag('json')) writeJson(out, report);
+    else out.write(human(report));
     return report.ok ? 0 : 7;
   },
 };

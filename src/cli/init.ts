@@ -1,6 +1,7 @@
 import { sourceConnection } from '../config/connection';
 import { initSource } from '../ops/init-source';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const initCommand: Command = {
@@ -24,7 +25,7 @@ export const initCommand: Command = {
       log,
       stderr: process.stderr,
     });
-    if (options.flag('json')) out.write(JSON.stringify(summary, null, 2) + '\n');
+    if (options.flag('json')) writeJson(out, summary);
     else {
       out.write(`source ${summary.source} (PostgreSQL ${summary.serverVersion}, system ${summary.systemIdentifier}) is ready for archiving\n`);
       for (const item of summary.created) out.write(`  created  ${item}\n`);

@@ -8,6 +8,7 @@ import { archiveCommand } from './archive';
 import { backupCommand } from './backup';
 import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
+import { writeJson } from '../ops/json-document';
 import { completionCommand } from './completion';
 import { demoCommand } from './demo';
 import { initCommand } from './init';
@@ -85,13 +86,12 @@ export async function main(argv: string[]): Promise<void> {
     const pitrError = isPitrError(error)
       ? error
       : new PitrError('Internal', `internal error: ${messageOf(error)}`, 'please report this with the log above', { cause: error });
+    const exitCode = command?.errorExitCode ?? pitrError.exitCode;
     if (json) {
-      process.stdout.write(
-        JSON.stringify({ error: { kind: pitrError.kind, code: pitrError.exitCode, message: pitrError.message, hint: pitrError.hint ?? null } }) + '\n',
-      );
+      writeJson(process.stdout, { error: { kind: pitrError.kind, code: exitCode, message: pitrError.message, hint: pitrError.hint ?? null } });
     }
     process.stderr.write(`pitr: error: ${pitrError.message}\n${pitrError.hint ? `hint: ${pitrError.hint}\n` : ''}`);
     if (pitrError.kind === 'Internal' && process.env.PITR_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
-    process.exitCode = pitrError.exitCode;
+    process.exitCode = exitCode;
   }
 }

@@ -3,6 +3,7 @@ import { sourceConnection } from '../config/connection';
 import { PitrError } from '../errors';
 import { withClient } from '../pg/with-client';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 
 export const markCommand: Command = {
   name: 'mark',
@@ -14,7 +15,7 @@ export const markCommand: Command = {
     if (!name || options.positionals.length > 1) throw new PitrError('Usage', 'mark: expected exactly one NAME', 'e.g. pitr mark before-upgrade');
     const source = sourceConnection(options.string('source'), 'pitr mark');
     const lsn = await withClient(source, async (client) => (await client.query<{ lsn: string }>(EMIT_MARK_SQL, [name])).rows[0]?.lsn ?? '');
-    if (options.flag('json')) out.write(JSON.stringify({ mark: name, lsn }) + '\n');
+    if (options.flag('json')) writeJson(out, { mark: name, lsn });
     else out.write(`restore point "${name}" written at ${lsn}\n`);
     return 0;
   },

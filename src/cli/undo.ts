@@ -4,6 +4,7 @@ import { parseXidOption } from '../ops/log-transactions';
 import { undoTransaction } from '../ops/undo-sql';
 import { PitrError, messageOf } from '../errors';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const undoCommand: Command = {
@@ -33,7 +34,7 @@ export const undoCommand: Command = {
         throw new PitrError('Usage', `undo: cannot write ${output}: ${messageOf(error)}`, 'choose a writable --output path');
       }
     }
-    if (options.flag('json')) out.write(JSON.stringify({ ...result, ...(output ? { output } : {}) }, null, 2) + '\n');
+    if (options.flag('json')) writeJson(out, { ...result, ...(output ? { output } : {}) });
     else if (!output) out.write(result.sql);
     else out.write(`wrote ${result.statements} statement(s) reversing transaction ${result.xid} to ${output}\n`);
     return 0;

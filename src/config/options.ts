@@ -261,6 +261,13 @@ const DECLARED = [
     description: 'degraded when the newest archived commit is older than this (the RPO)',
   },
   {
+    name: 'critical-lag',
+    type: 'duration',
+    arg: 'DURATION',
+    commands: ['status', 'archive'],
+    description: 'broken when the newest archived commit is older than this (e.g. 1h); never when unset',
+  },
+  {
     name: 'max-slot-lag',
     type: 'bytes',
     arg: 'SIZE',
@@ -269,12 +276,34 @@ const DECLARED = [
     description: "degraded when the slot's confirmed position is this much WAL behind the source",
   },
   {
+    name: 'critical-slot-lag',
+    type: 'bytes',
+    arg: 'SIZE',
+    commands: ['status', 'archive'],
+    description: "broken when the slot's confirmed position is this much WAL behind the source (e.g. 10GB); never when unset",
+  },
+  {
     name: 'max-backup-age',
     type: 'duration',
     arg: 'DURATION',
     default: '48h',
     commands: ['status', 'archive'],
     description: 'degraded when the newest base backup ended longer ago than this',
+  },
+  {
+    name: 'critical-backup-age',
+    type: 'duration',
+    arg: 'DURATION',
+    commands: ['status', 'archive'],
+    description: 'broken when the newest base backup ended longer ago than this (e.g. 7d); never when unset',
+  },
+  {
+    name: 'critical-stopped',
+    type: 'duration',
+    arg: 'DURATION',
+    commands: ['status', 'archive'],
+    description:
+      'broken when the archiver has been stopped (its slot inactive) for longer than this, counted from the newest archived commit (e.g. 1d); degraded at once otherwise; never broken when unset',
   },
   { name: 'keep', type: 'boolean', commands: ['drill', 'demo'], description: 'keep the scratch database (drill) or the throwaway cluster (demo) afterwards' },
   {

@@ -40,7 +40,7 @@ export interface DrillTable {
 export interface DrillReport {
   ok: boolean;
   target: string;
-  backup: string;
+  backup: RestoreSummary['backup'];
   lastApplied: RestoreSummary['lastApplied'];
   rtoSeconds: number;
   rpoSeconds: number;
@@ -242,7 +242,7 @@ export async function runDrill(repo: Repository, options: DrillOptions, log: Log
   return {
     ok: tables.every((t) => t.ok),
     target: display,
-    backup: summary.backup.id,
+    backup: summary.backup,
     lastApplied: summary.lastApplied,
     rtoSeconds: summary.seconds.total,
     rpoSeconds: Math.round(rpoSeconds * 1000) / 1000,

@@ -8,7 +8,16 @@ import { PitrError } from '../errors';
 import { readSlotCreations } from '../archive/slot-creation';
 import { ArchiveView } from '../archive/archive-view';
 import { gapBounds, gapCause, type ArchiveGap } from '../archive/archive-gaps';
-import { backupBound, pointText, recoverableWindow, type ExactPoint, type RecoverableRange, type RecoverableWindow } from '../archive/recoverable-window';
+import {
+  backupBound,
+  pointText,
+  recoverableWindow,
+  toPoint,
+  type ExactPoint,
+  type Point as TextPoint,
+  type RecoverableRange,
+  type RecoverableWindow,
+} from '../archive/recoverable-window';
 import { gapRefusal } from './gap-refusal';
 import { reachesPast, resolveStop, type ResolvedStop, type StopRule } from './stop-rule';
 import type { TargetSpec } from './target';
@@ -25,7 +34,7 @@ export interface RestorePlan {
    */
   lookAhead: SegmentManifest[];
   stop: StopRule;
-  window: { earliest: string; latest: string };
+  window: { earliest: TextPoint; latest: TextPoint };
   resolved: string;
 }
 
@@ -152,7 +161,7 @@ function landingWindow(facts: ArchiveFacts, aligned: Lsn): RestorePlan['window']
   const { ranges } = facts;
   const range = [...ranges].reverse().find((r) => r.earliest.lsn <= aligned) ?? (ranges[0] as RecoverableRange);
   const isWindow = range === ranges[ranges.length - 1] && facts.recoverable.earliest;
-  return { earliest: pointText(range.earliest), latest: pointText(isWindow ? facts.latest : range.latest) };
+  return { earliest: toPoint(range.earliest), latest: toPoint(isWindow ? facts.latest : range.latest) };
 }
 
 const rangeText = (r: RecoverableRange): string => `${pointText(r.earliest)} to ${pointText(r.latest)} (backup ${r.backup})`;

@@ -39,7 +39,7 @@ export interface RestoreSummary {
   database: string;
   target: { kind: string; input: string; resolved: string };
   backup: { id: string; alignedLsn: string };
-  lastApplied: { xid: string; commitLsn: string; commitTime: string } | null;
+  lastApplied: { xid: number | null; commitLsn: string; commitTime: string } | null;
   transactions: number;
   changes: number;
   seconds: { total: number; load: number; replay: number };
@@ -261,7 +261,9 @@ async function restoreInto({ repo, client, endpoint, plan, options, log, base, s
   return {
     ...base,
     resumed,
-    lastApplied: final?.lastCommitLsn ? { xid: final.lastXid ?? '', commitLsn: final.lastCommitLsn, commitTime: final.lastCommitTime ?? '' } : null,
+    lastApplied: final?.lastCommitLsn
+      ? { xid: final.lastXid === null ? null : Number(final.lastXid), commitLsn: final.lastCommitLsn, commitTime: final.lastCommitTime ?? '' }
+      : null,
     transactions: final?.transactions ?? result.transactions,
     changes: final?.changes ?? result.changes,
     seconds: { total: (Date.now() - started) / 1000, load: loadSeconds, replay: (Date.now() - replayStarted) / 1000 },

@@ -92,7 +92,7 @@ test('list and log: backups, segments, the mark, and the delete', async () => {
 
   const logged = await pitr(['log', '--op', 'delete', '--table', 'items', '--json']);
   expect(logged.code).toBe(0);
-  const entries = JSON.parse(logged.stdout) as LogEntry[];
+  const { entries } = JSON.parse(logged.stdout) as { entries: LogEntry[] };
   expect(entries.map((e) => e.xid)).toEqual([deleteXid]);
   expect(entries[0]?.tables).toEqual([{ table: 'public.items', insert: 0, update: 0, delete: 10, truncate: 0 }]);
 });
@@ -104,7 +104,7 @@ test('drill: restores from gs:// into a scratch database and checks the row coun
   expect(result.stderr).not.toMatch(/pitr: error/);
   expect(result.code).toBe(0);
   const report = JSON.parse(result.stdout) as DrillReport;
-  expect(report).toMatchObject({ ok: true, backup: backupId, kept: false });
+  expect(report).toMatchObject({ ok: true, backup: { id: backupId }, kept: false });
   expect(report.tables.find((t) => t.name === 'public.items')).toMatchObject({ expectedRows: 90, rows: 90, ok: true });
 });
 

@@ -80,9 +80,8 @@ test('list shows the backup, the segment coverage, the mark and the recoverable 
   // the restore planner names the same window
   const dryRun = await runPitr(['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('never_created'), '--to', 'latest', '--dry-run', '--json']);
   expect(dryRun.code).toBe(0);
-  const planned = (JSON.parse(dryRun.stdout) as { plan: { window: { earliest: string; latest: string } } }).plan.window;
-  const text = (p: { lsn: string; time: string } | null): string => (p ? `${p.time} (${p.lsn})` : '-');
-  expect(planned).toEqual({ earliest: text(report.window.earliest), latest: text(report.window.latest) });
+  const planned = (JSON.parse(dryRun.stdout) as { plan: { window: unknown } }).plan.window;
+  expect(planned).toEqual(report.window);
 
   const human = await runPitr(['list', '--repo', fx.repoDir]);
   expect(human.code).toBe(0);

@@ -151,6 +151,7 @@ describe('bad usage (exit 2)', () => {
     ]);
     expect(result.code).toBe(2);
     expect(JSON.parse(result.stdout)).toEqual({
+      formatVersion: 1,
       error: { kind: 'Usage', code: 2, message: expect.stringContaining('half past ten'), hint: expect.any(String) },
     });
   });
