@@ -40,7 +40,7 @@ async function one<R extends Record<string, unknown>>(cluster: PgCluster, sql: s
 interface RestoreJson {
   transactions: number;
   changes: number;
-  lastApplied: { xid: string; commitLsn: string; commitTime: string } | null;
+  lastApplied: { xid: number | null; commitLsn: string; commitTime: string } | null;
   seconds: { total: number; load: number; replay: number };
 }
 

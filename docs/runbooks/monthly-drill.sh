@@ -15,7 +15,7 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 7 ]; then
   echo "pitr drill could not run (exit $status): $(jq -r '.error.message // "see its log"' <<<"$report" 2>/dev/null)" >&2
   exit "$status"
 fi
-jq -r '"drill \(if .ok then "passed" else "FAILED" end): backup \(.backup), RTO \(.rtoSeconds) s, RPO \(.rpoSeconds) s",
+jq -r '"drill \(if .ok then "passed" else "FAILED" end): backup \(.backup.id), RTO \(.rtoSeconds) s, RPO \(.rpoSeconds) s",
        (.tables[] | "  \(if .ok then "ok" else "MISMATCH" end)  \(.name): expected \(.expectedRows), restored \(.rows)")' <<<"$report"
 [ "$status" -eq 7 ] && exit 7
 if jq -e --argjson max "$MAX_RTO_SECONDS" '.rtoSeconds > $max' <<<"$report" >/dev/null; then

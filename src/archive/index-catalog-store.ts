@@ -1,4 +1,4 @@
-import { isPitrError } from '../errors';
+import { PitrError, isPitrError } from '../errors';
 import type { Logger } from '../logger';
 import { decodeCheckedJson, encodeCheckedJson } from './checked-json';
 import {
@@ -51,7 +51,12 @@ export async function readNewestCatalog(repo: Repository): Promise<CatalogRead> 
 
 export async function readPage(repo: Repository, name: string): Promise<IndexPage> {
   const page = decodeCheckedJson<IndexPage>(await repo.storage.read(name), name);
-  if (page.kind !== 'index-page') throw new Error(`index page ${name} is not a page`);
+  if (page.kind !== 'index-page')
+    throw new PitrError(
+      'Integrity',
+      `index page ${name} is not an index page`,
+      'the index is only a cache of the segments: rebuild it with "pitr compact --rebuild-index"',
+    );
   return page;
 }
 

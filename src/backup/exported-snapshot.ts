@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Client, ClientConfig } from 'pg';
-import { connectSource } from '../pg/connect';
+import { withClient, type PgEndpoint } from '../pg/with-client';
 import { parseLsn, type Lsn } from '../pg/lsn';
 import { reportWaits } from '../capture/prepare-source';
 import { quoteIdent } from '../pg/sql-quote';
@@ -9,7 +9,7 @@ import type { Logger } from '../logger';
 /**
  * A temporary logical slot created with an exported snapshot. The snapshot sees exactly the
  * transactions whose commit record is before `consistentLsn`; the stream carries the rest. It stays
- * importable (SET TRANSACTION SNAPSHOT) while this replication connection is open and idle, and the
+ * importable (SET TRANSACTION SNAPSHOT) while its replication connection is open and idle, and the
  * slot disappears with the connection.
  */
 export interface ExportedSnapshot {
@@ -17,7 +17,6 @@ export interface ExportedSnapshot {
   snapshotName: string;
   consistentLsn: Lsn;
   consistentLsnText: string;
-  release(): Promise<void>;
 }
 
 export const BACKUP_SLOT_PREFIX = 'pitr_backup_';
@@ -30,10 +29,15 @@ export function waitReportMs(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isInteger(value) && value > 0 ? value : WAIT_REPORT_MS;
 }
 
-export async function exportSnapshot(config: ClientConfig, display: string, log: Logger, openWatcher: () => Promise<Client>): Promise<ExportedSnapshot> {
-  const client = await connectSource(config, display, { replication: 'database', application_name: 'pitr backup' } as Partial<ClientConfig>);
-  const slotName = `${BACKUP_SLOT_PREFIX}${randomBytes(6).toString('hex')}`;
-  try {
+/** Exports a snapshot for the unit of work `fn`; its connection, and so the slot, is closed afterwards, whatever `fn` does. */
+export function withExportedSnapshot<T>(
+  source: PgEndpoint,
+  log: Logger,
+  openWatcher: () => Promise<Client>,
+  fn: (snapshot: ExportedSnapshot) => Promise<T>,
+): Promise<T> {
+  return withClient(source, { replication: 'database', application_name: 'pitr backup' } as Partial<ClientConfig>, async (client) => {
+    const slotName = `${BACKUP_SLOT_PREFIX}${randomBytes(6).toString('hex')}`;
     // The pre-15 spelling, still accepted by 15+, so PostgreSQL 14 works too.
     const result = await reportWaits(
       openWatcher,
@@ -45,17 +49,6 @@ export async function exportSnapshot(config: ClientConfig, display: string, log:
       waitReportMs(),
     );
     const row = result.rows[0] as { consistent_point: string; snapshot_name: string };
-    return {
-      slotName,
-      snapshotName: row.snapshot_name,
-      consistentLsn: parseLsn(row.consistent_point),
-      consistentLsnText: row.consistent_point,
-      release: async () => {
-        await client.end().catch(() => undefined);
-      },
-    };
-  } catch (error) {
-    await client.end().catch(() => undefined);
-    throw error;
-  }
+    return fn({ slotName, snapshotName: row.snapshot_name, consistentLsn: parseLsn(row.consistent_point), consistentLsnText: row.consistent_point });
+  });
 }

@@ -1,15 +1,20 @@
 import { formatBytes } from '../config/units';
 import type { Logger } from '../logger';
 
+const BAR_WIDTH = 30;
+
 /**
- * Progress of a long job: a bar redrawn on a terminal (stderr), JSON progress lines in the log
- * otherwise. Totals are estimates (table sizes on disk), so the bar stops at 99% until the end.
+ * Progress of a long job: one line redrawn in place (carriage return) when stderr is a terminal, at
+ * every log level since it is for the person watching; JSON progress lines in the log (at info)
+ * otherwise, and nothing else on stderr. Totals are estimates (table sizes on disk), so the bar stops
+ * at 99% until the end.
  */
 export class Progress {
   private doneBytes = 0;
   private doneItems = 0;
   private readonly started = Date.now();
   private lastDraw = 0;
+  private drawn = false;
   private readonly tty: boolean;
   private readonly stream: NodeJS.WriteStream;
   private readonly everyMs: number;
@@ -49,9 +54,9 @@ export class Progress {
     const fraction = this.totalBytes > 0 ? Math.min(0.99, this.doneBytes / this.totalBytes) : 0;
     const remaining = rate > 0 ? Math.max(0, (this.totalBytes - this.doneBytes) / rate) : undefined;
     if (this.tty) {
-      const width = 30;
-      const filled = Math.round(fraction * width);
-      const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
+      this.drawn = true;
+      const filled = Math.round(fraction * BAR_WIDTH);
+      const bar = '#'.repeat(filled) + '-'.repeat(BAR_WIDTH - filled);
       this.stream.write(
         `\r${this.what} [${bar}] ${this.doneItems}/${this.totalItems} ${this.unit} ${formatBytes(this.doneBytes)} ${formatBytes(rate)}/s` +
           `${remaining !== undefined ? ` ~${Math.ceil(remaining)}s left` : ''}   `,
@@ -73,7 +78,12 @@ export class Progress {
     }
   }
 
+  /** On a terminal, redraws the line as done (a full bar, the time taken) and ends it, if one was drawn. */
   finish(): void {
-    if (this.tty) this.stream.write('\n');
+    if (!this.drawn) return;
+    const seconds = (Date.now() - this.started) / 1000;
+    this.stream.write(
+      `\r${this.what} [${'#'.repeat(BAR_WIDTH)}] ${this.doneItems}/${this.totalItems} ${this.unit} ${formatBytes(this.doneBytes)} in ${seconds.toFixed(1)}s              \n`,
+    );
   }
 }

@@ -2,25 +2,23 @@ import fs from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Client } from 'pg';
-import PQueue from 'p-queue';
 import { encodeCheckedJson } from '../archive/checked-json';
 import type { Repository } from '../archive/repository';
 import { FORMAT_VERSION } from '../archive/segment-format';
 import { lsnToSortableHex } from '../pg/lsn';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
-import { connectSource, identifySystem } from '../pg/connect';
-import { sourceFacts } from '../capture/source-checks';
+import { connectSource, identifySystem, type SystemIdentity } from '../pg/connect';
+import { withClient, withClients } from '../pg/with-client';
+import { sourceFacts, type SourceFacts } from '../capture/source-checks';
 import type { SourceConnection } from '../config/connection';
-import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
-import { MANIFEST_FILE, STARTED_FILE, backupId, backupPrefix, type BackupManifest, type BackupTable, type StoredPart } from '../archive/backup-manifest';
+import { MANIFEST_FILE, STARTED_FILE, backupId, backupPrefix, type BackupManifest } from '../archive/backup-manifest';
 import { removeIncompleteBackups, removePrefix } from './cleanup';
-import { copyChunkToFile } from './copy-chunk';
-import { exportSnapshot } from './exported-snapshot';
-import { findPgTool } from './pg-tools';
-import { Progress } from './progress';
+import { copyTables, type StorePart } from './copy-tables';
+import { withExportedSnapshot, type ExportedSnapshot } from './exported-snapshot';
+import { findPgTool, type PgTool } from './pg-tools';
 import { dumpSchema } from './schema-dump';
-import { chunkCopySql, planTables, readSequences } from './table-plan';
+import { planTables, readSequences } from './table-plan';
 
 export interface BackupOptions {
   jobs: number;
@@ -37,12 +35,7 @@ export interface BackupDeps {
 }
 
 /** A session inside the exported snapshot, with the archive's output settings. */
-async function snapshotSession(deps: BackupDeps, snapshotName: string): Promise<Client> {
-  const client = await connectSource(deps.source.config, deps.source.display, { application_name: 'pitr backup', options: DECODING_SESSION_OPTIONS });
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  await client.query(`SET TRANSACTION SNAPSHOT '${snapshotName.replace(/'/g, "''")}'`);
-  return client;
-}
+const SNAPSHOT_SESSION = { application_name: 'pitr backup', options: DECODING_SESSION_OPTIONS };
 
 /**
  * Takes one base backup aligned to a stream position (see exported-snapshot.ts): schema through
@@ -50,143 +43,134 @@ async function snapshotSession(deps: BackupDeps, snapshotName: string): Promise<
  * repository, and the manifest last. On failure the pieces are removed (or, after a crash, by the
  * next backup), so nothing incomplete ever looks like a backup.
  */
-export async function runBackup(deps: BackupDeps, options: BackupOptions): Promise<BackupManifest> {
+export function runBackup(deps: BackupDeps, options: BackupOptions): Promise<BackupManifest> {
+  return withClient(deps.source, { application_name: 'pitr backup' }, (coordinator) => backUp(deps, options, coordinator));
+}
+
+async function backUp(deps: BackupDeps, options: BackupOptions, coordinator: Client): Promise<BackupManifest> {
   const { repo, source, log } = deps;
   const started = new Date();
-  const coordinator = await connectSource(source.config, source.display, { application_name: 'pitr backup' });
-  const sessions: Client[] = [];
   const spool = await fs.mkdtemp(path.join(options.spoolDir ?? tmpdir(), 'pitr-backup-'));
   let prefix: string | undefined;
-  let snapshot: Awaited<ReturnType<typeof exportSnapshot>> | undefined;
   try {
-    const facts = await sourceFacts(coordinator);
-    const major = Math.floor(facts.serverVersionNum / 10000);
-    const pgDump = await findPgTool('pg_dump', major, options.pgDump);
-    const pgRestore = await findPgTool('pg_restore', major, options.pgDump);
-    const system = await identifySystem(source.config, source.display);
-    await repo.storage.checkWritable();
-    await repo.claim({ systemIdentifier: system.systemIdentifier, database: system.database });
-    await removeIncompleteBackups(repo, coordinator, log);
-
-    snapshot = await exportSnapshot(source.config, source.display, log, () => connectSource(source.config, source.display));
-    const id = backupId(lsnToSortableHex(snapshot.consistentLsn), started);
-    prefix = backupPrefix(id);
-    await repo.storage.put(`${prefix}${STARTED_FILE}`, {
-      kind: 'buffer',
-      data: encodeCheckedJson({ id, slot: snapshot.slotName, host: hostname(), pid: process.pid, startedAt: started.toISOString() }),
+    const ready = await prepareBackup(deps, options, coordinator);
+    const openWatcher = (): Promise<Client> => connectSource(source.config, source.display);
+    return await withExportedSnapshot(source, log, openWatcher, async (snapshot) => {
+      const id = backupId(lsnToSortableHex(snapshot.consistentLsn), started);
+      const backupAt = backupPrefix(id);
+      prefix = backupAt;
+      await markStarted(deps, backupAt, id, snapshot, started);
+      const store: StorePart = async (name, file) => {
+        await repo.storage.put(`${backupAt}${name}`, { kind: 'file', path: file.path, consume: true });
+        return { name, rawBytes: file.rawBytes, storedBytes: file.storedBytes, sha256: file.sha256 };
+      };
+      const { snapshotName } = snapshot;
+      const contents = await withSnapshotSessions(deps, snapshotName, options.jobs, async (sessions) => {
+        const planner = sessions[0] as Client; // --jobs is at least 1
+        const tables = await planTables(planner, options.chunkBytes);
+        const sequences = await readSequences(planner);
+        const schemaDone = dumpSchema(ready.pgDump, ready.pgRestore, source.config, snapshotName, spool).then(async (files) => ({
+          dump: await store('schema/schema.dump.lz4', files.dump),
+          preData: await store('schema/pre-data.sql.lz4', files.preData),
+          postData: await store('schema/post-data.sql.lz4', files.postData),
+        }));
+        schemaDone.catch(() => undefined);
+        const results = await copyTables(sessions, tables, spool, store, log, deps.signal);
+        return { tables: results, sequences, schema: await schemaDone };
+      });
+      const manifest = backupManifest(id, ready, snapshot, started, contents);
+      await repo.storage.put(`${backupAt}${MANIFEST_FILE}`, { kind: 'buffer', data: encodeCheckedJson(manifest) });
+      await repo.storage.remove(`${backupAt}${STARTED_FILE}`);
+      log.info({ event: 'backup_done', id, alignedLsn: manifest.alignedLsn, ...manifest.totals }, `backup ${id} complete`);
+      return manifest;
     });
-    log.info(
-      { event: 'backup_started', id, alignedLsn: snapshot.consistentLsnText, snapshot: snapshot.snapshotName },
-      `backup ${id} aligned at ${snapshot.consistentLsnText}`,
-    );
-
-    const planner = await snapshotSession(deps, snapshot.snapshotName);
-    sessions.push(planner);
-    const tables = await planTables(planner, options.chunkBytes);
-    const sequences = await readSequences(planner);
-    for (let i = 1; i < options.jobs; i++) sessions.push(await snapshotSession(deps, snapshot.snapshotName));
-
-    const store = async (name: string, file: { path: string; rawBytes: number; storedBytes: number; sha256: string }): Promise<StoredPart> => {
-      await repo.storage.put(`${prefix}${name}`, { kind: 'file', path: file.path, consume: true });
-      return { name, rawBytes: file.rawBytes, storedBytes: file.storedBytes, sha256: file.sha256 };
-    };
-    const schemaDone = dumpSchema(pgDump, pgRestore, source.config, snapshot.snapshotName, spool).then(async (files) => ({
-      dump: await store('schema/schema.dump.lz4', files.dump),
-      preData: await store('schema/pre-data.sql.lz4', files.preData),
-      postData: await store('schema/post-data.sql.lz4', files.postData),
-    }));
-    schemaDone.catch(() => undefined);
-
-    const totalBytes = tables.reduce((n, t) => n + t.bytes, 0);
-    const progress = new Progress('backup', tables.length, totalBytes, log);
-    const results: BackupTable[] = tables.map((t) => ({ oid: t.oid, schema: t.schema, name: t.name, columns: t.columns, rows: 0, rawBytes: 0, chunks: [] }));
-    const idle = [...sessions];
-    const queue = new PQueue({ concurrency: sessions.length });
-    const remainingChunks = new Map(tables.map((t) => [t.oid, t.chunks.length]));
-    let copyFailure: unknown;
-    tables.forEach((table, tableIndex) =>
-      table.chunks.forEach((chunk, chunkIndex) => {
-        const task = queue.add(async () => {
-          if (deps.signal?.aborted)
-            throw new PitrError('Interrupted', 'backup interrupted: its pieces are removed, nothing of it is used', 'run "pitr backup" again');
-          const session = idle.pop() as Client;
-          try {
-            const name = `data/${table.oid}.${String(chunkIndex).padStart(5, '0')}.copy.lz4`;
-            const file = await copyChunkToFile(session, chunkCopySql(table, chunk), path.join(spool, `${table.oid}.${chunkIndex}`), (n) =>
-              progress.addBytes(n),
-            );
-            const part = await store(name, file);
-            const result = results[tableIndex] as BackupTable;
-            result.chunks[chunkIndex] = { ...part, rows: file.rows };
-            result.rows += file.rows;
-            result.rawBytes += file.rawBytes;
-          } catch (error) {
-            throw copyError(error, table.schema, table.name);
-          } finally {
-            idle.push(session);
-          }
-          const left = (remainingChunks.get(table.oid) as number) - 1;
-          remainingChunks.set(table.oid, left);
-          if (left === 0) progress.itemDone();
-        });
-        task.catch((error: unknown) => {
-          copyFailure ??= error;
-          queue.clear();
-        });
-      }),
-    );
-    await queue.onIdle();
-    progress.finish();
-    if (copyFailure) throw copyFailure;
-    const schema = await schemaDone;
-
-    const chunks = results.flatMap((t) => t.chunks);
-    const manifest: BackupManifest = {
-      format: FORMAT_VERSION,
-      kind: 'backup',
-      id,
-      systemIdentifier: system.systemIdentifier,
-      database: system.database,
-      serverVersion: facts.serverVersion,
-      serverVersionNum: facts.serverVersionNum,
-      alignedLsn: snapshot.consistentLsnText,
-      startTime: started.toISOString(),
-      endTime: new Date().toISOString(),
-      sessionSettings: DECODING_SESSION_OPTIONS,
-      schema,
-      tables: results,
-      sequences,
-      totals: {
-        tables: results.length,
-        chunks: chunks.length,
-        rows: results.reduce((n, t) => n + t.rows, 0),
-        rawBytes: chunks.reduce((n, c) => n + c.rawBytes, 0) + schema.dump.rawBytes,
-        storedBytes: chunks.reduce((n, c) => n + c.storedBytes, 0) + schema.dump.storedBytes + schema.preData.storedBytes + schema.postData.storedBytes,
-      },
-    };
-    await repo.storage.put(`${prefix}${MANIFEST_FILE}`, { kind: 'buffer', data: encodeCheckedJson(manifest) });
-    await repo.storage.remove(`${prefix}${STARTED_FILE}`);
-    log.info({ event: 'backup_done', id, alignedLsn: manifest.alignedLsn, ...manifest.totals }, `backup ${id} complete`);
-    return manifest;
   } catch (error) {
     if (prefix) await removePrefix(repo, prefix, log);
     throw error;
   } finally {
-    for (const session of sessions) await session.end().catch(() => undefined);
-    await snapshot?.release();
-    await coordinator.end().catch(() => undefined);
     await fs.rm(spool, { recursive: true, force: true });
   }
 }
 
-function copyError(error: unknown, schema: string, table: string): unknown {
-  if (error instanceof PitrError) return error;
-  const e = error as { code?: string };
-  if (e.code === '42501')
-    return new PitrError(
-      'SourceConfig',
-      `permission denied to read table "${schema}"."${table}"`,
-      `GRANT SELECT ON "${schema}"."${table}" TO <backup role>; or run the backup as a superuser`,
-    );
-  return new PitrError('Internal', `copying "${schema}"."${table}" failed: ${messageOf(error)}`, undefined, { cause: error });
+/** What a backup learns of the source before it starts: its facts, its tools and its identity. */
+interface ReadyBackup {
+  facts: SourceFacts;
+  pgDump: PgTool;
+  pgRestore: PgTool;
+  system: SystemIdentity;
+}
+
+/**
+ * Checks that the backup can be taken and kept: pg_dump and pg_restore for the source's major
+ * version, a writable repository that is this source's (claimed for it when new); removes the pieces
+ * of backups that died before finishing.
+ */
+async function prepareBackup(deps: BackupDeps, options: BackupOptions, coordinator: Client): Promise<ReadyBackup> {
+  const { repo, source, log } = deps;
+  const facts = await sourceFacts(coordinator);
+  const major = Math.floor(facts.serverVersionNum / 10000);
+  const pgDump = await findPgTool('pg_dump', major, options.pgDump);
+  const pgRestore = await findPgTool('pg_restore', major, options.pgDump);
+  const system = await identifySystem(source.config, source.display);
+  await repo.storage.checkWritable();
+  await repo.claim({ systemIdentifier: system.systemIdentifier, database: system.database });
+  await removeIncompleteBackups(repo, coordinator, log);
+  return { facts, pgDump, pgRestore, system };
+}
+
+/** The started marker names the backup's slot and process, so that a later backup can tell a dead one from a running one. */
+async function markStarted(deps: BackupDeps, prefix: string, id: string, snapshot: ExportedSnapshot, started: Date): Promise<void> {
+  await deps.repo.storage.put(`${prefix}${STARTED_FILE}`, {
+    kind: 'buffer',
+    data: encodeCheckedJson({ id, slot: snapshot.slotName, host: hostname(), pid: process.pid, startedAt: started.toISOString() }),
+  });
+  deps.log.info(
+    { event: 'backup_started', id, alignedLsn: snapshot.consistentLsnText, snapshot: snapshot.snapshotName },
+    `backup ${id} aligned at ${snapshot.consistentLsnText}`,
+  );
+}
+
+/** `count` sessions inside the exported snapshot, closed whatever `fn` does. */
+function withSnapshotSessions<T>(deps: BackupDeps, snapshotName: string, count: number, fn: (sessions: Client[]) => Promise<T>): Promise<T> {
+  return withClients(deps.source, SNAPSHOT_SESSION, count, async (sessions) => {
+    for (const session of sessions) {
+      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await session.query(`SET TRANSACTION SNAPSHOT '${snapshotName.replace(/'/g, "''")}'`);
+    }
+    return fn(sessions);
+  });
+}
+
+function backupManifest(
+  id: string,
+  ready: ReadyBackup,
+  snapshot: ExportedSnapshot,
+  started: Date,
+  contents: Pick<BackupManifest, 'tables' | 'sequences' | 'schema'>,
+): BackupManifest {
+  const { tables, schema } = contents;
+  const chunks = tables.flatMap((t) => t.chunks);
+  return {
+    format: FORMAT_VERSION,
+    kind: 'backup',
+    id,
+    systemIdentifier: ready.system.systemIdentifier,
+    database: ready.system.database,
+    serverVersion: ready.facts.serverVersion,
+    serverVersionNum: ready.facts.serverVersionNum,
+    alignedLsn: snapshot.consistentLsnText,
+    startTime: started.toISOString(),
+    endTime: new Date().toISOString(),
+    sessionSettings: DECODING_SESSION_OPTIONS,
+    schema,
+    tables,
+    sequences: contents.sequences,
+    totals: {
+      tables: tables.length,
+      chunks: chunks.length,
+      rows: tables.reduce((n, t) => n + t.rows, 0),
+      rawBytes: chunks.reduce((n, c) => n + c.rawBytes, 0) + schema.dump.rawBytes,
+      storedBytes: chunks.reduce((n, c) => n + c.storedBytes, 0) + schema.dump.storedBytes + schema.preData.storedBytes + schema.postData.storedBytes,
+    },
+  };
 }

@@ -3,21 +3,28 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { ClientConfig } from 'pg';
 import { Lz4FileWriter, type WrittenFile } from '../archive/lz4-file-writer';
 import { EVENT_TRIGGERS } from '../capture/ddl-capture-sql';
 import { PITR_SCHEMA } from '../capture/in-band-sql';
 import { PitrError } from '../errors';
+import type { PgConnectConfig } from '../pg/pg-connect-config';
 import type { PgTool } from './pg-tools';
 
 const execFileAsync = promisify(execFile);
 
 /**
  * libpq environment for a child program, so the password never appears on a command line (where
- * `ps` would show it).
+ * `ps` would show it). The settings are already resolved (service, environment, defaults): PGSERVICE
+ * goes, or the child would read the service again over them.
  */
-export function libpqEnv(config: ClientConfig): NodeJS.ProcessEnv {
+export function libpqEnv(config: PgConnectConfig): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
+  if (config.libpq) {
+    delete env.PGSERVICE;
+    Object.assign(env, config.libpq.env);
+    if (typeof config.database === 'string') env.PGDATABASE = config.database;
+    return env;
+  }
   if (config.connectionString) {
     const url = new URL(config.connectionString);
     if (url.hostname) env.PGHOST = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, ''));
@@ -47,7 +54,7 @@ export interface SchemaFiles {
  * refreshes: run once after it),
  * each kept as plain SQL so a person can read it. Files are written LZ4-compressed into `dir`.
  */
-export async function dumpSchema(pgDump: PgTool, pgRestore: PgTool, config: ClientConfig, snapshotName: string, dir: string): Promise<SchemaFiles> {
+export async function dumpSchema(pgDump: PgTool, pgRestore: PgTool, config: PgConnectConfig, snapshotName: string, dir: string): Promise<SchemaFiles> {
   const env = libpqEnv(config);
   const dumpFile = path.join(dir, 'schema.dump');
   try {

@@ -22,7 +22,7 @@ import type { ReplicationSession } from '../pg/replication-session';
 import { checkConnection, resumeAfter } from './connection-check';
 import { classifyStreamError } from './stream-error';
 import { manifestFor, uploadSegment } from './segment-upload';
-import { closeBounded, until, waitLogged } from './stop-waits';
+import { Condition, closeBounded, waitLogged } from './stop-waits';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
 import { IndexMaintainer } from '../archive/index-maintainer';
 
@@ -61,6 +61,8 @@ export type ArchiverState = 'starting' | 'connecting' | 'streaming' | 'backoff' 
 const STOP_GRACE_MS = 5_000;
 /** Raw bytes handed to the compressor but not yet written; past this the stream is paused. */
 const MAX_PENDING_COMPRESSION_BYTES = 16 * 1024 * 1024;
+/** The heartbeat's session gives up connecting after this long (or one heartbeat interval, if shorter). */
+const HEARTBEAT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * The archiver: slot → segments → repository, acknowledging the slot only with the end LSN of the last
@@ -92,6 +94,12 @@ export class Archiver {
   private paused = false;
   private fatal: unknown;
   private heartbeatClient: Client | undefined;
+  /** A heartbeat under way: the next interval skips rather than opening a second session beside a hung one. */
+  private heartbeatRunning = false;
+  /** Woken whenever a message was handled or the archiver failed: what a stop waits for is checked then. */
+  private readonly changed = new Condition();
+  /** The one timer that looks again at backpressure while the compressor catches up. */
+  private compressionWait: NodeJS.Timeout | undefined;
   /** Aborted when run() ends: uploads still retrying then are abandoned (never acknowledged), so the process can exit. */
   private readonly abandonUploads = new AbortController();
 
@@ -173,6 +181,7 @@ export class Archiver {
         await waitLogged(this.log, work.stop(), 'work beside the stream (a scheduled backup or prune) to stop', deadline);
       clearInterval(heartbeatTimer);
       clearInterval(ageTimer);
+      clearTimeout(this.compressionWait);
       await closeBounded(this.heartbeatClient?.end());
       // the index is a cache: what it has not written yet is written on the next start
       const waited = new AbortController();
@@ -254,7 +263,13 @@ export class Archiver {
         if (error instanceof PitrError) throw error;
         const classified = classifyStreamError(
           error,
-          { slot: this.options.slot, publication: this.options.publication, source: this.source.display, durableLsn: this.durableLsn },
+          {
+            slot: this.options.slot,
+            publication: this.options.publication,
+            source: this.source.display,
+            config: this.source.config,
+            durableLsn: this.durableLsn,
+          },
           firstConnect && attempt >= 4,
         );
         if (classified) throw classified;
@@ -314,6 +329,7 @@ export class Archiver {
     }
     if (this.assembler.betweenTransactions) this.maybeSeal(false);
     this.applyBackpressure();
+    this.changed.notify();
   }
 
   private onKeepalive(walEnd: Lsn, replyRequested: boolean): void {
@@ -392,9 +408,12 @@ export class Archiver {
       this.paused = false;
       this.stream?.resume();
     }
-    if (busy && this.assembler.pendingCompressionBytes > MAX_PENDING_COMPRESSION_BYTES) {
-      // resume once the compressor has caught up
-      setTimeout(() => this.applyBackpressure(), 20);
+    if (busy && this.assembler.pendingCompressionBytes > MAX_PENDING_COMPRESSION_BYTES && !this.compressionWait) {
+      // look again once the compressor has had time to catch up: one timer at a time, however often this runs
+      this.compressionWait = setTimeout(() => {
+        this.compressionWait = undefined;
+        this.applyBackpressure();
+      }, 20);
     }
   }
 
@@ -402,6 +421,7 @@ export class Archiver {
     if (this.fatal) return;
     this.fatal = error;
     this.log.error({ event: 'fatal', error: messageOf(error) }, 'archiver failed');
+    this.changed.notify();
     void this.stream?.stop();
   }
 
@@ -416,7 +436,7 @@ export class Archiver {
     if (this.stream && !this.assembler.betweenTransactions)
       await waitLogged(
         this.log,
-        until(() => this.assembler.betweenTransactions || this.fatal !== undefined),
+        this.changed.until(() => this.assembler.betweenTransactions || this.fatal !== undefined),
         'the transaction being received to end',
         deadline,
       );
@@ -435,7 +455,7 @@ export class Archiver {
       );
     }
     this.stream?.sendStatus(this.durableLsn);
-    await delay(50);
+    await this.stream?.flushed(); // the final position is on its way to the server before the session closes
     await closeBounded(this.stream?.stop());
     this.setState('stopped', { durable: formatLsn(this.durableLsn) });
   }
@@ -447,14 +467,22 @@ export class Archiver {
 
   /** Emits the heartbeat (clock and sequence values) into the stream through a regular session. */
   private async heartbeat(): Promise<void> {
+    if (this.heartbeatRunning) return;
+    this.heartbeatRunning = true;
     try {
-      this.heartbeatClient ??= await connectSource(this.source.config, this.source.display, { application_name: 'pitr heartbeat' });
+      // connecting gives up within one interval, so a hung attempt never overlaps the next
+      this.heartbeatClient ??= await connectSource(this.source.config, this.source.display, {
+        application_name: 'pitr heartbeat',
+        connectionTimeoutMillis: Math.min(HEARTBEAT_CONNECT_TIMEOUT_MS, this.options.heartbeatMs),
+      });
       await this.heartbeatClient.query(EMIT_HEARTBEAT_SQL);
     } catch (error) {
       this.log.debug({ event: 'heartbeat_failed', error: messageOf(error) }, 'heartbeat failed');
       this.options.observer?.failed('heartbeat');
-      await this.heartbeatClient?.end().catch(() => undefined);
+      await closeBounded(this.heartbeatClient?.end());
       this.heartbeatClient = undefined;
+    } finally {
+      this.heartbeatRunning = false;
     }
   }
 

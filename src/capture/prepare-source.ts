@@ -5,6 +5,7 @@ import { DDL_CAPTURE_FUNCTIONS_SQL, DDL_CAPTURE_TRIGGERS } from './ddl-capture-s
 import { PITR_SCHEMA } from './in-band-sql';
 import { parseLsn, type Lsn } from '../pg/lsn';
 import { quoteIdent } from '../pg/sql-quote';
+import { withTransaction } from '../pg/with-client';
 
 export interface PrepareResult {
   created: string[];
@@ -73,8 +74,7 @@ export async function prepareSource(
   ]);
   const haveTrigger = new Set(triggers.rows.map((r) => r.name));
 
-  await client.query('BEGIN');
-  try {
+  await withTransaction(client, async () => {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(PITR_SCHEMA)}`);
     // the functions are replaced every time, so that re-running init brings the capture up to date
     for (const sql of DDL_CAPTURE_FUNCTIONS_SQL) await client.query(sql);
@@ -90,11 +90,7 @@ export async function prepareSource(
       await client.query(trigger.sql);
       created.push(`event trigger ${trigger.name}`);
     }
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
+  });
 
   if (slot) {
     existing.push(`replication slot ${names.slot}`);

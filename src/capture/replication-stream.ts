@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net';
-import type { Client, ClientConfig } from 'pg';
+import type { Client } from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import { quoteIdent, quoteLiteral } from '../pg/sql-quote';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import type { ReplicationSession } from '../pg/replication-session';
 import { nowUnixMicros, unixMicrosToPgMicros } from '../pg/pg-time';
+import { clientConfigFor, switchSslAfter, type PgConnectConfig } from '../pg/pg-connect-config';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 
 /**
@@ -15,6 +16,9 @@ export type PrepareSession = (session: ReplicationSession) => Promise<Lsn>;
 
 /** pgoutput with the raw message bytes handed over untouched (no value conversion, no copies). */
 class RawPgoutputPlugin {
+  /** The session the library opened for us, handed over when streaming starts. */
+  client: Client | undefined;
+
   constructor(readonly options: { publication: string; prepare: PrepareSession }) {}
 
   get name(): string {
@@ -26,6 +30,7 @@ class RawPgoutputPlugin {
   }
 
   async start(client: Client, slot: string): Promise<unknown> {
+    this.client = client;
     const startLsn = await this.options.prepare(client);
     const options = `proto_version '1', publication_names ${quoteLiteral(this.options.publication)}, messages 'true'`;
     return client.query(`START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(startLsn)} (${options})`);
@@ -42,11 +47,11 @@ export interface StreamHandlers {
   onKeepalive(walEnd: Lsn, replyRequested: boolean): void;
 }
 
-/** The part of the library's internals we rely on: the COPY connection, to send our own status updates. */
-interface CopyConnection {
+/** The session's protocol connection (pg's Client.connection), with the COPY call pg's types leave out. */
+type CopyConnection = Client['connection'] & {
   sendCopyFromChunk(chunk: Buffer): void;
   stream: Socket;
-}
+};
 
 /**
  * One replication session on a logical slot. The library's acknowledgement is switched off entirely
@@ -55,15 +60,16 @@ interface CopyConnection {
  */
 export class ReplicationStream {
   private readonly service: LogicalReplicationService;
+  private plugin: RawPgoutputPlugin | undefined;
 
   constructor(
-    config: ClientConfig,
+    private readonly config: PgConnectConfig,
     private readonly slot: string,
     private readonly publication: string,
     handlers: StreamHandlers,
   ) {
     this.service = new LogicalReplicationService(
-      { ...config, options: DECODING_SESSION_OPTIONS },
+      { ...clientConfigFor(config), options: DECODING_SESSION_OPTIONS },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service.on('data', (_lsn: string, message: Buffer) => handlers.onMessage(message));
@@ -76,16 +82,23 @@ export class ReplicationStream {
    * `onStart` runs once the server has accepted START_REPLICATION.
    */
   run(prepare: PrepareSession, onStart: () => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    // sslmode prefer/allow: what failed this time, the next connection tries the other way (as connect.ts does)
+    const fail = (reject: (error: unknown) => void) => (error: unknown) => {
+      switchSslAfter(this.config, error);
+      reject(error);
+    };
+    return new Promise<void>((resolve, rejectRun) => {
+      const reject = fail(rejectRun);
       this.service.once('error', reject);
       this.service.once('start', onStart);
       // the library passes its own last position too; ours comes from `prepare`, explicitly
-      this.service.subscribe(new RawPgoutputPlugin({ publication: this.publication, prepare }), this.slot, '0/0').then(() => resolve(), reject);
+      this.plugin = new RawPgoutputPlugin({ publication: this.publication, prepare });
+      this.service.subscribe(this.plugin, this.slot, '0/0').then(() => resolve(), reject);
     });
   }
 
   private connection(): CopyConnection | null {
-    return (this.service as unknown as { _connection: CopyConnection | null })._connection;
+    return (this.plugin?.client?.connection as CopyConnection | undefined) ?? null;
   }
 
   /** Standby status update: written = flushed = applied = `durableLsn`. */
@@ -101,6 +114,13 @@ export class ReplicationStream {
     message.writeUInt8(replyRequested ? 1 : 0, 33);
     connection.sendCopyFromChunk(message);
     return true;
+  }
+
+  /** Resolves once everything sent so far (status updates included) is written to the socket, or the socket is gone. */
+  flushed(): Promise<void> {
+    const socket = this.connection()?.stream;
+    if (!socket || !socket.writable) return Promise.resolve();
+    return new Promise((resolve) => socket.write(Buffer.alloc(0), () => resolve()));
   }
 
   pause(): void {

@@ -29,9 +29,28 @@ export async function waitLogged(
   return true;
 }
 
-/** Resolves once `done()` holds, checked every 20 ms. */
-export async function until(done: () => boolean): Promise<void> {
-  while (!done()) await delay(20);
+/**
+ * A condition waited on without polling: `until(holds)` resolves once `holds()` is true, checked at once
+ * and again each time the owner of the state calls `notify()` after changing it.
+ */
+export class Condition {
+  private readonly waiters = new Set<() => void>();
+
+  until(holds: () => boolean): Promise<void> {
+    if (holds()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!holds()) return;
+        this.waiters.delete(check);
+        resolve();
+      };
+      this.waiters.add(check);
+    });
+  }
+
+  notify(): void {
+    for (const check of [...this.waiters]) check();
+  }
 }
 
 /** Closing a session to a dead server may hang: it is not waited for longer than this. */

@@ -1,6 +1,7 @@
-import { PitrError } from '../errors';
+import { PitrError, isPitrError } from '../errors';
 import { connectionError } from '../pg/connect';
 import { formatLsn, type Lsn } from '../pg/lsn';
+import type { PgConnectConfig } from '../pg/pg-connect-config';
 
 const SLOT_IN_USE = '55006';
 
@@ -8,6 +9,8 @@ export interface StreamErrorContext {
   slot: string;
   publication: string;
   source: string;
+  /** The source's connection settings, for the role named in hints. */
+  config?: PgConnectConfig;
   /** What the slot was acknowledged up to: changes after it are lost when the slot was invalidated. */
   durableLsn: Lsn;
 }
@@ -18,6 +21,7 @@ export interface StreamErrorContext {
  * session of a restarted archiver may linger on the server), until `giveUpOnBusy`.
  */
 export function classifyStreamError(error: unknown, at: StreamErrorContext, giveUpOnBusy: boolean): PitrError | undefined {
+  if (isPitrError(error)) return error; // the connection's settings (no password, say): retrying cannot cure it
   const e = error as { code?: string; message?: string; detail?: string };
   const message = e.message ?? '';
   if (e.code === SLOT_IN_USE && giveUpOnBusy) {
@@ -46,6 +50,7 @@ export function classifyStreamError(error: unknown, at: StreamErrorContext, give
       `drop the slot (SELECT pg_drop_replication_slot('${at.slot}')), run "pitr init" and take a new base backup; the gap stays recorded in the archive`,
     );
   }
-  if (e.code === '28P01' || e.code === '28000' || e.code === '3D000') return connectionError(error, at.source);
+  if (e.code === '28P01' || e.code === '28000' || e.code === '3D000' || (e.code === '42501' && /replication role/i.test(message)))
+    return connectionError(error, at.source, at.config);
   return undefined;
 }

@@ -5,6 +5,7 @@ import { parseListenAddress } from '../config/listen-address';
 import { PruneSchedule } from '../ops/prune-schedule';
 import type { Command } from './command';
 import { repositoryFrom } from './repository-option';
+import { statusLimitsFrom } from './status';
 
 export const archiveCommand: Command = {
   name: 'archive',
@@ -24,7 +25,7 @@ export const archiveCommand: Command = {
     const pgDump = options.string('pg-dump');
     const backupEvery = options.number('backup-every');
     const retentionMs = options.number('retention');
-    const slot = options.string('slot') as string;
+    const slot = options.string('slot');
     const repo = await repositoryFrom(options, 'write');
 
     let archiver: Archiver | undefined;
@@ -38,11 +39,7 @@ export const archiveCommand: Command = {
           source: sourceConnection(sourceUrl, 'pitr status'),
           slotName: slot,
           repo,
-          limits: {
-            maxLag: options.number('max-lag') as number,
-            maxSlotLag: options.number('max-slot-lag') as number,
-            maxBackupAge: options.number('max-backup-age') as number,
-          },
+          limits: statusLimitsFrom(options),
           log,
           archiverState: () => archiver?.status.state ?? 'starting',
         })
@@ -59,8 +56,8 @@ export const archiveCommand: Command = {
               log,
               backupEvery,
               {
-                jobs: options.number('jobs') as number,
-                chunkBytes: options.number('chunk-size') as number,
+                jobs: options.number('jobs'),
+                chunkBytes: options.number('chunk-size'),
                 ...(pgDump ? { pgDump } : {}),
                 ...(spoolDir ? { spoolDir } : {}),
               },
@@ -69,15 +66,15 @@ export const archiveCommand: Command = {
             );
       archiver = new Archiver(repo, source, log, {
         slot,
-        publication: options.string('publication') as string,
-        segmentBytes: options.number('segment-size') as number,
-        segmentAgeMs: options.number('segment-age') as number,
-        heartbeatMs: options.number('heartbeat') as number,
-        uploadConcurrency: options.number('upload-concurrency') as number,
+        publication: options.string('publication'),
+        segmentBytes: options.number('segment-size'),
+        segmentAgeMs: options.number('segment-age'),
+        heartbeatMs: options.number('heartbeat'),
+        uploadConcurrency: options.number('upload-concurrency'),
         ...(spoolDir ? { spoolDir } : {}),
         ...(endpoint ? { observer: endpoint.metrics } : {}),
         alongside: [backups, pruning].filter((work) => work !== undefined),
-        lease: { ttlMs: options.number('lease-ttl') as number, takeover: options.flag('takeover') },
+        lease: { ttlMs: options.number('lease-ttl'), takeover: options.flag('takeover') },
       });
       await archiver.run(signal);
     } finally {

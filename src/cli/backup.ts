@@ -1,7 +1,9 @@
 import { runBackup } from '../backup/run-backup';
 import { sourceConnection } from '../config/connection';
 import { formatBytes } from '../config/units';
+import { isoMicros } from '../pg/pg-time';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const backupCommand: Command = {
@@ -20,21 +22,22 @@ export const backupCommand: Command = {
     const manifest = await runBackup(
       { repo: await repositoryFrom(options, 'write'), source, log, signal },
       {
-        jobs: options.number('jobs') as number,
-        chunkBytes: options.number('chunk-size') as number,
+        jobs: options.number('jobs'),
+        chunkBytes: options.number('chunk-size'),
         ...(pgDump ? { pgDump } : {}),
         ...(spoolDir ? { spoolDir } : {}),
       },
     );
     const seconds = (Date.now() - started) / 1000;
     if (options.flag('json')) {
-      out.write(
-        JSON.stringify(
-          { id: manifest.id, alignedLsn: manifest.alignedLsn, startTime: manifest.startTime, endTime: manifest.endTime, seconds, ...manifest.totals },
-          null,
-          2,
-        ) + '\n',
-      );
+      writeJson(out, {
+        id: manifest.id,
+        alignedLsn: manifest.alignedLsn,
+        startTime: isoMicros(manifest.startTime),
+        endTime: isoMicros(manifest.endTime),
+        seconds,
+        ...manifest.totals,
+      });
     } else {
       out.write(
         `backup ${manifest.id} complete: aligned at ${manifest.alignedLsn}, ${manifest.totals.tables} tables, ${manifest.totals.rows} rows, ` +

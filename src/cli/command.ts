@@ -15,6 +15,8 @@ export interface Command {
   summary: string;
   usage: string;
   examples: string[];
+  /** The exit status of every failure instead of its kind's code: `status` is a probe, for which any failure means "could not check". */
+  errorExitCode?: number;
   /** Returns the exit status (0 on success); failures throw PitrError. */
   run(context: CommandContext): Promise<number>;
 }

@@ -1,6 +1,7 @@
 import { formatBytes } from '../config/units';
 import { compactRepository } from '../ops/compact';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 export const compactCommand: Command = {
@@ -10,15 +11,15 @@ export const compactCommand: Command = {
   examples: ['pitr compact --repo gs://backups/shop', 'pitr compact --repo /var/lib/pitr/shop --older-than 7d --dry-run'],
   async run({ options, out, log }) {
     const report = await compactRepository(await repositoryFrom(options), {
-      olderThanMs: options.number('older-than') ?? 3_600_000,
-      maxRawBytes: options.number('compact-size') ?? 64 * 1024 * 1024,
+      olderThanMs: options.number('older-than'),
+      maxRawBytes: options.number('compact-size'),
       dryRun: options.flag('dry-run'),
       rebuildIndex: options.flag('rebuild-index'),
       log,
     });
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
-      out.write(JSON.stringify(doc, null, 2) + '\n');
+      writeJson(out, doc);
       return 0;
     }
     const m = report.merged;

@@ -1,7 +1,7 @@
-import { sourceConnection } from '../config/connection';
-import { PitrError } from '../errors';
+import { checkConnectionString, sourceConnection } from '../config/connection';
 import { runDrill, type DrillReport } from '../ops/drill';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 function human(report: DrillReport): string {
@@ -9,7 +9,7 @@ function human(report: DrillReport): string {
   const last = report.lastApplied
     ? `last applied commit ${report.lastApplied.commitLsn} at ${report.lastApplied.commitTime}`
     : 'no transaction after the backup';
-  lines.push(`drill into ${report.target}: backup ${report.backup}, ${report.restore.resolved}; ${last}`);
+  lines.push(`drill into ${report.target}: backup ${report.backup.id}, ${report.restore.resolved}; ${last}`);
   lines.push(
     `RTO (restore time): ${report.rtoSeconds.toFixed(1)} s (load ${report.restore.seconds.load.toFixed(1)} s, replay ${report.restore.seconds.replay.toFixed(1)} s); ` +
       `RPO (now − last applied commit): ${report.rpoSeconds.toFixed(1)} s`,
@@ -38,7 +38,7 @@ export const drillCommand: Command = {
   ],
   async run({ options, log, out }) {
     const targetUrl = options.requireString('target', 'e.g. --target postgresql://postgres@localhost/pitr_drill (a new or empty database)');
-    if (!/^postgres(ql)?:\/\//.test(targetUrl)) throw new PitrError('Usage', 'drill: --target must be a postgresql:// URL naming a scratch database');
+    checkConnectionString(targetUrl);
     const to = options.string('to') || 'latest';
     const sourceUrl = options.string('source');
     const report = await runDrill(
@@ -51,7 +51,8 @@ export const drillCommand: Command = {
       },
       log,
     );
-    out.write(options.flag('json') ? JSON.stringify(report, null, 2) + '\n' : human(report));
+    if (options.flag('json')) writeJson(out, report);
+    else out.write(human(report));
     return report.ok ? 0 : 7;
   },
 };

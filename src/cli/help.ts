@@ -20,7 +20,7 @@ export function generalHelp(commands: Command[]): string {
     '',
     'New here? "pitr demo" rehearses archiving and a recovery on a throwaway PostgreSQL, showing each command.',
     'Run "pitr <command> --help" for the options of a command.',
-    'Exit codes: 0 ok, 1 internal error, 2 bad usage, 3 source not fit, 4 cannot connect, 5 repository problem, 6 already running, 7 integrity violation, 8 missing tool, 9 not found, 130 interrupted.',
+    'Exit codes: 0 ok, 1 internal error, 2 bad usage, 3 source not fit, 4 cannot connect, 5 repository problem, 6 already running, 7 integrity violation, 8 missing tool, 9 not found, 130 interrupted; status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.',
   );
   return lines.join('\n') + '\n';
 }

@@ -2,6 +2,7 @@ import { formatBytes } from '../config/units';
 import { describeGap } from '../archive/archive-gaps';
 import { listRepository, type Point } from '../ops/list';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { existingRepositoryFrom } from './repository-option';
 
 const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');
@@ -15,7 +16,7 @@ export const listCommand: Command = {
     const report = await listRepository(await existingRepositoryFrom(options));
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
-      out.write(JSON.stringify(doc, null, 2) + '\n');
+      writeJson(out, doc);
       return 0;
     }
     const lines: string[] = [`repository ${report.repository}`, ''];

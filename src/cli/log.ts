@@ -1,6 +1,7 @@
 import { logTransactions, formatLogEntry, parseLogOp, parseTimeOption, parseXidOption, type LogFilter } from '../ops/log-transactions';
 import { PitrError } from '../errors';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { existingRepositoryFrom } from './repository-option';
 
 export const logCommand: Command = {
@@ -29,7 +30,7 @@ export const logCommand: Command = {
     if (filter.since !== undefined && filter.until !== undefined && filter.since > filter.until)
       throw new PitrError('Usage', 'log: --since is after --until', 'swap them');
     const { entries } = await logTransactions(await existingRepositoryFrom(options), filter);
-    if (options.flag('json')) out.write(JSON.stringify(entries, null, 2) + '\n');
+    if (options.flag('json')) writeJson(out, { entries });
     else for (const entry of entries) out.write(formatLogEntry(entry));
     return 0;
   },

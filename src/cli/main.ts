@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { passwordOnCommandLineWarning } from '../config/connection';
 import { parseArgs } from '../config/parse-args';
 import { PitrError, isPitrError, messageOf } from '../errors';
 import { createLogger } from '../logger';
@@ -7,6 +8,7 @@ import { archiveCommand } from './archive';
 import { backupCommand } from './backup';
 import type { Command } from './command';
 import { commandHelp, generalHelp } from './help';
+import { writeJson } from '../ops/json-document';
 import { completionCommand } from './completion';
 import { demoCommand } from './demo';
 import { initCommand } from './init';
@@ -72,7 +74,13 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(commandHelp(command));
       return;
     }
-    const log = createLogger(options.string('log-level') ?? 'info');
+    const passwordWarning = passwordOnCommandLineWarning(
+      (['source', 'target'] as const)
+        .filter((name) => options.givenOnCommandLine(name))
+        .map((name) => ({ flag: `--${name}`, value: options.string(name) ?? '' })),
+    );
+    if (passwordWarning) process.stderr.write(`pitr: warning: ${passwordWarning}\n`);
+    const log = createLogger(options.string('log-level'));
     const controller = new AbortController();
     const stop = (signal: string): void => {
       if (controller.signal.aborted) {
@@ -89,15 +97,14 @@ export async function main(argv: string[]): Promise<void> {
     const pitrError = isPitrError(error)
       ? error
       : new PitrError('Internal', `internal error: ${messageOf(error)}`, 'please report this with the log above', { cause: error });
+    const exitCode = command?.errorExitCode ?? pitrError.exitCode;
     if (json) {
-      process.stdout.write(
-        JSON.stringify({
-          error: { kind: pitrError.kind, code: pitrError.exitCode, message: pitrError.message, hint: pitrError.hint ?? null, ...pitrError.details },
-        }) + '\n',
-      );
+      writeJson(process.stdout, {
+        error: { kind: pitrError.kind, code: exitCode, message: pitrError.message, hint: pitrError.hint ?? null, ...pitrError.details },
+      });
     }
     process.stderr.write(`pitr: error: ${pitrError.message}\n${pitrError.hint ? `hint: ${pitrError.hint}\n` : ''}`);
     if (pitrError.kind === 'Internal' && process.env.PITR_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
-    process.exitCode = pitrError.exitCode;
+    process.exitCode = exitCode;
   }
 }

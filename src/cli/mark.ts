@@ -1,8 +1,9 @@
 import { EMIT_MARK_SQL } from '../capture/in-band-sql';
-import { connectSource } from '../pg/connect';
 import { sourceConnection } from '../config/connection';
 import { PitrError } from '../errors';
+import { withClient } from '../pg/with-client';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 
 export const markCommand: Command = {
   name: 'mark',
@@ -13,15 +14,9 @@ export const markCommand: Command = {
     const name = options.positionals[0];
     if (!name || options.positionals.length > 1) throw new PitrError('Usage', 'mark: expected exactly one NAME', 'e.g. pitr mark before-upgrade');
     const source = sourceConnection(options.string('source'), 'pitr mark');
-    const client = await connectSource(source.config, source.display);
-    try {
-      const { rows } = await client.query<{ lsn: string }>(EMIT_MARK_SQL, [name]);
-      const lsn = rows[0]?.lsn ?? '';
-      if (options.flag('json')) out.write(JSON.stringify({ mark: name, lsn }) + '\n');
-      else out.write(`restore point "${name}" written at ${lsn}\n`);
-      return 0;
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    const lsn = await withClient(source, async (client) => (await client.query<{ lsn: string }>(EMIT_MARK_SQL, [name])).rows[0]?.lsn ?? '');
+    if (options.flag('json')) writeJson(out, { mark: name, lsn });
+    else out.write(`restore point "${name}" written at ${lsn}\n`);
+    return 0;
   },
 };

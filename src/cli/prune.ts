@@ -2,6 +2,7 @@ import { formatBytes } from '../config/units';
 import { PitrError } from '../errors';
 import { pruneRepository } from '../ops/prune';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -23,7 +24,7 @@ export const pruneCommand: Command = {
     const report = await pruneRepository(await repositoryFrom(options), { retentionMs, dryRun, log });
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
-      out.write(JSON.stringify(doc, null, 2) + '\n');
+      writeJson(out, doc);
       return 0;
     }
     const { removed, keptFrom } = report;

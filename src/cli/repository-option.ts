@@ -9,7 +9,7 @@ import { openStorage } from '../storage/open-storage';
  */
 export async function repositoryFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<Repository> {
   const endpoint = options.string('gcs-endpoint');
-  const repo = new Repository(await openStorage(options.string('repo') ?? './pitr-repo', endpoint ? { gcsEndpoint: endpoint } : {}));
+  const repo = new Repository(await openStorage(options.string('repo'), endpoint ? { gcsEndpoint: endpoint } : {}));
   if (use === 'write' && options.isDefault('repo'))
     process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${repo.storage.location}\n`);
   return repo;

@@ -1,7 +1,8 @@
+import { checkConnectionString } from '../config/connection';
 import { runRestore } from '../restore/run-restore';
 import { formatBytes } from '../config/units';
-import { PitrError } from '../errors';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { existingRepositoryFrom } from './repository-option';
 
 export const restoreCommand: Command = {
@@ -17,8 +18,7 @@ export const restoreCommand: Command = {
   async run({ options, log, out, signal }) {
     const targetUrl = options.requireString('target', 'e.g. --target postgresql://postgres@localhost/shop_restored');
     const to = options.requireString('to', 'e.g. --to latest, --to "2026-11-22 10:41:59.5", --to xid:N, --to lsn:X/Y, --to mark:NAME');
-    if (!/^postgres(ql)?:\/\//.test(targetUrl))
-      throw new PitrError('Usage', 'restore: --target must be a postgresql:// URL naming the database to restore into');
+    checkConnectionString(targetUrl);
     const tables = options.string('tables');
     const pgDump = options.string('pg-dump');
     const summary = await runRestore(
@@ -35,7 +35,7 @@ export const restoreCommand: Command = {
                 .filter(Boolean),
             }
           : {}),
-        jobs: options.number('jobs') as number,
+        jobs: options.number('jobs'),
         dryRun: options.flag('dry-run'),
         force: options.flag('force'),
         ...(pgDump ? { pgDump } : {}),
@@ -43,7 +43,7 @@ export const restoreCommand: Command = {
       },
       log,
     );
-    if (options.flag('json')) out.write(JSON.stringify(summary, null, 2) + '\n');
+    if (options.flag('json')) writeJson(out, summary);
     else if (summary.plan) {
       const plan = summary.plan;
       const count = (n: number): string => n.toLocaleString('en-US');
@@ -53,7 +53,7 @@ export const restoreCommand: Command = {
           `  backup    ${summary.backup.id}, aligned at ${summary.backup.alignedLsn}: ${count(plan.backup.tables)} tables, ${count(plan.backup.rows)} rows, ${formatBytes(plan.backup.rawBytes)}\n` +
           `  replay    ${count(plan.segments)} segment${plan.segments === 1 ? '' : 's'} (${formatBytes(plan.bytes)} stored): at most ${count(plan.transactions)} transactions, ${count(plan.changes)} changes\n` +
           `  estimate  about ${Math.max(1, Math.round(total))} s (load ${plan.estimate.loadSeconds} s, replay ${plan.estimate.replaySeconds} s, at the speeds measured on a 2-core machine)\n` +
-          `recoverable window: ${plan.window.earliest} to ${plan.window.latest}\n`,
+          `recoverable window: ${plan.window.earliest.time} (${plan.window.earliest.lsn}) to ${plan.window.latest.time} (${plan.window.latest.lsn})\n`,
       );
     } else {
       const last = summary.lastApplied

@@ -2,17 +2,20 @@ import { sourceConnection } from '../config/connection';
 import { formatBytes } from '../config/units';
 import { describeGap } from '../archive/archive-gaps';
 import type { Point } from '../ops/list';
-import { archiveStatus, statusExitCode, type StatusReport } from '../ops/status';
+import type { ParsedOptions } from '../config/parse-args';
+import { archiveStatus, STATUS_UNKNOWN, statusExitCode, type StatusLimits, type StatusReport } from '../ops/status';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { repositoryFrom } from './repository-option';
 
-const LABEL = { healthy: 'OK', degraded: 'WARNING', broken: 'CRITICAL' } as const;
+const LABEL = { healthy: 'OK', degraded: 'WARNING', broken: 'CRITICAL', unknown: 'UNKNOWN' } as const;
 
 const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');
 
 function humanReport(report: StatusReport): string {
   const { slot, backup } = report;
-  const lines = [`PITR ${LABEL[report.health]} - ${report.reasons.length > 0 ? report.reasons.join('; ') : 'archive is healthy'}`];
+  const reasons = report.reasons.map((r) => r.message);
+  const lines = [`PITR ${LABEL[report.health]} - ${reasons.length > 0 ? reasons.join('; ') : 'archive is healthy'}`];
   lines.push(`health: ${report.health}`);
   lines.push(`archiver: ${report.archiver}`);
   lines.push(`rpo: ${report.rpoSeconds === null ? '-' : `${report.rpoSeconds.toFixed(1)}s`}`);
@@ -26,27 +29,43 @@ function humanReport(report: StatusReport): string {
   lines.push(`newest backup: ${backup ? `${backup.id}, ended ${backup.endTime}, ${(backup.ageSeconds / 3600).toFixed(1)}h old` : 'none'}`);
   lines.push(`recoverable window: ${pointText(report.window.earliest)} to ${pointText(report.window.latest)}`);
   for (const gap of report.gaps) lines.push(`gap: ${describeGap(gap)}`);
-  for (const reason of report.reasons) lines.push(`reason: ${reason}`);
+  for (const reason of report.reasons) lines.push(`reason: ${reason.severity}: ${reason.message}`);
   return lines.join('\n') + '\n';
+}
+
+/** The thresholds of `status` and of the archiver's endpoint: warning limits with their defaults, critical ones when given. */
+export function statusLimitsFrom(options: ParsedOptions): StatusLimits {
+  return {
+    maxLag: options.number('max-lag'),
+    criticalLag: options.number('critical-lag'),
+    maxSlotLag: options.number('max-slot-lag'),
+    criticalSlotLag: options.number('critical-slot-lag'),
+    maxBackupAge: options.number('max-backup-age'),
+    criticalBackupAge: options.number('critical-backup-age'),
+    criticalStopped: options.number('critical-stopped'),
+  };
 }
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'check the archive like a monitoring probe: RPO, slot, newest backup; exits 0 healthy, 1 degraded, 2 broken',
-  usage: 'pitr status [--source URL] [--repo REPO] [--slot NAME] [--json] [--max-lag 60s] [--max-slot-lag 1GB] [--max-backup-age 48h]',
-  examples: ['pitr status --source postgresql://postgres@db1/shop --repo gs://backups/shop', 'pitr status --repo /var/lib/pitr/shop --json --max-lag 5m'],
+  summary:
+    'check the archive like a monitoring probe (Nagios plugin statuses): RPO, slot, newest backup; exits 0 OK (healthy), 1 WARNING (degraded), 2 CRITICAL (broken), 3 UNKNOWN (could not check: bad usage, unreadable repository)',
+  usage:
+    'pitr status [--source URL] [--repo REPO] [--slot NAME] [--json] [--max-lag 60s] [--critical-lag 1h] [--max-slot-lag 1GB] [--critical-slot-lag 10GB] [--max-backup-age 48h] [--critical-backup-age 7d] [--critical-stopped 1d]',
+  examples: [
+    'pitr status --source postgresql://postgres@db1/shop --repo gs://backups/shop',
+    'pitr status --repo /var/lib/pitr/shop --json --max-lag 5m --critical-lag 1h --critical-stopped 1d',
+  ],
+  errorExitCode: STATUS_UNKNOWN,
   async run({ options, out }) {
     const report = await archiveStatus({
       source: sourceConnection(options.string('source'), 'pitr status'),
-      slotName: options.string('slot') ?? 'pitr',
+      slotName: options.string('slot'),
       repo: await repositoryFrom(options),
-      limits: {
-        maxLag: options.number('max-lag') ?? 60_000,
-        maxSlotLag: options.number('max-slot-lag') ?? 1024 ** 3,
-        maxBackupAge: options.number('max-backup-age') ?? 48 * 3600_000,
-      },
+      limits: statusLimitsFrom(options),
     });
-    out.write(options.flag('json') ? JSON.stringify(report, null, 2) + '\n' : humanReport(report));
+    if (options.flag('json')) writeJson(out, report);
+    else out.write(humanReport(report));
     return statusExitCode(report.health);
   },
 };

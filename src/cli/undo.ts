@@ -4,6 +4,7 @@ import { parseXidOption } from '../ops/log-transactions';
 import { undoTransaction } from '../ops/undo-sql';
 import { PitrError, messageOf } from '../errors';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { existingRepositoryFrom } from './repository-option';
 
 export const undoCommand: Command = {
@@ -22,7 +23,7 @@ export const undoCommand: Command = {
     // the foreign keys it orders by are read only when the user points at the archived database.
     const sourceUrl = options.string('source');
     const source = sourceUrl ? sourceConnection(sourceUrl, 'pitr undo') : undefined;
-    const restoreHint = { repo: options.string('repo') ?? './pitr-repo', ...(sourceUrl ? { sourceUrl } : {}) };
+    const restoreHint = { repo: options.string('repo'), ...(sourceUrl ? { sourceUrl } : {}) };
     const result = await undoTransaction(await existingRepositoryFrom(options), xid, { restoreHint, ...(source ? { source } : {}) });
     for (const w of result.warnings) {
       process.stderr.write(`pitr: warning: ${w.message}\n`);
@@ -34,7 +35,7 @@ export const undoCommand: Command = {
         throw new PitrError('Usage', `undo: cannot write ${output}: ${messageOf(error)}`, 'choose a writable --output path');
       }
     }
-    if (options.flag('json')) out.write(JSON.stringify({ ...result, ...(output ? { output } : {}) }, null, 2) + '\n');
+    if (options.flag('json')) writeJson(out, { ...result, ...(output ? { output } : {}) });
     else if (!output) out.write(result.sql);
     else out.write(`wrote ${result.statements} statement(s) reversing transaction ${result.xid} to ${output}\n`);
     return 0;

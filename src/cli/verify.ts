@@ -3,6 +3,7 @@ import { formatBytes } from '../config/units';
 import { ErrorKind } from '../errors';
 import { parseTimeOption } from '../ops/log-transactions';
 import type { Command } from './command';
+import { writeJson } from '../ops/json-document';
 import { existingRepositoryFrom } from './repository-option';
 
 export const verifyCommand: Command = {
@@ -24,7 +25,7 @@ export const verifyCommand: Command = {
     });
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
-      out.write(JSON.stringify(doc, null, 2) + '\n');
+      writeJson(out, doc);
     } else {
       const listed = [...report.problems, ...report.recordedGaps];
       const width = Math.max(0, ...listed.map((p) => p.object.length));

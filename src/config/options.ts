@@ -21,7 +21,8 @@ export interface OptionSpec {
 const ALL = ['init', 'archive', 'status', 'backup', 'restore', 'mark', 'list', 'verify', 'prune', 'compact', 'log', 'undo', 'drill'] as const;
 const SOURCE_COMMANDS = ['init', 'archive', 'status', 'backup', 'mark', 'undo', 'drill'] as const;
 
-export const OPTIONS: readonly OptionSpec[] = [
+/** The declarations with their literal types kept, so each option's value type follows from them. */
+const DECLARED = [
   {
     name: 'source',
     type: 'url',
@@ -29,7 +30,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     env: 'PITR_SOURCE',
     commands: SOURCE_COMMANDS,
     secret: true,
-    description: 'connection URL of the database to archive; unset parts come from the libpq PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)',
+    description:
+      'the database to archive, as psql takes it: a URL (postgresql://user@host:port/db?sslmode=require) or keyword/value pairs (host=db1 port=5432 dbname=shop user=pitr, or service=NAME); what it leaves out comes from the service (PGSERVICE), then the PG* variables, then the defaults (see Connections)',
   },
   {
     name: 'repo',
@@ -172,7 +174,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ['init'],
     description: 'apply the fixes of failed checks that take effect at once (the replica identity of tables without a primary key), then check again',
   },
-  { name: 'target', type: 'url', arg: 'URL', secret: true, commands: ['restore', 'drill'], description: 'database to restore into (created when missing)' },
+  {
+    name: 'target',
+    type: 'url',
+    arg: 'URL',
+    secret: true,
+    commands: ['restore', 'drill'],
+    description: 'database to restore into (created when missing): a URL or keyword/value pairs, like --source',
+  },
   { name: 'to', type: 'string', arg: 'TARGET', commands: ['restore', 'drill'], description: 'restore point: a timestamp, latest, lsn:X/Y, xid:N or mark:NAME' },
   { name: 'exclusive', type: 'boolean', commands: ['restore'], description: 'stop just before the target instead of just after it' },
   { name: 'tables', type: 'string', arg: 'LIST', commands: ['restore'], description: 'restore only these tables (comma-separated, schema.table or table)' },
@@ -252,6 +261,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     description: 'degraded when the newest archived commit is older than this (the RPO)',
   },
   {
+    name: 'critical-lag',
+    type: 'duration',
+    arg: 'DURATION',
+    commands: ['status', 'archive'],
+    description: 'broken when the newest archived commit is older than this (e.g. 1h); never when unset',
+  },
+  {
     name: 'max-slot-lag',
     type: 'bytes',
     arg: 'SIZE',
@@ -260,12 +276,34 @@ export const OPTIONS: readonly OptionSpec[] = [
     description: "degraded when the slot's confirmed position is this much WAL behind the source",
   },
   {
+    name: 'critical-slot-lag',
+    type: 'bytes',
+    arg: 'SIZE',
+    commands: ['status', 'archive'],
+    description: "broken when the slot's confirmed position is this much WAL behind the source (e.g. 10GB); never when unset",
+  },
+  {
     name: 'max-backup-age',
     type: 'duration',
     arg: 'DURATION',
     default: '48h',
     commands: ['status', 'archive'],
     description: 'degraded when the newest base backup ended longer ago than this',
+  },
+  {
+    name: 'critical-backup-age',
+    type: 'duration',
+    arg: 'DURATION',
+    commands: ['status', 'archive'],
+    description: 'broken when the newest base backup ended longer ago than this (e.g. 7d); never when unset',
+  },
+  {
+    name: 'critical-stopped',
+    type: 'duration',
+    arg: 'DURATION',
+    commands: ['status', 'archive'],
+    description:
+      'broken when the archiver has been stopped (its slot inactive) for longer than this, counted from the newest archived commit (e.g. 1d); degraded at once otherwise; never broken when unset',
   },
   { name: 'keep', type: 'boolean', commands: ['drill', 'demo'], description: 'keep the scratch database (drill) or the throwaway cluster (demo) afterwards' },
   {
@@ -278,7 +316,28 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { name: 'json', type: 'boolean', commands: ALL, description: 'machine-readable output on stdout' },
   { name: 'help', type: 'boolean', commands: [...ALL, 'demo', 'completion'], description: 'show help for the command' },
-];
+] as const satisfies readonly OptionSpec[];
+
+export const OPTIONS: readonly OptionSpec[] = DECLARED;
+
+type Declared = (typeof DECLARED)[number];
+export type OptionName = Declared['name'];
+type Declaration<N extends OptionName> = Extract<Declared, { name: N }>;
+/** Names of the options whose declared type is one of T. */
+export type OptionNameOfType<T extends OptionType> = Extract<Declared, { type: T }>['name'];
+export type StringOptionName = OptionNameOfType<'string' | 'url'>;
+/** Durations are read as milliseconds, sizes as bytes. */
+export type NumberOptionName = OptionNameOfType<'integer' | 'duration' | 'bytes'>;
+export type FlagOptionName = OptionNameOfType<'boolean'>;
+
+type ValueOfType<T extends OptionType> = T extends 'boolean' ? boolean : T extends 'integer' | 'duration' | 'bytes' ? number : string;
+/** The value an option reads as: a flag is always a boolean, an option with a default is always set. */
+export type OptionValueOf<N extends OptionName> =
+  Declaration<N> extends { type: 'boolean' }
+    ? boolean
+    : Declaration<N> extends { default: string }
+      ? ValueOfType<Declaration<N>['type']>
+      : ValueOfType<Declaration<N>['type']> | undefined;
 
 export function optionsFor(command: string): OptionSpec[] {
   return OPTIONS.filter((o) => o.commands.includes(command));

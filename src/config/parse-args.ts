@@ -1,45 +1,64 @@
 import { PitrError } from '../errors';
-import { optionsFor, type OptionSpec } from './options';
+import {
+  OPTIONS,
+  optionsFor,
+  type FlagOptionName,
+  type NumberOptionName,
+  type OptionName,
+  type OptionSpec,
+  type OptionValueOf,
+  type StringOptionName,
+} from './options';
 import { parseBytes, parseDuration } from './units';
 
 export type OptionValue = string | number | boolean;
 
-/** Parsed options of one command: flags first, then environment, then defaults. */
+/**
+ * Parsed options of one command: flags first, then environment, then defaults. Each accessor takes only
+ * the names of options declared with its type, and its return type follows from the declaration in
+ * options.ts: an option with a default is never undefined, so no caller repeats a default.
+ */
 export class ParsedOptions {
   constructor(
     readonly command: string,
     private readonly values: Map<string, OptionValue>,
     readonly positionals: string[],
+    private readonly fromCommandLine: ReadonlySet<string> = new Set(),
     private readonly defaulted: ReadonlySet<string> = new Set(),
   ) {}
 
   /** True when the value is the option's default: neither a flag nor its environment variable gave one. */
-  isDefault(name: string): boolean {
+  isDefault(name: OptionName): boolean {
     return this.defaulted.has(name);
   }
 
-  has(name: string): boolean {
+  /** Whether the value was given as a flag (visible in `ps`), not taken from the environment or a default. */
+  givenOnCommandLine(name: OptionName): boolean {
+    return this.fromCommandLine.has(name);
+  }
+
+  has(name: OptionName): boolean {
     return this.values.has(name);
   }
 
-  string(name: string): string | undefined {
+  string<N extends StringOptionName>(name: N): OptionValueOf<N> {
     const value = this.values.get(name);
-    return value === undefined ? undefined : String(value);
+    return (value === undefined ? undefined : String(value)) as OptionValueOf<N>;
   }
 
-  requireString(name: string, hint: string): string {
+  requireString(name: StringOptionName, hint: string): string {
     const value = this.string(name);
     if (value === undefined || value === '') throw new PitrError('Usage', `${this.command}: --${name} is required`, hint);
     return value;
   }
 
   /** Durations and sizes are stored as numbers: milliseconds and bytes. */
-  number(name: string): number | undefined {
+  number<N extends NumberOptionName>(name: N): OptionValueOf<N> {
     const value = this.values.get(name);
-    return typeof value === 'number' ? value : undefined;
+    return (typeof value === 'number' ? value : undefined) as OptionValueOf<N>;
   }
 
-  flag(name: string): boolean {
+  flag(name: FlagOptionName): boolean {
     return this.values.get(name) === true;
   }
 }
@@ -107,6 +126,7 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     }
     values.set(name, convert(command, spec, raw, `--${name}`));
   }
+  const fromCommandLine = new Set(values.keys());
   for (const spec of specs) {
     if (values.has(spec.name)) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;
@@ -116,5 +136,11 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
       defaulted.add(spec.name);
     }
   }
-  return new ParsedOptions(command, values, positionals, defaulted);
+  // An option the command does not take still reads as its declared default (main reads --log-level for
+  // every command), so that the type's promise holds and no caller repeats a default.
+  for (const spec of OPTIONS) {
+    if (!values.has(spec.name) && !byName.has(spec.name) && spec.default !== undefined)
+      values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
+  }
+  return new ParsedOptions(command, values, positionals, fromCommandLine, defaulted);
 }

@@ -1,4 +1,5 @@
 import type { Client } from 'pg';
+import { withTransaction } from '../pg/with-client';
 
 /**
  * The demo's small shop: customers, orders and order_items, keys from sequences (serial/bigserial), the
@@ -66,17 +67,17 @@ export async function tableCounts(client: Client): Promise<Record<string, number
 }
 
 /** One order with 1 to 3 items and its total, in one transaction, like a checkout. */
-async function placeOrder(client: Client, n: number): Promise<void> {
-  await client.query('BEGIN');
-  const { rows } = await client.query<{ id: string }>("INSERT INTO orders (customer_id, status) VALUES ($1, 'pending') RETURNING id", [1 + ((n * 11) % 20)]);
-  const id = (rows[0] as { id: string }).id;
-  await client.query(
-    `INSERT INTO order_items (order_id, sku, quantity, unit_price)
+function placeOrder(client: Client, n: number): Promise<void> {
+  return withTransaction(client, async () => {
+    const { rows } = await client.query<{ id: string }>("INSERT INTO orders (customer_id, status) VALUES ($1, 'pending') RETURNING id", [1 + ((n * 11) % 20)]);
+    const id = (rows[0] as { id: string }).id;
+    await client.query(
+      `INSERT INTO order_items (order_id, sku, quantity, unit_price)
      SELECT $1, 'SKU-' || (100 + ($2 * 5 + k) % 40), 1 + ($2 + k) % 3, 5 + ($2 * 17 + k * 3) % 50 FROM generate_series(1, 1 + $2 % 3) k`,
-    [id, n],
-  );
-  await client.query('UPDATE orders SET total = (SELECT sum(quantity * unit_price) FROM order_items WHERE order_id = $1) WHERE id = $1', [id]);
-  await client.query('COMMIT');
+      [id, n],
+    );
+    await client.query('UPDATE orders SET total = (SELECT sum(quantity * unit_price) FROM order_items WHERE order_id = $1) WHERE id = $1', [id]);
+  });
 }
 
 /** `count` transactions: new orders, and every third one moves an order along (pending → paid → shipped). */
@@ -100,12 +101,12 @@ export interface AccidentResult {
 
 /** Runs the accidental DELETE in its own transaction and returns its xid and what it removed. */
 export async function runAccident(client: Client): Promise<AccidentResult> {
-  await client.query('BEGIN');
-  const { rows } = await client.query<{ xid: string; items: string }>(
-    `SELECT txid_current()::text AS xid, (SELECT count(*) FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.${ACCIDENT_PREDICATE}) AS items`,
-  );
-  const deleted = await client.query(ACCIDENT_SQL);
-  await client.query('COMMIT');
+  const { rows, deleted } = await withTransaction(client, async () => {
+    const { rows } = await client.query<{ xid: string; items: string }>(
+      `SELECT txid_current()::text AS xid, (SELECT count(*) FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.${ACCIDENT_PREDICATE}) AS items`,
+    );
+    return { rows, deleted: await client.query(ACCIDENT_SQL) };
+  });
   const row = rows[0] as { xid: string; items: string };
   return { xid: Number(row.xid), orders: deleted.rowCount ?? 0, items: Number(row.items) };
 }

@@ -97,7 +97,7 @@ export class ArchiveMetrics implements ArchiverObserver {
     );
     this.gauge(
       'pitr_health',
-      'The verdict of `pitr status` (its exit status): 0 healthy, 1 degraded, 2 broken; the reasons are on /healthz and /status.',
+      'The verdict of `pitr status` (its exit status): 0 healthy, 1 degraded, 2 broken, 3 unknown (could not check); the reasons are on /healthz and /status.',
       async (gauge) => gauge.set(statusExitCode((await probe.report()).health)),
     );
   }

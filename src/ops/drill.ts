@@ -8,9 +8,9 @@ import { listBackups } from '../archive/backup-catalog';
 import { formatLsn, parseLsn } from '../pg/lsn';
 import { parseIsoMicros } from '../pg/pg-time';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
-import { connectSource } from '../pg/connect';
+import { withClient, withTransaction } from '../pg/with-client';
 import { qualifiedName, quoteIdent } from '../pg/sql-quote';
-import { configForDatabase, redactUrl } from '../config/connection';
+import { configForDatabase, databaseOf, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { runRestore, type RestoreSummary } from '../restore/run-restore';
@@ -40,7 +40,7 @@ export interface DrillTable {
 export interface DrillReport {
   ok: boolean;
   target: string;
-  backup: string;
+  backup: RestoreSummary['backup'];
   lastApplied: RestoreSummary['lastApplied'];
   rtoSeconds: number;
   rpoSeconds: number;
@@ -149,8 +149,7 @@ async function countRows(client: Client, name: string): Promise<number> {
 
 async function fingerprints(client: Client, tables: readonly string[]): Promise<Map<string, string | null>> {
   const out = new Map<string, string | null>();
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
+  await withTransaction(client, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async () => {
     for (const name of tables) {
       const exists = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [qualifiedName(...splitName(name))]);
       if (!exists.rows[0]?.ok) {
@@ -162,11 +161,7 @@ async function fingerprints(client: Client, tables: readonly string[]): Promise<
       );
       out.set(name, rows[0]?.f ?? null);
     }
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
+  });
   return out;
 }
 
@@ -189,17 +184,11 @@ async function databaseExists(admin: Client, database: string): Promise<boolean>
  * database (unless `keep`). A failed restore is rethrown, after dropping a scratch database it created.
  */
 export async function runDrill(repo: Repository, options: DrillOptions, log: Logger): Promise<DrillReport> {
-  const database = decodeURIComponent(new URL(options.targetUrl).pathname.replace(/^\//, ''));
+  const database = databaseOf(options.targetUrl);
   if (!database) throw new PitrError('Usage', 'drill: --target must name a scratch database', 'e.g. --target postgresql://postgres@localhost/pitr_drill');
   const display = redactUrl(options.targetUrl);
-  const withAdmin = async <T>(fn: (admin: Client) => Promise<T>): Promise<T> => {
-    const admin = await connectSource(configForDatabase(options.targetUrl, 'postgres'), display, { application_name: 'pitr drill' });
-    try {
-      return await fn(admin);
-    } finally {
-      await admin.end().catch(() => undefined);
-    }
-  };
+  const admin = { config: configForDatabase(options.targetUrl, 'postgres'), display };
+  const withAdmin = <T>(fn: (admin: Client) => Promise<T>): Promise<T> => withClient(admin, { application_name: 'pitr drill' }, fn);
   const drop = (): Promise<void> =>
     withAdmin(async (admin) => {
       await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
@@ -226,8 +215,8 @@ export async function runDrill(repo: Repository, options: DrillOptions, log: Log
     const backup = (await listBackups(repo)).find((b) => b.id === summary.backup.id);
     if (!backup) throw new PitrError('Repository', `backup ${summary.backup.id} used by the restore is no longer in ${repo.storage.location}`);
     const expected = await expectedRows(repo, backup, summary.lastApplied?.commitLsn);
-    const client = await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS, application_name: 'pitr drill' });
-    try {
+    const scratch = { config: configForDatabase(options.targetUrl), display };
+    await withClient(scratch, { options: DECODING_SESSION_OPTIONS, application_name: 'pitr drill' }, async (client) => {
       const present = await userTables(client);
       const names = [...new Set([...expected.counts.keys(), ...present])].sort();
       for (const name of names) {
@@ -242,9 +231,7 @@ export async function runDrill(repo: Repository, options: DrillOptions, log: Log
         tables.push({ name, expectedRows: expectedCount, rows, ok: rows === expectedCount });
       }
       if (options.source && options.to === 'latest') source = await compareWithSource(client, options.source, tables, summary);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    });
   } catch (error) {
     if (!options.keep) await drop().catch(() => undefined);
     throw error;
@@ -255,7 +242,7 @@ export async function runDrill(repo: Repository, options: DrillOptions, log: Log
   return {
     ok: tables.every((t) => t.ok),
     target: display,
-    backup: summary.backup.id,
+    backup: summary.backup,
     lastApplied: summary.lastApplied,
     rtoSeconds: summary.seconds.total,
     rpoSeconds: Math.round(rpoSeconds * 1000) / 1000,
@@ -274,14 +261,13 @@ function backupStartTime(summary: RestoreSummary): string {
 }
 
 /** Informational: each table's fingerprint in the scratch database against the source's (which may have moved on). */
-async function compareWithSource(
+function compareWithSource(
   scratch: Client,
   sourceConn: NonNullable<DrillOptions['source']>,
   tables: DrillTable[],
   summary: RestoreSummary,
 ): Promise<DrillReport['source']> {
-  const source = await connectSource(sourceConn.config, sourceConn.display, { options: DECODING_SESSION_OPTIONS, application_name: 'pitr drill' });
-  try {
+  return withClient(sourceConn, { options: DECODING_SESSION_OPTIONS, application_name: 'pitr drill' }, async (source) => {
     const { rows } = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
     const walInsertLsn = rows[0]?.lsn ?? '0/0';
     const names = tables.filter((t) => t.rows !== null).map((t) => t.name);
@@ -296,7 +282,5 @@ async function compareWithSource(
         ? `informational: the source's WAL is at ${walInsertLsn}, past the last applied commit${applied !== undefined ? ` ${formatLsn(applied)}` : ''}; differences may be changes not archived yet`
         : 'informational: the source has not moved past the last applied commit',
     };
-  } finally {
-    await source.end().catch(() => undefined);
-  }
+  });
 }

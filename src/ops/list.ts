@@ -2,6 +2,7 @@ import type { Repository } from '../archive/repository';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import { listBackups } from '../archive/backup-catalog';
 import { parseLsn } from '../pg/lsn';
+import { isoMicros } from '../pg/pg-time';
 import type { ArchiveGap } from '../archive/archive-gaps';
 import { recoverableWindow, toPoint, type Point } from '../archive/recoverable-window';
 import { ArchiveView, type SegmentSelection } from '../archive/archive-view';
@@ -49,8 +50,8 @@ export async function listRepository(repo: Repository): Promise<ListReport> {
   const backups: BackupSummary[] = manifests.map((m) => ({
     id: m.id,
     alignedLsn: m.alignedLsn,
-    startTime: m.startTime,
-    endTime: m.endTime,
+    startTime: isoMicros(m.startTime),
+    endTime: isoMicros(m.endTime),
     seconds: (Date.parse(m.endTime) - Date.parse(m.startTime)) / 1000,
     storedBytes: m.totals.storedBytes,
     tables: m.totals.tables,

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config/listen-address';
 import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
+import { jsonDocument } from './json-document';
 import type { ArchiveMetrics } from './archive-metrics';
 import type { StatusProbe } from './status-probe';
 import type { StatusReport } from './status';
@@ -10,7 +11,7 @@ import type { StatusReport } from './status';
 /**
  * The archiver's HTTP endpoint (`pitr archive --listen`), read-only:
  *   GET /metrics  Prometheus text exposition (ArchiveMetrics)
- *   GET /healthz  200 "ok" (healthy or degraded, the reasons on the same line) or 503 "broken: reasons"
+ *   GET /healthz  200 "ok" (healthy or degraded, the reasons on the same line) or 503 "broken: reasons" (or "unknown: reasons" when the check could not be made)
  *   GET /status   the document `pitr status --json` prints
  * Every answer comes from the status probe's cached report, so scrapes never load the source.
  */
@@ -66,14 +67,18 @@ function listenError(error: unknown, address: ListenAddress): PitrError {
   }
 }
 
+const reasonsText = (report: StatusReport): string => report.reasons.map((r) => r.message).join('; ');
+
 function healthLine(report: StatusReport): { status: number; body: string } {
   switch (report.health) {
     case 'healthy':
       return { status: 200, body: 'ok' };
     case 'degraded':
-      return { status: 200, body: `ok (degraded: ${report.reasons.join('; ')})` };
+      return { status: 200, body: `ok (degraded: ${reasonsText(report)})` };
     case 'broken':
-      return { status: 503, body: `broken: ${report.reasons.join('; ')}` };
+      return { status: 503, body: `broken: ${reasonsText(report)}` };
+    case 'unknown':
+      return { status: 503, body: `unknown: ${reasonsText(report)}` };
     default: {
       const never: never = report.health;
       throw new Error(`unknown health ${String(never)}`);
@@ -99,7 +104,7 @@ async function answer(req: IncomingMessage, res: ServerResponse, metrics: Archiv
         return send(status, 'text/plain; charset=utf-8', `${body}\n`);
       }
       case '/status':
-        return send(200, 'application/json', JSON.stringify(await probe.report(), null, 2) + '\n');
+        return send(200, 'application/json', jsonDocument(await probe.report()));
       default:
         return send(404, 'text/plain; charset=utf-8', 'not found: try /metrics, /healthz or /status\n');
     }

@@ -4,6 +4,7 @@ import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName } from '../archiv
 import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, backupPrefix, type BackupManifest } from '../archive/backup-manifest';
 import { listBackups } from '../archive/backup-catalog';
 import { parseLsn, type Lsn } from '../pg/lsn';
+import { isoMicros } from '../pg/pg-time';
 import { liveSegmentNames, segmentRangeOfName } from '../archive/segment-names';
 import { trimIndex } from '../archive/index-trim';
 import type { Logger } from '../logger';
@@ -67,7 +68,7 @@ export async function pruneRepository(repo: Repository, options: PruneOptions): 
   const windowStart = new Date(now.getTime() - options.retentionMs);
   const report: PruneReport = {
     repository: repo.storage.location,
-    windowStart: windowStart.toISOString(),
+    windowStart: isoMicros(windowStart.toISOString()),
     keptFrom: null,
     removed: { backups: [], incompleteBackups: [], segments: 0, orphanSegmentData: 0, bytes: 0 },
     dryRun: options.dryRun,
@@ -82,7 +83,7 @@ export async function pruneRepository(repo: Repository, options: PruneOptions): 
   const kept = (older[older.length - 1] ?? backups[0]) as BackupManifest;
   const keptIndex = backups.indexOf(kept);
   const aligned = parseLsn(kept.alignedLsn);
-  report.keptFrom = { backup: kept.id, alignedLsn: kept.alignedLsn, endTime: kept.endTime };
+  report.keptFrom = { backup: kept.id, alignedLsn: kept.alignedLsn, endTime: isoMicros(kept.endTime) };
 
   const removals: Removal[] = [];
 

@@ -1,6 +1,5 @@
-import type { ClientConfig } from 'pg';
 import type { RepositoryIdentity } from '../archive/repository';
-import { connectSource } from '../pg/connect';
+import { withClient, type PgEndpoint } from '../pg/with-client';
 
 /** Which source a repository belongs to, as `pitr status` reports it. */
 export interface RepositoryOwner {
@@ -17,18 +16,9 @@ const TIMEOUT_MS = 5_000;
  * else null. Asks the source over a short-lived regular session (pg_control_system(), no replication
  * privilege needed); a source that cannot be reached is reported by the slot check, not here.
  */
-export async function foreignRepositoryReason(source: { config: ClientConfig; display: string }, owner: RepositoryOwner): Promise<string | null> {
-  let client;
-  try {
-    client = await connectSource(source.config, source.display, {
-      connectionTimeoutMillis: TIMEOUT_MS,
-      statement_timeout: TIMEOUT_MS,
-      query_timeout: TIMEOUT_MS,
-    });
-  } catch {
-    return null;
-  }
-  try {
+export function foreignRepositoryReason(source: PgEndpoint, owner: RepositoryOwner): Promise<string | null> {
+  const timeouts = { connectionTimeoutMillis: TIMEOUT_MS, statement_timeout: TIMEOUT_MS, query_timeout: TIMEOUT_MS };
+  return withClient(source, timeouts, async (client) => {
     const { rows } = await client.query<{ sid: string; db: string }>(
       'SELECT system_identifier::text AS sid, current_database() AS db FROM pg_catalog.pg_control_system()',
     );
@@ -38,11 +28,7 @@ export async function foreignRepositoryReason(source: { config: ClientConfig; di
       `repository ${owner.location} belongs to another database (system identifier ${owner.systemIdentifier}, database "${owner.database}"), ` +
       `not to the source ${source.display} (system identifier ${row.sid}, database "${row.db}"): point --repo at this source's repository, or --source at that database`
     );
-  } catch {
-    return null;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  }).catch(() => null);
 }
 
 export function ownerOf(location: string, identity: RepositoryIdentity): RepositoryOwner {

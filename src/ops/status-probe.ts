@@ -1,10 +1,10 @@
-import { archiveStatus, missingSlot, type StatusInput, type StatusReport } from './status';
+import { archiveStatus, missingSlot, thresholdsOf, type StatusInput, type StatusReport } from './status';
 import type { BackupBoundCache } from '../archive/recoverable-window';
 
 export interface StatusProbeOptions {
   /** A report younger than this is served as it is. */
   maxAgeMs: number;
-  /** A check still running after this long is answered with a broken report (and left to finish). */
+  /** A check still running after this long is answered with an unknown report (and left to finish). */
   deadlineMs: number;
 }
 
@@ -54,18 +54,24 @@ export class StatusProbe {
     }
   }
 
-  /** The report when the check did not finish in time: broken, saying so. */
+  /** The report when the check did not finish in time: unknown (nothing could be checked), saying so. */
   private unanswered(): StatusReport {
     const seconds = Math.round(this.options.deadlineMs / 1000);
     return {
-      health: 'broken',
-      reasons: [`status check did not finish within ${seconds}s: the source or the repository ${this.input.repo.storage.location} is not answering`],
+      health: 'unknown',
+      reasons: [
+        {
+          severity: 'unknown',
+          message: `status check did not finish within ${seconds}s: the source or the repository ${this.input.repo.storage.location} is not answering`,
+        },
+      ],
       rpoSeconds: null,
       slot: missingSlot(this.input.slotName),
       backup: null,
       window: { earliest: null, latest: null },
       gaps: [],
       archiver: 'unknown',
+      thresholds: thresholdsOf(this.input.limits),
     };
   }
 }

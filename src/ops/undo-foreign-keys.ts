@@ -1,7 +1,7 @@
-import { connectSource } from '../pg/connect';
 import { qualifiedName } from '../pg/sql-quote';
 import type { SourceConnection } from '../config/connection';
 import { PitrError, messageOf } from '../errors';
+import { withClient } from '../pg/with-client';
 
 /** A foreign key between two of the tables a transaction touched (possibly the same table). */
 export interface UndoForeignKey {
@@ -79,31 +79,28 @@ interface Row {
  * read-only catalog queries over a short session, and which of the tables the source does not have.
  */
 export async function readUndoForeignKeys(source: SourceConnection, tables: readonly UndoTable[]): Promise<UndoForeignKeys> {
-  const client = await connectSource(source.config, source.display, {
-    application_name: 'pitr undo',
-    options: '-c default_transaction_read_only=on',
-    statement_timeout: 30_000,
-    query_timeout: 30_000,
-  });
+  const settings = { application_name: 'pitr undo', options: '-c default_transaction_read_only=on', statement_timeout: 30_000, query_timeout: 30_000 };
   try {
-    const names = [tables.map((t) => t.namespace), tables.map((t) => t.name)];
-    const { rows } = await client.query<Row>(FOREIGN_KEYS_SQL, names);
-    const missing = await client.query<{ ord: number }>(MISSING_TABLES_SQL, names);
-    const nameOf = (ord: number): string => {
-      const t = tables[ord - 1];
-      if (!t) throw new PitrError('Internal', `foreign key query returned table number ${ord} of ${tables.length}`);
-      return `${t.namespace}.${t.name}`;
-    };
-    const foreignKeys = rows.map((r) => ({
-      name: r.name,
-      child: nameOf(r.child),
-      childColumns: r.child_columns,
-      parent: nameOf(r.parent),
-      parentColumns: r.parent_columns,
-      declaredOn: qualifiedName(r.declared_schema, r.declared_table),
-      deferrable: r.deferrable,
-    }));
-    return { foreignKeys, missingTables: missing.rows.map((r) => nameOf(r.ord)) };
+    return await withClient(source, settings, async (client) => {
+      const names = [tables.map((t) => t.namespace), tables.map((t) => t.name)];
+      const { rows } = await client.query<Row>(FOREIGN_KEYS_SQL, names);
+      const missing = await client.query<{ ord: number }>(MISSING_TABLES_SQL, names);
+      const nameOf = (ord: number): string => {
+        const t = tables[ord - 1];
+        if (!t) throw new PitrError('Internal', `foreign key query returned table number ${ord} of ${tables.length}`);
+        return `${t.namespace}.${t.name}`;
+      };
+      const foreignKeys = rows.map((r) => ({
+        name: r.name,
+        child: nameOf(r.child),
+        childColumns: r.child_columns,
+        parent: nameOf(r.parent),
+        parentColumns: r.parent_columns,
+        declaredOn: qualifiedName(r.declared_schema, r.declared_table),
+        deferrable: r.deferrable,
+      }));
+      return { foreignKeys, missingTables: missing.rows.map((r) => nameOf(r.ord)) };
+    });
   } catch (error) {
     if (error instanceof PitrError) throw error;
     throw new PitrError(
@@ -114,7 +111,5 @@ export async function readUndoForeignKeys(source: SourceConnection, tables: read
         cause: error,
       },
     );
-  } finally {
-    await client.end().catch(() => undefined);
   }
 }

@@ -26,6 +26,11 @@ export function formatUnixMicros(unixMicros: bigint): string {
   return `${iso.slice(0, 19)}.${micros.toString().padStart(6, '0')}Z`;
 }
 
+/** The same instant in formatUnixMicros' form: every timestamp of a `--json` document has six fractional digits. */
+export function isoMicros(text: string): string {
+  return formatUnixMicros(parseIsoMicros(text));
+}
+
 /** Inverse of formatUnixMicros; also accepts any ISO form Date understands, keeping up to 6 fraction digits. */
 export function parseIsoMicros(text: string): bigint {
   const match = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(Z|[+-]\d\d:?\d\d)$/.exec(text);

@@ -17,6 +17,7 @@ import { libpqEnv, writeRestoreList } from '../backup/schema-dump';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-quote';
 import { PitrError } from '../errors';
 import { splitStatements } from '../pg/sql-lexer';
+import { withTransaction } from '../pg/with-client';
 
 const execFileAsync = promisify(execFile);
 
@@ -113,16 +114,11 @@ export async function loadTable(repo: Repository, manifest: BackupManifest, clie
   let rows = 0;
   const columns = table.columns.map(quoteIdent).join(', ');
   for (const chunk of table.chunks) {
-    await client.query('BEGIN');
-    try {
+    await withTransaction(client, async () => {
       const stream = client.query(copyFrom(`COPY ${qualifiedName(table.schema, table.name)} (${columns}) FROM STDIN`));
       await pipeline(Readable.from(partBytes(repo, manifest, chunk)), stream);
       rows += Number(stream.rowCount ?? 0);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
+    });
   }
   return rows;
 }

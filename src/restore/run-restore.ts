@@ -6,8 +6,9 @@ import { Progress } from '../backup/progress';
 import { parseLsn } from '../pg/lsn';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 import { connectSource } from '../pg/connect';
-import { qualifiedName, quoteIdent } from '../pg/sql-quote';
-import { configForDatabase, redactUrl } from '../config/connection';
+import { withClient, withClients, type PgEndpoint } from '../pg/with-client';
+import { qualifiedName } from '../pg/sql-quote';
+import { configForDatabase, databaseOf, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
 import { backupTableEntries, loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
@@ -18,6 +19,7 @@ import { replaySegments } from './replay';
 import { createStateTable, readState, setPhase } from './restore-state';
 import { setSequences } from './set-sequences';
 import { releaseTriggers } from './trigger-guard';
+import { prepareTargetDatabase } from './target-database';
 import { describeTarget, parseTarget } from './target';
 import { checkTableSelection, qualifiedTableName } from './table-selection';
 
@@ -38,7 +40,7 @@ export interface RestoreSummary {
   database: string;
   target: { kind: string; input: string; resolved: string };
   backup: { id: string; alignedLsn: string };
-  lastApplied: { xid: string; commitLsn: string; commitTime: string } | null;
+  lastApplied: { xid: number | null; commitLsn: string; commitTime: string } | null;
   transactions: number;
   changes: number;
   seconds: { total: number; load: number; replay: number };
@@ -54,11 +56,11 @@ export interface RestoreSummary {
  */
 export async function runRestore(repo: Repository, options: RestoreOptions, log: Logger): Promise<RestoreSummary> {
   const started = Date.now();
-  const database = decodeURIComponent(new URL(options.targetUrl).pathname.replace(/^\//, ''));
+  const database = databaseOf(options.targetUrl);
   if (!database) throw new PitrError('Usage', 'restore: --target must name a database', 'e.g. --target postgresql://postgres@localhost/shop_restored');
   const display = redactUrl(options.targetUrl);
-  const admin = await connectSource(configForDatabase(options.targetUrl, 'postgres'), display, { application_name: 'pitr restore' });
-  try {
+  const server = { config: configForDatabase(options.targetUrl, 'postgres'), display };
+  return withClient(server, { application_name: 'pitr restore' }, async (admin) => {
     const spec = await parseTarget(options.to, admin);
     const plan = await planRestore(repo, spec, options.exclusive);
     if (options.tables) await checkTables(repo, plan, options.tables, options.pgDump);
@@ -80,49 +82,16 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
       };
     }
     await refuseSource(repo, admin, database, options.force);
-    const exists = (await admin.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database])).rowCount === 1;
-    let client: Client | undefined;
-    if (exists) {
-      client = await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
-      const state = await readState(client);
-      const sameRestore = state && state.backupId === plan.backup.id && state.target === `${target.input}${options.exclusive ? ' exclusive' : ''}`;
-      const empty = !state && (await isEmpty(client));
-      if ((state && !sameRestore) || (!state && !empty) || (state?.phase === 'load' && sameRestore)) {
-        if (!state && options.tables) {
-          // --force replaces the whole database: never a live one for the sake of some of its tables
-          await client.end().catch(() => undefined);
-          throw new PitrError(
-            'Usage',
-            `target database "${database}" is not empty: --tables restores into a database of its own, and --force would replace all of "${database}"`,
-            'restore the tables into a new side database and copy the rows back (docs/runbooks/recover-deleted-rows.md)',
-          );
-        }
-        if (!options.force && !(state?.phase === 'load' && sameRestore)) {
-          await client.end().catch(() => undefined);
-          throw new PitrError(
-            'Repository',
-            `target database "${database}" is not empty${state ? ' (it holds a restore to another point)' : ''}`,
-            'restore into a new database name, or add --force to replace this database',
-          );
-        }
-        await client.end();
-        client = undefined;
-        await admin.query(`DROP DATABASE ${quoteIdent(database)} WITH (FORCE)`);
-      }
-    }
-    if (!client) {
-      const stillThere = (await admin.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database])).rowCount === 1;
-      if (!stillThere) await admin.query(`CREATE DATABASE ${quoteIdent(database)} TEMPLATE template0 ENCODING 'UTF8'`);
-      client = await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS });
-    }
-    try {
-      return await restoreInto(repo, client, plan, options, log, base, display, started);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+    const endpoint = { config: configForDatabase(options.targetUrl), display };
+    const targetKey = `${target.input}${options.exclusive ? ' exclusive' : ''}`;
+    await prepareTargetDatabase(admin, endpoint, database, {
+      backupId: plan.backup.id,
+      targetKey,
+      someTables: options.tables !== undefined,
+      force: options.force,
+    });
+    return withClient(endpoint, { options: DECODING_SESSION_OPTIONS }, (client) => restoreInto({ repo, client, endpoint, plan, options, log, base, started }));
+  });
 }
 
 /** Every `--tables` entry must name a table of the backup (its schema included) or of the archive's segments. */
@@ -187,14 +156,6 @@ async function addForeignKeys(client: Client, statements: string[], log: Logger)
   }
 }
 
-async function isEmpty(client: Client): Promise<boolean> {
-  const { rows } = await client.query<{ n: string }>(
-    `SELECT count(*)::text AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`,
-  );
-  return rows[0]?.n === '0';
-}
-
 /**
  * Restoring over the archived database itself would destroy the source: refused, unless --force says
  * replacing it is meant. A database with a logical replication slot (the archiver's, or another
@@ -226,16 +187,22 @@ async function refuseSource(repo: Repository, admin: Client, database: string, f
   }
 }
 
-async function restoreInto(
-  repo: Repository,
-  client: Client,
-  plan: RestorePlan,
-  options: RestoreOptions,
-  log: Logger,
-  base: Omit<RestoreSummary, 'seconds'>,
-  display: string,
-  started: number,
-): Promise<RestoreSummary> {
+/** What restoreInto works with: the target database's session, where to open more, and the plan. */
+interface RestoreInto {
+  repo: Repository;
+  /** A session of the target database, with the archive's session settings. */
+  client: Client;
+  /** Where further sessions of the target database connect (load jobs, replay lanes, pg_restore). */
+  endpoint: PgEndpoint;
+  plan: RestorePlan;
+  options: RestoreOptions;
+  log: Logger;
+  base: Omit<RestoreSummary, 'seconds'>;
+  /** Date.now() when the restore started. */
+  started: number;
+}
+
+async function restoreInto({ repo, client, endpoint, plan, options, log, base, started }: RestoreInto): Promise<RestoreSummary> {
   const targetKey = `${base.target.input}${options.exclusive ? ' exclusive' : ''}`;
   let tables = options.tables ? new Set(options.tables.map(qualifiedTableName)) : undefined;
   let state = await readState(client);
@@ -245,16 +212,14 @@ async function restoreInto(
     const pgRestore = await findPgTool('pg_restore', Math.floor(plan.backup.serverVersionNum / 10000), options.pgDump);
     log.info({ event: 'restore_load', backup: plan.backup.id, alignedLsn: plan.backup.alignedLsn }, `loading backup ${plan.backup.id}`);
     // pg_restore connects on its own, through the environment (no password on its command line)
-    await restoreSchemaSection(repo, plan.backup, pgRestore, configForDatabase(options.targetUrl), 'pre-data');
+    await restoreSchemaSection(repo, plan.backup, pgRestore, endpoint.config, 'pre-data');
     await createStateTable(client, plan.backup.id, targetKey);
     if (tables) tables = await expandPartitions(client, tables);
     const chosen = plan.backup.tables.filter((t) => !tables || tables.has(`${t.schema}.${t.name}`));
     const unknown = [...(tables ?? [])].filter((name) => !plan.backup.tables.some((t) => `${t.schema}.${t.name}` === name));
     if (unknown.length) log.warn({ event: 'unknown_tables', tables: unknown }, `not in the backup (created later, or misspelled): ${unknown.join(', ')}`);
-    const sessions: Client[] = [client];
-    for (let i = 1; i < options.jobs; i++)
-      sessions.push(await connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }));
-    try {
+    await withClients(endpoint, { options: DECODING_SESSION_OPTIONS }, options.jobs - 1, async (extra) => {
+      const sessions = [client, ...extra];
       const progress = new Progress(
         'load',
         chosen.length,
@@ -284,11 +249,9 @@ async function restoreInto(
       await queue.onIdle();
       progress.finish();
       if (failure) throw failure;
-    } finally {
-      for (const session of sessions) if (session !== client) await session.end().catch(() => undefined);
-    }
+    });
     await restoreSequences(client, plan.backup.sequences);
-    const leftOutKeys = await restoreSchemaSection(repo, plan.backup, pgRestore, configForDatabase(options.targetUrl), 'post-data', {
+    const leftOutKeys = await restoreSchemaSection(repo, plan.backup, pgRestore, endpoint.config, 'post-data', {
       withoutForeignKeys: tables !== undefined,
     });
     if (tables) {
@@ -313,7 +276,7 @@ async function restoreInto(
     repo,
     plan,
     client,
-    connect: () => connectSource(configForDatabase(options.targetUrl), display, { options: DECODING_SESSION_OPTIONS }),
+    connect: () => connectSource(endpoint.config, endpoint.display, { options: DECODING_SESSION_OPTIONS }),
     jobs: options.jobs,
     resumeAfter: state?.lastCommitLsn ? parseLsn(state.lastCommitLsn) : undefined,
     tables,
@@ -332,7 +295,9 @@ async function restoreInto(
   return {
     ...base,
     resumed,
-    lastApplied: final?.lastCommitLsn ? { xid: final.lastXid ?? '', commitLsn: final.lastCommitLsn, commitTime: final.lastCommitTime ?? '' } : null,
+    lastApplied: final?.lastCommitLsn
+      ? { xid: final.lastXid === null ? null : Number(final.lastXid), commitLsn: final.lastCommitLsn, commitTime: final.lastCommitTime ?? '' }
+      : null,
     transactions: final?.transactions ?? result.transactions,
     changes: final?.changes ?? result.changes,
     seconds: { total: (Date.now() - started) / 1000, load: loadSeconds, replay: (Date.now() - replayStarted) / 1000 },

@@ -460,7 +460,10 @@ export class SegmentReplay {
       if (target !== relation.target || target?.sql !== relation.target?.sql || target?.keyOnlyUnique !== relation.target?.keyOnlyUnique)
         this.relations.set(id, replayRelation(relation.message, target, true));
     }
-    if (this.held.count > 0) for (const held of this.held.drain()) this.record(held, 0, held.length);
+    for (const held of this.held.count > 0 ? this.held.drain() : []) {
+      // only row changes are held, and a row change never waits for its application
+      if (this.record(held, 0, held.length)) throw new PitrError('Internal', 'a held row change asked to be waited for');
+    }
   }
 
   private requireSerial(what: string): void {

@@ -2,6 +2,7 @@ import type { Client } from 'pg';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import { parseIsoMicros } from '../pg/pg-time';
 import { PitrError } from '../errors';
+import { withTransaction } from '../pg/with-client';
 
 /** What `--to` asked for, before it is located in the archive. */
 export type TargetSpec =
@@ -38,13 +39,13 @@ export async function parseTarget(input: string, client: Client): Promise<Target
   }
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   try {
-    await client.query('BEGIN');
-    await client.query("SELECT set_config('TimeZone', $1, true), set_config('DateStyle', 'ISO, YMD', true)", [zone]);
-    const { rows } = await client.query<{ utc: string }>(`SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS utc`, [text]);
-    await client.query('COMMIT');
+    const { rows } = await withTransaction(client, async () => {
+      // set_config(..., true): for this transaction only
+      await client.query("SELECT set_config('TimeZone', $1, true), set_config('DateStyle', 'ISO, YMD', true)", [zone]);
+      return client.query<{ utc: string }>(`SELECT to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS utc`, [text]);
+    });
     return { kind: 'time', input: text, micros: parseIsoMicros((rows[0] as { utc: string }).utc) };
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
     if (error instanceof PitrError) throw error;
     throw new PitrError('Usage', `invalid restore target "${input}": ${(error as Error).message}`, USAGE_HINT);
   }

@@ -32,6 +32,11 @@ async function confirmedFlush(): Promise<string> {
   return (rows[0] as { lsn: string }).lsn;
 }
 
+/** Where WAL is being inserted: past every commit made so far (the write position may still be behind them). */
+async function insertLsn(): Promise<string> {
+  return ((await cluster.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn'))[0] as { lsn: string }).lsn;
+}
+
 async function currentLsn(): Promise<string> {
   return ((await cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))[0] as { lsn: string }).lsn;
 }
@@ -57,11 +62,14 @@ test('archives into GCS; while uploads fail the slot stays put, and afterwards n
 
   gcs.failNext(1_000_000, { status: 503 }, on.uploads);
   await cluster.query("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(101, 200) g");
-  const afterFailedInsert = await currentLsn();
+  const afterFailedInsert = await insertLsn();
   await archiver.waitFor((l) => l.event === 'upload_retry');
   await new Promise((r) => setTimeout(r, 1500));
   // the transaction whose segment cannot be stored is not acknowledged: the slot stays before its commit
-  expect(await lsnLess(await confirmedFlush(), afterFailedInsert)).toBe(true);
+  const flushed = await confirmedFlush();
+  if (!(await lsnLess(flushed, afterFailedInsert)))
+    console.log(`confirmed ${flushed}, after the failed insert ${afterFailedInsert}\n${archiver.stderr.slice(-8000)}`);
+  expect(await lsnLess(flushed, afterFailedInsert)).toBe(true);
 
   gcs.clearFaults();
   gcs.failNext(2, { kind: 'drop' }, on.uploads);

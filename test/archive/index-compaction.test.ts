@@ -82,8 +82,7 @@ async function restoreExactly(repo: string): Promise<void> {
 async function logEntries(repo: string): Promise<unknown[]> {
   const result = await runPitr(['log', '--repo', repo, '--json', '--log-level', 'warn']);
   expect(result.code).toBe(0);
-  const doc = JSON.parse(result.stdout) as { entries?: { segment?: string }[] } | { segment?: string }[];
-  const entries = Array.isArray(doc) ? doc : (doc.entries ?? []);
+  const { entries } = JSON.parse(result.stdout) as { entries: { segment?: string }[] };
   return entries.map(({ segment: _segment, ...rest }) => rest);
 }
 

@@ -58,6 +58,7 @@ test('a --pg-dump older than the server is refused, naming its version (exit 8)'
   expect(result.code).toBe(8);
   expect(errorLines(result)).toEqual([`pitr: error: ${fake} is version 12, older than the server (15)`, HINT]);
   expect(JSON.parse(result.stdout)).toEqual({
+    formatVersion: 1,
     error: { kind: 'MissingTool', code: 8, message: `${fake} is version 12, older than the server (15)`, hint: HINT.slice('hint: '.length) },
   });
 });

@@ -1,4 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 const BIN = path.resolve(__dirname, '../../bin/pitr.js');
@@ -24,6 +26,43 @@ export function runPitr(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs =
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Whether `script` (util-linux) is there to give a command a pseudo-terminal. */
+export const HAS_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+const shellQuote = (arg: string): string => `'${arg.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * Runs the built CLI with its stderr on a pseudo-terminal (through `script -qec`), as a person at a
+ * terminal would, its stdout into a file. `terminal` is everything written to the terminal.
+ */
+export async function runPitrOnTerminal(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; terminal: string; stdout: string }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pitr-tty-'));
+  const outFile = path.join(dir, 'stdout');
+  try {
+    const command = `${[process.execPath, BIN, ...args].map(shellQuote).join(' ')} >${shellQuote(outFile)}`;
+    const result = await new Promise<{ code: number | null; terminal: string }>((resolve, reject) => {
+      // CI unset: the progress line is drawn only outside CI
+      const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, CI: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let terminal = '';
+      child.stdout.on('data', (d: Buffer) => (terminal += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (terminal += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, terminal });
+      });
+    });
+    return { ...result, stdout: readFileSync(outFile, 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A long-running `pitr archive` whose JSON log lines are collected. */

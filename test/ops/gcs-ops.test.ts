@@ -7,6 +7,7 @@ import type { StatusReport } from '../../src/ops/status';
 import type { VerifyReport } from '../../src/ops/verify';
 import { FakeGcsServer, on } from '../fake-gcs/fake-gcs-server';
 import { PgCluster } from '../harness/pg-cluster';
+import { caughtUp } from '../capture/source-helpers';
 import { PitrProcess, runPitr, type RunResult } from '../harness/pitr-process';
 
 /** The operating commands against a gs:// repository, through the real GCS client and the fake server. */
@@ -24,17 +25,9 @@ function pitr(args: string[]): Promise<RunResult> {
 const objects = (prefix: string): string[] => gcs.objectNames(BUCKET, `shop/${prefix}`);
 const segmentManifests = (): string[] => objects('segments/').filter((n) => n.endsWith('.json'));
 
-async function waitCaughtUp(): Promise<void> {
-  const [{ lsn }] = (await cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const rows = await cluster.query<{ ok: boolean }>("SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = 'pitr'", [
-      lsn,
-    ]);
-    if (rows[0]?.ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`slot did not reach ${lsn}`);
+/** Until the slot has confirmed everything committed so far (caughtUp: the insert position, as the cluster commits asynchronously). */
+function waitCaughtUp(): Promise<void> {
+  return caughtUp(cluster);
 }
 
 beforeAll(async () => {
@@ -99,7 +92,7 @@ test('list and log: backups, segments, the mark, and the delete', async () => {
 
   const logged = await pitr(['log', '--op', 'delete', '--table', 'items', '--json']);
   expect(logged.code).toBe(0);
-  const entries = JSON.parse(logged.stdout) as LogEntry[];
+  const { entries } = JSON.parse(logged.stdout) as { entries: LogEntry[] };
   expect(entries.map((e) => e.xid)).toEqual([deleteXid]);
   expect(entries[0]?.tables).toEqual([{ table: 'public.items', insert: 0, update: 0, delete: 10, truncate: 0 }]);
 });
@@ -111,7 +104,7 @@ test('drill: restores from gs:// into a scratch database and checks the row coun
   expect(result.stderr).not.toMatch(/pitr: error/);
   expect(result.code).toBe(0);
   const report = JSON.parse(result.stdout) as DrillReport;
-  expect(report).toMatchObject({ ok: true, backup: backupId, kept: false });
+  expect(report).toMatchObject({ ok: true, backup: { id: backupId }, kept: false });
   expect(report.tables.find((t) => t.name === 'public.items')).toMatchObject({ expectedRows: 90, rows: 90, ok: true });
 });
 

@@ -64,7 +64,8 @@ test('list shows the backup, the segment coverage, the mark and the recoverable 
   expect(backup).toMatchObject({ id: backupId, tables: 1 });
   expect(backup?.rows).toBeGreaterThan(0);
   expect(backup?.storedBytes).toBeGreaterThan(0);
-  expect(backup?.seconds).toBeGreaterThanOrEqual(0);
+  expect(backup?.seconds).toEqual(expect.any(Number));
+  expect(backup?.seconds).toBeLessThan(300);
   expect(report.segments.count).toBe(segments.length);
   expect(report.segments.first?.lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
   expect(report.gaps).toEqual([]);
@@ -79,9 +80,8 @@ test('list shows the backup, the segment coverage, the mark and the recoverable 
   // the restore planner names the same window
   const dryRun = await runPitr(['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('never_created'), '--to', 'latest', '--dry-run', '--json']);
   expect(dryRun.code).toBe(0);
-  const planned = (JSON.parse(dryRun.stdout) as { plan: { window: { earliest: string; latest: string } } }).plan.window;
-  const text = (p: { lsn: string; time: string } | null): string => (p ? `${p.time} (${p.lsn})` : '-');
-  expect(planned).toEqual({ earliest: text(report.window.earliest), latest: text(report.window.latest) });
+  const planned = (JSON.parse(dryRun.stdout) as { plan: { window: unknown } }).plan.window;
+  expect(planned).toEqual(report.window);
 
   const human = await runPitr(['list', '--repo', fx.repoDir]);
   expect(human.code).toBe(0);

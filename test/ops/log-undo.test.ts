@@ -32,7 +32,7 @@ async function log(args: string[]): Promise<LogEntry[]> {
   const result = await runPitr(['log', '--repo', fx.repoDir, '--json', ...args]);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
-  return JSON.parse(result.stdout) as LogEntry[];
+  return (JSON.parse(result.stdout) as { entries: LogEntry[] }).entries;
 }
 
 beforeAll(async () => {

@@ -212,10 +212,10 @@ test('before a new backup: list, verify, status and the metrics report the gap; 
   const { code, report: health } = await status();
   expect(code).toBe(2);
   expect(health.health).toBe('broken');
-  expect(health.reasons[0]).toMatch(
+  expect(health.reasons[0]?.message).toMatch(
     /^the archive has a gap from .* \(replication slot "pitr" re-created\) and no base backup after it: nothing after .* can be restored; take a new base backup now \("pitr backup"\)$/,
   );
-  boundsIn(health.reasons[0] ?? '', gap);
+  boundsIn(health.reasons[0]?.message ?? '', gap);
   expect(health.gaps).toEqual([gap]);
   expect(health.window.earliest).toBeNull();
   const metrics = await pollUntil(
@@ -312,5 +312,5 @@ test('archive --backup-every takes a base backup at once when the slot was re-cr
     'a backup aligned after the new slot was created',
   );
   const { report: health } = await status();
-  expect(health.reasons.filter((r) => r.includes('gap'))).toEqual([]);
+  expect(health.reasons.filter((r) => r.message.includes('gap'))).toEqual([]);
 });

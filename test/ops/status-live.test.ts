@@ -94,9 +94,11 @@ test('slot invalidated by max_slot_wal_keep_size: broken with the reason first, 
   expect(code).toBe(2);
   expect(report.health).toBe('broken');
   expect(report.slot).toMatchObject({ exists: true, walStatus: 'lost' });
-  expect(report.reasons[0]).toBe(
-    'replication slot "pitr" was invalidated (wal_status lost): the WAL it needed was removed and the archive has a gap; drop the slot, run "pitr init" and take a new backup',
-  );
+  expect(report.reasons[0]).toEqual({
+    severity: 'critical',
+    message:
+      'replication slot "pitr" was invalidated (wal_status lost): the WAL it needed was removed and the archive has a gap; drop the slot, run "pitr init" and take a new backup',
+  });
   const human = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir]);
   expect(human.code).toBe(2);
   expect(human.stdout).toMatch(/^PITR CRITICAL - replication slot "pitr" was invalidated/);
@@ -123,5 +125,5 @@ test('slot invalidated by max_slot_wal_keep_size: broken with the reason first, 
   expect(listed.window.earliest).toBeNull();
   const after = await status();
   expect(after.code).toBe(2);
-  expect(after.report.reasons[0]).toMatch(/^the archive has a gap from .* \(replication slot "pitr" re-created\) and no base backup after it: /);
+  expect(after.report.reasons[0]?.message).toMatch(/^the archive has a gap from .* \(replication slot "pitr" re-created\) and no base backup after it: /);
 });

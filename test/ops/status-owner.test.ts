@@ -32,17 +32,19 @@ test('status names the source the repository belongs to', async () => {
   const result = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir, '--json']);
   const report = JSON.parse(result.stdout) as StatusReport;
   expect(report.repository).toEqual({ location: fx.repoDir, systemIdentifier: await systemIdentifier(fx.cluster), database: 'postgres' });
-  expect(report.reasons.filter((r) => /belongs to another database/.test(r))).toEqual([]);
+  expect(report.reasons.filter((r) => /belongs to another database/.test(r.message))).toEqual([]);
 });
 
 test("status of another database's repository: broken, exit 2, naming both", async () => {
   const result = await runPitr(['status', '--source', other.url(), '--repo', fx.repoDir, '--json']);
   const report = JSON.parse(result.stdout) as StatusReport;
   expect(report.health).toBe('broken');
-  expect(report.reasons[0]).toBe(
-    `repository ${fx.repoDir} belongs to another database (system identifier ${await systemIdentifier(fx.cluster)}, database "postgres"), ` +
+  expect(report.reasons[0]).toEqual({
+    severity: 'critical',
+    message:
+      `repository ${fx.repoDir} belongs to another database (system identifier ${await systemIdentifier(fx.cluster)}, database "postgres"), ` +
       `not to the source ${other.url()} (system identifier ${await systemIdentifier(other)}, database "postgres"): point --repo at this source's repository, or --source at that database`,
-  );
+  });
   expect(result.code).toBe(2);
   const human = await runPitr(['status', '--source', other.url(), '--repo', fx.repoDir]);
   expect(human.stdout).toMatch(/^PITR CRITICAL - repository \S+ belongs to another database/);

@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StatusReport } from '../../src/ops/status';
 import { ArchiveFixture } from '../harness/archive-fixture';
@@ -75,14 +75,82 @@ test('--max-lag 1ms makes it degraded with an rpo reason; tight limits on slot l
   expect(lag.code).toBe(1);
   expect(lag.report.health).toBe('degraded');
   expect(lag.report.archiver).toBe('stalled');
-  expect(lag.report.reasons).toEqual([expect.stringMatching(/^rpo .* exceeds --max-lag 1ms/)]);
+  expect(lag.report.reasons).toEqual([{ severity: 'warning', message: expect.stringMatching(/^rpo .* exceeds --max-lag 1ms/) as string }]);
   const human = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir, '--max-lag', '1ms']);
   expect(human.code).toBe(1);
   expect(human.stdout).toMatch(/^PITR WARNING - rpo /);
 
   const old = await status(['--max-backup-age', '1ms']);
   expect(old.code).toBe(1);
-  expect(old.report.reasons).toEqual([expect.stringContaining(`newest backup ${backupId} is`)]);
+  expect(old.report.reasons).toEqual([{ severity: 'warning', message: expect.stringContaining(`newest backup ${backupId} is`) as string }]);
+});
+
+test('critical thresholds: broken past --critical-lag and --critical-backup-age, degraded while only the warning limit is passed', async () => {
+  const warned = await status(['--max-lag', '1ms', '--critical-lag', '1d', '--max-backup-age', '1ms', '--critical-backup-age', '1d']);
+  expect(warned.code).toBe(1);
+  expect(warned.report.health).toBe('degraded');
+  expect(warned.report.reasons.map((r) => r.severity)).toEqual(['warning', 'warning']);
+
+  const rpo = await status(['--max-lag', '1ms', '--critical-lag', '1ms']);
+  expect(rpo.code).toBe(2);
+  expect(rpo.report.thresholds).toEqual({
+    maxLagSeconds: 0.001,
+    criticalLagSeconds: 0.001,
+    maxSlotLagBytes: 1024 ** 3,
+    criticalSlotLagBytes: null,
+    maxBackupAgeSeconds: 48 * 3600,
+    criticalBackupAgeSeconds: null,
+    criticalStoppedSeconds: null,
+  });
+  expect(rpo.report.health).toBe('broken');
+  expect(rpo.report.archiver).toBe('stalled');
+  expect(rpo.report.reasons).toEqual([
+    { severity: 'critical', message: expect.stringMatching(/^rpo .* exceeds --critical-lag 1ms \(newest archived commit /) as string },
+  ]);
+  const human = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir, '--critical-lag', '1ms']);
+  expect(human.code).toBe(2);
+  expect(human.stdout).toMatch(/^PITR CRITICAL - rpo .* exceeds --critical-lag 1ms/);
+  expect(human.stdout).toMatch(/^reason: critical: rpo /m);
+
+  const age = await status(['--critical-backup-age', '1ms']);
+  expect(age.code).toBe(2);
+  expect(age.report.reasons).toEqual([
+    {
+      severity: 'critical',
+      message: expect.stringMatching(new RegExp(`^newest backup ${backupId} is .* old, more than --critical-backup-age 1ms$`)) as string,
+    },
+  ]);
+
+  // the most severe reason first, whatever the order of the checks
+  const both = await status(['--max-lag', '1ms', '--critical-backup-age', '1ms']);
+  expect(both.report.reasons.map((r) => r.severity)).toEqual(['critical', 'warning']);
+  expect(both.report.reasons[1]?.message).toMatch(/^rpo /);
+});
+
+test('could not check: exit 3 (UNKNOWN) for bad usage and an unreadable repository, never 2', async () => {
+  const unknownFlag = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir, '--max-lga', '1m']);
+  expect(unknownFlag.code).toBe(3);
+  expect(unknownFlag.stderr).toBe('pitr: error: status: unknown option --max-lga\nhint: run "pitr status --help" for the options it takes\n');
+  const badValue = await runPitr(['status', '--source', fx.source, '--repo', fx.repoDir, '--critical-lag', 'soon', '--json']);
+  expect(badValue.code).toBe(3);
+  expect(JSON.parse(badValue.stdout)).toMatchObject({ error: { kind: 'Usage', code: 3, message: 'status: invalid value for --critical-lag: "soon"' } });
+
+  const file = path.join(copies.copy(fx.repoDir), 'not-a-directory');
+  writeFileSync(file, '');
+  const unreadable = await status([], file);
+  expect(unreadable.code).toBe(3);
+  expect(unreadable.report.health).toBe('unknown');
+  expect(unreadable.report.reasons).toEqual([
+    { severity: 'unknown', message: expect.stringMatching(/^repository .*not-a-directory unreadable: .*is a file, not a directory/) as string },
+  ]);
+  const human = await runPitr(['status', '--source', fx.source, '--repo', file]);
+  expect(human.code).toBe(3);
+  expect(human.stdout).toMatch(/^PITR UNKNOWN - repository /);
+
+  const help = await runPitr(['status', '--help']);
+  expect(help.code).toBe(0);
+  expect(help.stdout).toContain('exits 0 OK (healthy), 1 WARNING (degraded), 2 CRITICAL (broken), 3 UNKNOWN (could not check');
+  expect(help.stdout).toMatch(/--critical-lag DURATION +broken when the newest archived commit is older than this/);
 });
 
 test('no base backup: degraded', async () => {
@@ -92,7 +160,7 @@ test('no base backup: degraded', async () => {
   expect(code).toBe(1);
   expect(report.health).toBe('degraded');
   expect(report.backup).toBeNull();
-  expect(report.reasons).toEqual(['no base backup']);
+  expect(report.reasons).toEqual([{ severity: 'warning', message: 'no base backup' }]);
 });
 
 test('empty repository and unreachable source: broken, exit 2', async () => {
@@ -101,20 +169,22 @@ test('empty repository and unreachable source: broken, exit 2', async () => {
   const noRepo = await status([], empty);
   expect(noRepo.code).toBe(2);
   expect(noRepo.report.health).toBe('broken');
-  expect(noRepo.report.reasons).toEqual([expect.stringContaining('is empty or not initialised')]);
+  expect(noRepo.report.reasons).toEqual([{ severity: 'critical', message: expect.stringContaining('is empty or not initialised') as string }]);
 
   const wrongPort = fx.cluster.url('postgres').replace(`:${fx.cluster.port}/`, ':1/');
   const down = await status([], fx.repoDir, wrongPort);
   expect(down.code).toBe(2);
   expect(down.report.health).toBe('broken');
   expect(down.report.archiver).toBe('unknown');
-  expect(down.report.reasons).toEqual([expect.stringMatching(/^source unreachable: cannot connect to .*connection refused/)]);
+  expect(down.report.reasons).toEqual([
+    { severity: 'critical', message: expect.stringMatching(/^source unreachable: cannot connect to .*connection refused/) as string },
+  ]);
   const human = await runPitr(['status', '--source', wrongPort, '--repo', fx.repoDir]);
   expect(human.code).toBe(2);
   expect(human.stdout).toMatch(/^PITR CRITICAL - source unreachable/);
 });
 
-test('archiver stopped: degraded; slot dropped: broken', async () => {
+test('archiver stopped: degraded, broken past --critical-stopped; slot lag past --critical-slot-lag broken; slot dropped: broken', async () => {
   expect(await archiver?.stop()).toBe(0);
   archiver = undefined;
   await waitSlotActive(false);
@@ -122,7 +192,19 @@ test('archiver stopped: degraded; slot dropped: broken', async () => {
   expect(stopped.code).toBe(1);
   expect(stopped.report.archiver).toBe('stopped');
   expect(stopped.report.slot.active).toBe(false);
-  expect(stopped.report.reasons).toEqual([expect.stringContaining('archiver stopped')]);
+  expect(stopped.report.reasons).toEqual([{ severity: 'warning', message: 'archiver stopped (slot "pitr" inactive)' }]);
+  const notLong = await status(['--critical-stopped', '1d']);
+  expect(notLong.code).toBe(1);
+  expect(notLong.report.reasons).toEqual([{ severity: 'warning', message: 'archiver stopped (slot "pitr" inactive)' }]);
+  const long = await status(['--critical-stopped', '1ms']);
+  expect(long.code).toBe(2);
+  expect(long.report.health).toBe('broken');
+  expect(long.report.reasons).toEqual([
+    {
+      severity: 'critical',
+      message: expect.stringMatching(/^archiver stopped \(slot "pitr" inactive\) for \S+ at least, longer than --critical-stopped 1ms$/) as string,
+    },
+  ]);
 
   // WAL written while nobody consumes the slot is slot lag
   await fx.cluster.psql("INSERT INTO t SELECT g, 'y' FROM generate_series(2000, 2100) g");
@@ -130,13 +212,24 @@ test('archiver stopped: degraded; slot dropped: broken', async () => {
   expect(lagging.code).toBe(1);
   expect(lagging.report.slot.lagBytes).toBeGreaterThan(1);
   expect(lagging.report.reasons).toEqual(
-    expect.arrayContaining([expect.stringMatching(/^slot "pitr" lags \d+ bytes behind, more than --max-slot-lag 1 bytes/)]),
+    expect.arrayContaining([
+      { severity: 'warning', message: expect.stringMatching(/^slot "pitr" lags \d+ bytes behind, more than --max-slot-lag 1 bytes/) as string },
+    ]),
   );
+  const slotWarned = await status(['--max-slot-lag', '1', '--critical-slot-lag', '1TB']);
+  expect(slotWarned.code).toBe(1);
+  expect(slotWarned.report.reasons.map((r) => r.severity)).toEqual(['warning', 'warning']);
+  const slotCritical = await status(['--max-slot-lag', '1', '--critical-slot-lag', '1']);
+  expect(slotCritical.code).toBe(2);
+  expect(slotCritical.report.reasons).toEqual([
+    { severity: 'critical', message: expect.stringMatching(/^slot "pitr" lags \d+ bytes behind, more than --critical-slot-lag 1 bytes$/) as string },
+    { severity: 'warning', message: 'archiver stopped (slot "pitr" inactive)' },
+  ]);
 
   await fx.cluster.query("SELECT pg_drop_replication_slot('pitr')");
   const dropped = await status();
   expect(dropped.code).toBe(2);
   expect(dropped.report.health).toBe('broken');
   expect(dropped.report.slot.exists).toBe(false);
-  expect(dropped.report.reasons).toEqual([expect.stringContaining('replication slot "pitr" is missing')]);
+  expect(dropped.report.reasons).toEqual([{ severity: 'critical', message: expect.stringContaining('replication slot "pitr" is missing') as string }]);
 });

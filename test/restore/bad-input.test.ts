@@ -151,6 +151,7 @@ describe('bad usage (exit 2)', () => {
     ]);
     expect(result.code).toBe(2);
     expect(JSON.parse(result.stdout)).toEqual({
+      formatVersion: 1,
       error: { kind: 'Usage', code: 2, message: expect.stringContaining('half past ten'), hint: expect.any(String) },
     });
   });
@@ -245,6 +246,18 @@ describe('the target database', () => {
     expect(text).toContain('--tables restores into a database of its own');
     expect(text).toContain('side database');
     expect(await fx.cluster.query('SELECT id, what FROM keep_me', [], 'occupied_tables')).toEqual([{ id: 1, what: 'precious' }]);
+  });
+
+  test('a database holding a restore to another point is refused without --force (exit 5); the same restore again continues it', async () => {
+    const first = await restoreOk(fx, 'restored_once', inside);
+    expect(first.report.resumed).toBe(false);
+    const again = await restoreOk(fx, 'restored_once', inside);
+    expect(again.report.resumed).toBe(true);
+    expect(await databaseFingerprints(fx, 'restored_once')).toEqual(expectedInside);
+    const refused = await restoreFails(fx, 'restored_once', 'latest');
+    const text = expectErrorShape(refused, 5);
+    expect(text).toContain('(it holds a restore to another point)');
+    expect(await databaseFingerprints(fx, 'restored_once')).toEqual(expectedInside);
   });
 
   test('an existing empty database is used without --force', async () => {

@@ -12,10 +12,11 @@ export interface RestoreReport {
   database: string;
   target: { kind: string; input: string; resolved: unknown };
   backup: { id: string; alignedLsn: string };
-  lastApplied: { xid: number | string; commitLsn: string; commitTime: string } | null;
+  lastApplied: { xid: number | null; commitLsn: string; commitTime: string } | null;
   transactions: number;
   changes: number;
   seconds: { total: number; load: number; replay: number };
+  resumed: boolean;
 }
 
 export interface RestoreRun {
@@ -262,10 +263,7 @@ export async function reportProblems(fx: ArchiveFixture, index: TxnSummary[], re
         const txn = index.find((t) => t.commitLsn === commitLsn);
         if (!txn) problems.push(`lastApplied.commitLsn ${la.commitLsn} is no archived transaction's commit LSN`);
         else {
-          check(
-            Number(la.xid) === txn.xid,
-            `lastApplied.xid ${JSON.stringify(la.xid)} is not the xid (${txn.xid}) of the transaction committed at ${la.commitLsn}`,
-          );
+          check(la.xid === txn.xid, `lastApplied.xid ${JSON.stringify(la.xid)} is not the xid (${txn.xid}) of the transaction committed at ${la.commitLsn}`);
           let sameTime = false;
           try {
             sameTime = (await compareTimes(fx, String(la.commitTime), formatUnixMicros(txn.commitTime))) === 0;
