@@ -223,7 +223,11 @@ test("undo's refusal hint, run as it stands, restores the rows as they were just
 
   // without --source the side database is on the server of the libpq environment
   const bare = await runPitr(['undo', '--repo', fx.repoDir, '--xid', String(keyedDeleteXid)]);
-  expect(bare.stderr).toContain(
-    `pitr restore --repo ${fx.repoDir} --target postgresql:///postgres_before_${keyedDeleteXid} --to xid:${keyedDeleteXid} --exclusive --tables public.keyed`,
-  );
+  const bareHint = `pitr restore --repo ${fx.repoDir} --target postgresql:///postgres_before_${keyedDeleteXid} --to xid:${keyedDeleteXid} --exclusive --tables public.keyed`;
+  expect(bare.stderr).toContain(bareHint);
+  // run as printed where the libpq environment names the server: the same restore, found complete
+  const libpqEnv = { PGHOST: '127.0.0.1', PGPORT: String(fx.cluster.port), PGUSER: 'postgres' };
+  const again = await runPitr([...shellWords(bareHint).slice(1), '--log-level', 'warn'], libpqEnv);
+  expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: '' });
+  expect(await fx.cluster.query('SELECT count(*)::int AS n FROM keyed WHERE id <= 3', [], side)).toEqual([{ n: 3 }]);
 });
