@@ -30,12 +30,15 @@ export type ErrorKind = keyof typeof ErrorKind;
 export class PitrError extends Error {
   readonly kind: ErrorKind;
   readonly hint: string | undefined;
+  /** Structured facts behind the message (e.g. the failed checks and their fixes), added to the `--json` error object. */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(kind: ErrorKind, message: string, hint?: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(kind: ErrorKind, message: string, hint?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PitrError';
     this.kind = kind;
     this.hint = hint;
+    this.details = options?.details;
   }
 
   get exitCode(): number {

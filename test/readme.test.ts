@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { OPTIONS } from '../src/config/options';
+import { SHOP_SCHEMA_SQL } from '../src/demo/shop-database';
 import { OPTIONS_BEGIN, OPTIONS_END, optionsMarkdown, optionsSection } from '../src/config/options-markdown';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -36,6 +37,12 @@ describe('README.md', () => {
     expect(read('docs/runbooks/monthly-drill.md')).toContain('```bash\n' + script + '\n```');
   });
 
+  test("the Quick start's shop (docs/shop-schema.sql) is the demo's shop", () => {
+    expect(read('docs/shop-schema.sql')).toBe(
+      '-- The shop of the README\'s Quick start and of "pitr demo" (src/demo/shop-database.ts): 3 tables, 200 rows.\n' + SHOP_SCHEMA_SQL,
+    );
+  });
+
   test('links only to files that exist', () => {
     for (const file of [
       'README.md',
@@ -47,6 +54,7 @@ describe('README.md', () => {
         'replaced-or-promoted-source',
         'second-writer',
         'different-content',
+        'failover-to-standby',
       ].map((r) => `docs/runbooks/${r}.md`),
     ]) {
       for (const [, target] of read(file).matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {

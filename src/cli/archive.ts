@@ -26,7 +26,7 @@ export const archiveCommand: Command = {
     const backupEvery = options.number('backup-every');
     const retentionMs = options.number('retention');
     const slot = options.string('slot');
-    const repo = await repositoryFrom(options);
+    const repo = await repositoryFrom(options, 'write');
 
     let archiver: Archiver | undefined;
     // Bound before streaming starts, so a busy port fails at once and leaves the slot alone. Loaded only

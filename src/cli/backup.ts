@@ -20,7 +20,7 @@ export const backupCommand: Command = {
     const spoolDir = options.string('spool-dir');
     const started = Date.now();
     const manifest = await runBackup(
-      { repo: await repositoryFrom(options), source, log, signal },
+      { repo: await repositoryFrom(options, 'write'), source, log, signal },
       {
         jobs: options.number('jobs'),
         chunkBytes: options.number('chunk-size'),

@@ -14,7 +14,7 @@ export const initCommand: Command = {
   ],
   async run({ options, log, out }) {
     const source = sourceConnection(options.string('source'), 'pitr init');
-    const repo = await repositoryFrom(options);
+    const repo = await repositoryFrom(options, 'write');
     const { summary, backupCommand } = await initSource({
       source,
       repo,
@@ -22,6 +22,7 @@ export const initCommand: Command = {
       publication: options.string('publication'),
       applyFixes: options.flag('apply-fixes'),
       takeover: options.flag('takeover'),
+      json: options.flag('json'),
       log,
       stderr: process.stderr,
     });

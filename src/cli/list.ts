@@ -3,7 +3,7 @@ import { describeGap } from '../archive/archive-gaps';
 import { listRepository, type Point } from '../ops/list';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { repositoryFrom } from './repository-option';
+import { existingRepositoryFrom } from './repository-option';
 
 const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');
 
@@ -13,7 +13,7 @@ export const listCommand: Command = {
   usage: 'pitr list [--repo REPO] [--json]',
   examples: ['pitr list --repo gs://backups/shop', 'pitr list --repo /var/lib/pitr/shop --json'],
   async run({ options, out }) {
-    const report = await listRepository(await repositoryFrom(options));
+    const report = await listRepository(await existingRepositoryFrom(options));
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
       writeJson(out, doc);

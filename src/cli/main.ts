@@ -41,8 +41,19 @@ const COMMANDS: Command[] = [
   completionCommand(() => COMMANDS),
 ];
 
+/**
+ * A reader that closed stdout (`pitr log | head -n 2`) wants no more: stop quietly with status 0, as
+ * other command-line tools do. Any other write error on stdout is a real failure.
+ */
+function endQuietlyOnClosedPipe(error: NodeJS.ErrnoException): void {
+  if (error.code === 'EPIPE') process.exit(0);
+  process.stderr.write(`pitr: error: cannot write to standard output: ${error.message}\n`);
+  process.exit(1);
+}
+
 /** Entry point: dispatch only. Sets process.exitCode from the command or the error's kind. */
 export async function main(argv: string[]): Promise<void> {
+  process.stdout.on('error', endQuietlyOnClosedPipe);
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(generalHelp(COMMANDS));
@@ -88,7 +99,9 @@ export async function main(argv: string[]): Promise<void> {
       : new PitrError('Internal', `internal error: ${messageOf(error)}`, 'please report this with the log above', { cause: error });
     const exitCode = command?.errorExitCode ?? pitrError.exitCode;
     if (json) {
-      writeJson(process.stdout, { error: { kind: pitrError.kind, code: exitCode, message: pitrError.message, hint: pitrError.hint ?? null } });
+      writeJson(process.stdout, {
+        error: { kind: pitrError.kind, code: exitCode, message: pitrError.message, hint: pitrError.hint ?? null, ...pitrError.details },
+      });
     }
     process.stderr.write(`pitr: error: ${pitrError.message}\n${pitrError.hint ? `hint: ${pitrError.hint}\n` : ''}`);
     if (pitrError.kind === 'Internal' && process.env.PITR_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);

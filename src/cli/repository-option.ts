@@ -1,8 +1,28 @@
 import { Repository } from '../archive/repository';
 import type { ParsedOptions } from '../config/parse-args';
+import { PitrError } from '../errors';
 import { openStorage } from '../storage/open-storage';
 
-export async function repositoryFrom(options: ParsedOptions): Promise<Repository> {
+/**
+ * The repository --repo (or PITR_REPO) names. A command that writes says on stderr where it writes
+ * when neither was given, as the default location is relative to the current directory.
+ */
+export async function repositoryFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<Repository> {
   const endpoint = options.string('gcs-endpoint');
-  return new Repository(await openStorage(options.string('repo'), endpoint ? { gcsEndpoint: endpoint } : {}));
+  const repo = new Repository(await openStorage(options.string('repo'), endpoint ? { gcsEndpoint: endpoint } : {}));
+  if (use === 'write' && options.isDefault('repo'))
+    process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${repo.storage.location}\n`);
+  return repo;
+}
+
+/** The repository for a command that only reads one: refuses a location that holds none (a mistyped --repo). */
+export async function existingRepositoryFrom(options: ParsedOptions): Promise<Repository> {
+  const repo = await repositoryFrom(options);
+  if (!(await repo.identity()))
+    throw new PitrError(
+      'Repository',
+      `no repository at ${repo.storage.location} (it holds no repository.json)`,
+      'check --repo or PITR_REPO; "pitr init" or "pitr backup" creates a repository',
+    );
+  return repo;
 }

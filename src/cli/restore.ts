@@ -3,7 +3,7 @@ import { runRestore } from '../restore/run-restore';
 import { formatBytes } from '../config/units';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { repositoryFrom } from './repository-option';
+import { existingRepositoryFrom } from './repository-option';
 
 export const restoreCommand: Command = {
   name: 'restore',
@@ -22,7 +22,7 @@ export const restoreCommand: Command = {
     const tables = options.string('tables');
     const pgDump = options.string('pg-dump');
     const summary = await runRestore(
-      await repositoryFrom(options),
+      await existingRepositoryFrom(options),
       {
         targetUrl,
         to,

@@ -5,7 +5,7 @@ import { undoTransaction } from '../ops/undo-sql';
 import { PitrError, messageOf } from '../errors';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { repositoryFrom } from './repository-option';
+import { existingRepositoryFrom } from './repository-option';
 
 export const undoCommand: Command = {
   name: 'undo',
@@ -23,7 +23,8 @@ export const undoCommand: Command = {
     // the foreign keys it orders by are read only when the user points at the archived database.
     const sourceUrl = options.string('source');
     const source = sourceUrl ? sourceConnection(sourceUrl, 'pitr undo') : undefined;
-    const result = await undoTransaction(await repositoryFrom(options), xid, source ? { source } : {});
+    const restoreHint = { repo: options.string('repo') ?? './pitr-repo', ...(sourceUrl ? { sourceUrl } : {}) };
+    const result = await undoTransaction(await existingRepositoryFrom(options), xid, { restoreHint, ...(source ? { source } : {}) });
     for (const w of result.warnings) {
       process.stderr.write(`pitr: warning: ${w.message}\n`);
     }

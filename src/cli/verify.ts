@@ -4,7 +4,7 @@ import { ErrorKind } from '../errors';
 import { parseTimeOption } from '../ops/log-transactions';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { repositoryFrom } from './repository-option';
+import { existingRepositoryFrom } from './repository-option';
 
 export const verifyCommand: Command = {
   name: 'verify',
@@ -18,7 +18,7 @@ export const verifyCommand: Command = {
   ],
   async run({ options, out }) {
     const since = options.string('since');
-    const report = await verifyRepository(await repositoryFrom(options), {
+    const report = await verifyRepository(await existingRepositoryFrom(options), {
       deep: options.flag('deep'),
       ddl: options.flag('ddl'),
       ...(since !== undefined ? { since: parseTimeOption('since', since, 'verify') } : {}),

@@ -24,7 +24,13 @@ export class ParsedOptions {
     private readonly values: Map<string, OptionValue>,
     readonly positionals: string[],
     private readonly fromCommandLine: ReadonlySet<string> = new Set(),
+    private readonly defaulted: ReadonlySet<string> = new Set(),
   ) {}
+
+  /** True when the value is the option's default: neither a flag nor its environment variable gave one. */
+  isDefault(name: OptionName): boolean {
+    return this.defaulted.has(name);
+  }
 
   /** Whether the value was given as a flag (visible in `ps`), not taken from the environment or a default. */
   givenOnCommandLine(name: OptionName): boolean {
@@ -94,6 +100,7 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
   const byName = new Map(specs.map((s) => [s.name, s]));
   const values = new Map<string, OptionValue>();
   const positionals: string[] = [];
+  const defaulted = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '-h') {
@@ -124,7 +131,10 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     if (values.has(spec.name)) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;
     if (fromEnv !== undefined && fromEnv !== '') values.set(spec.name, convert(command, spec, fromEnv, spec.env as string));
-    else if (spec.default !== undefined) values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
+    else if (spec.default !== undefined) {
+      values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
+      defaulted.add(spec.name);
+    }
   }
   // An option the command does not take still reads as its declared default (main reads --log-level for
   // every command), so that the type's promise holds and no caller repeats a default.
@@ -132,5 +142,5 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     if (!values.has(spec.name) && !byName.has(spec.name) && spec.default !== undefined)
       values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
   }
-  return new ParsedOptions(command, values, positionals, fromCommandLine);
+  return new ParsedOptions(command, values, positionals, fromCommandLine, defaulted);
 }

@@ -9,7 +9,8 @@ import { PitrError } from '../errors';
 import { readManifests, relationText, transactionsOf } from './log-transactions';
 import { readUndoForeignKeys } from './undo-foreign-keys';
 import { orderUndoSteps, reverseUndoOrder, type UndoOrder, type UndoOrderKind } from './undo-order';
-import { changedRelation, keyColumns, undoSteps, type UndoStep } from './undo-steps';
+import { changedRelation, keyColumns, undoSteps, type RestoreBefore, type UndoStep } from './undo-steps';
+import { restoreBeforeCommand, type RestoreHintContext } from './undo-restore-hint';
 
 export interface UndoWarning {
   xid: number;
@@ -33,6 +34,8 @@ export interface UndoResult {
 export interface UndoOptions {
   /** The archived database: when given, its foreign keys order the statements. */
   source?: SourceConnection;
+  /** Where the restore commands in refusals and warnings point (the repository as named, the source's URL). */
+  restoreHint?: Omit<RestoreHintContext, 'database'>;
 }
 
 /** The archive decodes with these settings (src/capture/replication-stream.ts); values are their text. */
@@ -99,7 +102,7 @@ function unknownForeignKeysWarning(xid: number, commitTime: string, steps: reado
   return { xid, commitTime, table: changed.join(', '), message };
 }
 
-function deferredWarning(xid: number, commitTime: string, unordered: NonNullable<UndoOrder['unordered']>): UndoWarning {
+function deferredWarning(xid: number, commitTime: string, unordered: NonNullable<UndoOrder['unordered']>, restoreBefore: RestoreBefore): UndoWarning {
   const tables = unordered.tables.join(', ');
   const names = unordered.constraints.map((c) => c.name).join(', ');
   const fixed = unordered.constraints.filter((c) => !c.deferrable);
@@ -111,7 +114,7 @@ function deferredWarning(xid: number, commitTime: string, unordered: NonNullable
     fixed.length === 0
       ? `${head}, which suffices as these constraints are DEFERRABLE`
       : `${head}, which helps only DEFERRABLE constraints: before running it, make them so (${alters}) ` +
-        `or restore the rows instead (pitr restore --to xid:${xid} --exclusive --tables ${unordered.tables.join(',')} into another database)`;
+        `or restore the rows instead, into a side database: ${restoreBefore(xid, unordered.tables)}`;
   return { xid, commitTime, table: tables, message };
 }
 
@@ -154,7 +157,10 @@ export async function undoTransaction(repo: Repository, xid: number, options: Un
       later.push({ ...when, table, message: `transaction ${txn.xid} (${when.commitTime}) later changed ${n} of the same row(s) of ${table}` });
   }
   if (!target) throw new PitrError('NotFound', `transaction ${xid} is not in the archive`, 'find it with "pitr log" (e.g. pitr log --op delete --table TABLE)');
-  const steps = undoSteps(target);
+  const identity = await repo.identity();
+  const hint: RestoreHintContext = { repo: repo.storage.location, ...options.restoreHint, ...(identity ? { database: identity.database } : {}) };
+  const restoreBefore: RestoreBefore = (x, t) => restoreBeforeCommand(hint, x, t);
+  const steps = undoSteps(target, restoreBefore);
   const commitTime = formatUnixMicros(target.commitTime);
   const warnings: UndoWarning[] = [];
   let order: UndoOrder;
@@ -162,7 +168,7 @@ export async function undoTransaction(repo: Repository, xid: number, options: Un
     const read = await orderBySource(steps, options.source);
     order = read.order;
     if (read.missingTables.length > 0) warnings.push(missingTablesWarning(target.xid, commitTime, read.missingTables, options.source));
-    if (order.unordered) warnings.push(deferredWarning(target.xid, commitTime, order.unordered));
+    if (order.unordered) warnings.push(deferredWarning(target.xid, commitTime, order.unordered, restoreBefore));
   } else {
     order = reverseUndoOrder(steps);
     const warning = unknownForeignKeysWarning(target.xid, commitTime, steps);

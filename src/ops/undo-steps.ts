@@ -57,12 +57,16 @@ function oneRow(table: string, where: string): string {
   return `ctid = (SELECT ctid FROM ${table} WHERE ${where} LIMIT 1)`;
 }
 
-function needFullRow(txn: ArchivedTransaction, rel: RelationMessage, what: string): PitrError {
+/** Builds the complete `pitr restore` command bringing back tables (or the whole database) as they were just before a transaction. */
+export type RestoreBefore = (xid: number, tables?: readonly string[]) => string;
+
+function needFullRow(txn: ArchivedTransaction, rel: RelationMessage, what: string, restoreBefore: RestoreBefore): PitrError {
   const table = relationText(rel);
   return new PitrError(
     'Usage',
     `undo: transaction ${txn.xid} ${what} rows of ${table}, but the archive holds only their key, not the old row: ${table} did not have REPLICA IDENTITY FULL when it ran`,
-    `the old values cannot be recovered from the archive (restore them with "pitr restore --to xid:${txn.xid} --tables ${table}" into another database); for future changes run: ALTER TABLE ${qualifiedName(rel.namespace, rel.name)} REPLICA IDENTITY FULL`,
+    `the old values cannot be recovered from the archive; restore the table as it was just before the transaction into a side database with: ${restoreBefore(txn.xid, [table])} ` +
+      `(then copy the rows back); for future changes run: ALTER TABLE ${qualifiedName(rel.namespace, rel.name)} REPLICA IDENTITY FULL`,
   );
 }
 
@@ -85,21 +89,21 @@ function ddlQuery(content: Buffer): string {
  * order they run in). Refuses what cannot be reversed exactly from the archive: a TRUNCATE, DDL, an
  * update or delete of a table whose old rows were not archived whole.
  */
-export function undoSteps(txn: ArchivedTransaction): UndoStep[] {
+export function undoSteps(txn: ArchivedTransaction, restoreBefore: RestoreBefore): UndoStep[] {
   for (const m of txn.messages) {
     if (m.tag === 'T') {
-      const names = m.relationIds.map((id) => relationText(changedRelation(txn, id))).join(', ');
+      const names = m.relationIds.map((id) => relationText(changedRelation(txn, id)));
       throw new PitrError(
         'Usage',
-        `undo: transaction ${txn.xid} truncates ${names}; a TRUNCATE cannot be undone from the archive (it records no rows)`,
-        `restore the table as it was before: pitr restore --to xid:${txn.xid} --tables ${names} into another database`,
+        `undo: transaction ${txn.xid} truncates ${names.join(', ')}; a TRUNCATE cannot be undone from the archive (it records no rows)`,
+        `restore the table as it was just before the transaction into a side database with: ${restoreBefore(txn.xid, names)} (then copy the rows back)`,
       );
     }
     if (m.tag === 'M' && m.prefix === 'pitr.ddl')
       throw new PitrError(
         'Usage',
         `undo: transaction ${txn.xid} contains DDL (${ddlQuery(m.content)}); schema changes cannot be undone automatically`,
-        `restore to just before it with pitr restore --to xid:${txn.xid}, or reverse the DDL by hand`,
+        `reverse the DDL by hand, or restore the database as it was just before the transaction into a side database with: ${restoreBefore(txn.xid)}`,
       );
   }
   const steps: UndoStep[] = [];
@@ -111,7 +115,7 @@ export function undoSteps(txn: ArchivedTransaction): UndoStep[] {
       steps.push({ table: relationText(r), relation: r, op: 'insert', newRow: m.newTuple, sql });
     } else if (m.tag === 'D') {
       const r = changedRelation(txn, m.relationId);
-      if (m.oldTuple.kind !== 'O') throw needFullRow(txn, r, 'deletes');
+      if (m.oldTuple.kind !== 'O') throw needFullRow(txn, r, 'deletes', restoreBefore);
       const table = qualifiedName(r.namespace, r.name);
       const cols = r.columns.map((c) => quoteIdent(c.name)).join(', ');
       const values = r.columns.map((_, i) => literal(m.oldTuple.values[i])).join(', ');
@@ -119,7 +123,7 @@ export function undoSteps(txn: ArchivedTransaction): UndoStep[] {
       steps.push({ table: relationText(r), relation: r, op: 'delete', oldRow: m.oldTuple.values, sql });
     } else if (m.tag === 'U') {
       const r = changedRelation(txn, m.relationId);
-      if (!m.oldTuple || m.oldTuple.kind !== 'O') throw needFullRow(txn, r, 'updates');
+      if (!m.oldTuple || m.oldTuple.kind !== 'O') throw needFullRow(txn, r, 'updates', restoreBefore);
       const old = m.oldTuple.values;
       const table = qualifiedName(r.namespace, r.name);
       const sets = r.columns

@@ -101,6 +101,14 @@ async function foreignKeyStatements(pgRestore: PgTool, dumpFile: string, dir: st
     .filter((statement) => /^ALTER TABLE\b/i.test(statement));
 }
 
+/** The `TABLE schema name owner` lines of the backup's schema dump (its table of contents): partitioned parents too. */
+export async function backupTableEntries(repo: Repository, manifest: BackupManifest, pgRestore: PgTool): Promise<string[]> {
+  return withSchemaDump(repo, manifest, async (dumpFile) => {
+    const { stdout } = await execFileAsync(pgRestore.path, ['--list', dumpFile], { maxBuffer: 256 * 1024 * 1024 });
+    return stdout.split('\n').filter((line) => / TABLE /.test(line) && !line.startsWith(';'));
+  });
+}
+
 /** COPY one table's chunks into the target, each chunk in its own transaction (nothing of a corrupt chunk lands). */
 export async function loadTable(repo: Repository, manifest: BackupManifest, client: Client, table: BackupManifest['tables'][number]): Promise<number> {
   let rows = 0;

@@ -11,7 +11,7 @@ import { qualifiedName } from '../pg/sql-quote';
 import { configForDatabase, databaseOf, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
-import { loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
+import { backupTableEntries, loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
 import { planRestore, type RestorePlan } from './plan';
 import { summarisePlan, type PlanSummary } from './plan-summary';
 import { throwIfInterrupted } from './interrupted';
@@ -21,6 +21,7 @@ import { setSequences } from './set-sequences';
 import { releaseTriggers } from './trigger-guard';
 import { prepareTargetDatabase } from './target-database';
 import { describeTarget, parseTarget } from './target';
+import { checkTableSelection, qualifiedTableName } from './table-selection';
 
 export interface RestoreOptions {
   targetUrl: string;
@@ -62,6 +63,7 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
   return withClient(server, { application_name: 'pitr restore' }, async (admin) => {
     const spec = await parseTarget(options.to, admin);
     const plan = await planRestore(repo, spec, options.exclusive);
+    if (options.tables) await checkTables(repo, plan, options.tables, options.pgDump);
     const target = { kind: spec.kind, input: describeTarget(spec), resolved: plan.resolved };
     const base: Omit<RestoreSummary, 'seconds'> = {
       database,
@@ -89,6 +91,21 @@ export async function runRestore(repo: Repository, options: RestoreOptions, log:
       force: options.force,
     });
     return withClient(endpoint, { options: DECODING_SESSION_OPTIONS }, (client) => restoreInto({ repo, client, endpoint, plan, options, log, base, started }));
+  });
+}
+
+/** Every `--tables` entry must name a table of the backup (its schema included) or of the archive's segments. */
+async function checkTables(repo: Repository, plan: RestorePlan, tables: readonly string[], pgDump: string | undefined): Promise<void> {
+  const known = new Set([...plan.backup.tables.map((t) => `${t.schema}.${t.name}`), ...plan.segments.flatMap((s) => s.tables)]);
+  await checkTableSelection(tables, known, async (names) => {
+    const pgRestore = await findPgTool('pg_restore', Math.floor(plan.backup.serverVersionNum / 10000), pgDump);
+    const entries = await backupTableEntries(repo, plan.backup, pgRestore);
+    return new Set(
+      names.filter((name) => {
+        const dot = name.indexOf('.');
+        return entries.some((line) => line.includes(` TABLE ${name.slice(0, dot)} ${name.slice(dot + 1)} `));
+      }),
+    );
   });
 }
 
@@ -139,12 +156,29 @@ async function addForeignKeys(client: Client, statements: string[], log: Logger)
   }
 }
 
-/** Restoring over the archived database itself would destroy the source: only with --force. */
+/**
+ * Restoring over the archived database itself would destroy the source: refused, unless --force says
+ * replacing it is meant. A database with a logical replication slot (the archiver's, or another
+ * subscriber's) is refused even then: PostgreSQL cannot drop it, and the slot's consumer would lose its stream.
+ */
 async function refuseSource(repo: Repository, admin: Client, database: string, force: boolean): Promise<void> {
+  const slots = await admin.query<{ slot_name: string; active: boolean }>(
+    "SELECT slot_name::text, active FROM pg_catalog.pg_replication_slots WHERE slot_type = 'logical' AND database = $1 ORDER BY slot_name",
+    [database],
+  );
   const identity = await repo.identity();
-  if (!identity || force || identity.database !== database) return;
   const system = await admin.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_catalog.pg_control_system()').catch(() => undefined);
-  if (system?.rows[0]?.id === identity.systemIdentifier) {
+  const isSource = identity !== null && identity.database === database && system?.rows[0]?.id === identity.systemIdentifier;
+  if (slots.rows.length > 0) {
+    const names = slots.rows.map((r) => `${r.slot_name}${r.active ? ' (active)' : ''}`).join(', ');
+    throw new PitrError(
+      'Usage',
+      `target database "${database}" ${isSource ? 'is the archived source itself and ' : ''}has logical replication slot ${names}: it cannot be restored over`,
+      `restore into a new database name (e.g. --target ending in /${database}_restored) and copy rows back; ` +
+        'to replace it really, stop its archiver or subscriber and drop the slot first (SELECT pg_drop_replication_slot(NAME)), then run with --force',
+    );
+  }
+  if (isSource && !force) {
     throw new PitrError(
       'Usage',
       `target database "${database}" is the archived source itself: restoring would replace its current data`,
@@ -170,7 +204,7 @@ interface RestoreInto {
 
 async function restoreInto({ repo, client, endpoint, plan, options, log, base, started }: RestoreInto): Promise<RestoreSummary> {
   const targetKey = `${base.target.input}${options.exclusive ? ' exclusive' : ''}`;
-  let tables = options.tables ? new Set(options.tables.map((t) => (t.includes('.') ? t : `public.${t}`))) : undefined;
+  let tables = options.tables ? new Set(options.tables.map(qualifiedTableName)) : undefined;
   let state = await readState(client);
   const resumed = state?.phase === 'replay' || state?.phase === 'done';
   const loadStarted = Date.now();

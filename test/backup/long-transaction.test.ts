@@ -3,6 +3,7 @@ import { WAIT_REPORT_MS } from '../../src/backup/exported-snapshot';
 import { readBackupManifest } from '../../src/restore/load-backup';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { PitrProcess } from '../harness/pitr-process';
+import { pollUntil } from '../harness/poll-until';
 import { sleep } from './backup-helpers';
 
 let fx: ArchiveFixture;
@@ -51,8 +52,11 @@ test('the backup reports the open transaction every few seconds, and completes o
       ),
     });
     // it keeps waiting (and saying so) while the transaction stays open
-    await sleep(1500);
-    expect(backup.lines.filter(waiting(holder.pid)).length).toBeGreaterThanOrEqual(3);
+    await pollUntil(
+      async () => backup.lines.filter(waiting(holder.pid)).length,
+      (reports) => reports >= 3,
+      'three reports of the open transaction',
+    );
     expect(backup.child.exitCode).toBeNull();
     expect(backup.lines.some((l) => l.event === 'backup_started')).toBe(false);
 

@@ -47,6 +47,8 @@ beforeAll(async () => {
   expect((await fx.init()).code).toBe(0);
   const archiver = fx.startArchiver();
   await archiver.waitForState('streaming');
+  // a base backup before the changes, for the restores undo's refusals point at
+  expect((await fx.backup()).code).toBe(0);
   await fx.cluster.withClient(async (c) => {
     // Many small transactions, some for the customer that will be deleted by accident.
     for (let i = 1; i <= 24; i++) {
@@ -112,7 +114,8 @@ test('log filters combine: --since/--until, --op, --table, and the whole log is 
   const before = await log(['--until', t0]);
   expect(before.length).toBeGreaterThan(0);
   expect(before.every((e) => e.commitTime <= t0 && e.xid !== deleteXid)).toBe(true);
-  const after = await log(['--since', t1]);
+  // the archiver's heartbeats (every second) land anywhere in between
+  const after = (await log(['--since', t1])).filter((e) => !e.heartbeat);
   expect(after.map((e) => e.tables.map((t) => t.table).join())).toEqual([...Array(5).fill('public.events'), 'public.keyed']);
   expect((await log(['--since', t1, '--op', 'delete'])).map((e) => e.xid)).toEqual([keyedDeleteXid]);
   expect(await log(['--since', t1, '--table', 'orders'])).toEqual([]);
@@ -193,4 +196,34 @@ test('undo refuses a delete from a table without REPLICA IDENTITY FULL, and unkn
   expect(unknown.code).toBe(9);
   expect(unknown.stderr).toContain('transaction 4000000000 is not in the archive');
   expect(unknown.stderr).toContain('pitr log');
+});
+
+/** Words of a command line as a POSIX shell splits it (bare words and single-quoted ones). */
+function shellWords(line: string): string[] {
+  return [...line.matchAll(/'((?:[^']|'\\'')*)'|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/'\\''/g, "'") : (m[2] as string)));
+}
+
+test("undo's refusal hint, run as it stands, restores the rows as they were just before the transaction", async () => {
+  const refused = await runPitr(['undo', '--repo', fx.repoDir, '--xid', String(keyedDeleteXid), '--source', fx.source]);
+  expect(refused.code).toBe(2);
+  const hint = /^hint: .*?with: (pitr restore .*?) \(then copy the rows back\)/m.exec(refused.stderr)?.[1];
+  expect({ stderr: refused.stderr, hint }).toEqual({ stderr: refused.stderr, hint: expect.stringContaining('--exclusive') });
+  const words = shellWords(hint as string);
+  expect(words.slice(0, 2)).toEqual(['pitr', 'restore']);
+  const restored = await runPitr([...words.slice(1), '--log-level', 'warn']);
+  expect({ code: restored.code, stderr: restored.stderr }).toEqual({ code: 0, stderr: '' });
+  const side = `postgres_before_${keyedDeleteXid}`;
+  expect(words).toContain(fx.cluster.url(side));
+  const rows = await fx.cluster.query<{ id: number; v: string }>('SELECT id, v FROM keyed WHERE id <= 3 ORDER BY id', [], side);
+  expect(rows).toEqual([
+    { id: 1, v: 'k1' },
+    { id: 2, v: 'k2' },
+    { id: 3, v: 'k3' },
+  ]);
+
+  // without --source the side database is on the server of the libpq environment
+  const bare = await runPitr(['undo', '--repo', fx.repoDir, '--xid', String(keyedDeleteXid)]);
+  expect(bare.stderr).toContain(
+    `pitr restore --repo ${fx.repoDir} --target postgresql:///postgres_before_${keyedDeleteXid} --to xid:${keyedDeleteXid} --exclusive --tables public.keyed`,
+  );
 });

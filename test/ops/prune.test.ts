@@ -8,6 +8,7 @@ import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase } from '../harness/fingerprint';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
 import { WriteLoad } from '../harness/write-load';
+import { pollUntil } from '../harness/poll-until';
 import { restoreOk } from '../restore/restore-helpers';
 
 let fx: ArchiveFixture;
@@ -165,10 +166,12 @@ test('prune keeps what restores to any point of the window need, beside a runnin
   expect(afterList.gaps).toEqual([]);
 
   // the archiver keeps running and storing segments
-  await sleep(800);
+  await pollUntil(
+    async () => segmentBases(),
+    (newest) => newest[newest.length - 1] !== remaining[remaining.length - 1],
+    'a segment stored after the prune',
+  );
   expect(archiver.child.exitCode).toBeNull();
-  const newest = segmentBases();
-  expect(newest[newest.length - 1]).not.toBe(remaining[remaining.length - 1]);
 
   await load?.stop();
   load = undefined;

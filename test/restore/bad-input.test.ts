@@ -266,6 +266,38 @@ describe('the target database', () => {
     expect(await databaseFingerprints(fx, 'ready_and_empty')).toEqual(expectedInside);
   });
 
+  test('a --tables name that matches no table of the backup or the archive is refused (exit 2) before anything, naming it and the close match', async () => {
+    for (const extra of [[], ['--dry-run']]) {
+      const refused = await restoreFails(fx, 'typo_tables', inside, ['--tables', 'public.acounts', ...extra]);
+      const text = expectErrorShape(refused, 2);
+      expect(text).toContain('public.acounts');
+      expect(text).toContain('did you mean public.accounts?');
+      await expectNothingRestored('typo_tables', true);
+    }
+    // a bare name is a table of the public schema: both spellings are fine
+    const plan = await restoreFails(fx, 'typo_tables', inside, ['--tables', 'accounts', '--dry-run']);
+    expect(plan.code).toBe(0);
+  });
+
+  test('the archived source itself, with its slot, is refused even with --force (exit 2) before anything, saying what to do', async () => {
+    const before = await fingerprintDatabase(fx.source);
+    const archiver = fx.startArchiver();
+    try {
+      await archiver.waitForState('streaming');
+      const refused = await restoreFails(fx, 'postgres', inside, ['--force']);
+      const text = expectErrorShape(refused, 2);
+      expect(text).toContain('target database "postgres" is the archived source itself and has logical replication slot pitr (active)');
+      expect(text).toContain('restore into a new database name');
+      expect(text).toContain('pg_drop_replication_slot');
+    } finally {
+      expect(await archiver.stop()).toBe(0);
+    }
+    // without --force, and with the archiver stopped (the slot stays): the same refusal
+    const again = await restoreFails(fx, 'postgres', inside);
+    expect(expectErrorShape(again, 2)).toContain('has logical replication slot pitr:');
+    expect(await fingerprintDatabase(fx.source)).toEqual(before);
+  });
+
   test('an unreachable target is a connection error (exit 4)', async () => {
     const port = await freePort();
     const args = ['restore', '--repo', fx.repoDir, '--target', `postgresql://postgres@127.0.0.1:${port}/nowhere`, '--to', inside, '--log-level', 'warn'];

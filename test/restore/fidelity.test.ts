@@ -14,6 +14,8 @@ import { formatUnixMicros } from '../../src/pg/pg-time';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprint, listUserTables, type Fingerprints } from '../harness/fingerprint';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
+import { pollUntil } from '../harness/poll-until';
+import { logTransactions } from '../../src/ops/log-transactions';
 import { SECOND_BACKUP_AFTER, SEQUENCES, SETUP_SQL, STEPS, rng, type StepContext } from './fidelity-workload';
 import {
   archiveIndex,
@@ -119,8 +121,13 @@ beforeAll(async () => {
   } finally {
     await source.end();
   }
-  // a heartbeat after the last step carries the final sequence values
-  await new Promise((r) => setTimeout(r, 2200));
+  // a heartbeat after the last step carries the final sequence values: wait until one is archived
+  const lastStepDone = BigInt(Date.now()) * 1000n;
+  await pollUntil(
+    async () => (await logTransactions(fx.repository(), { since: lastStepDone })).entries.some((e) => e.heartbeat),
+    (archived) => archived,
+    'a heartbeat archived after the last workload step',
+  );
   await fx.waitCaughtUp();
   expect(await archiver.stop()).toBe(0);
   archiver = undefined;

@@ -173,6 +173,16 @@ describe('pitr init on a source with tables it cannot archive', () => {
       'hint: apply the fixes above (pitr init --apply-fixes applies the table fixes) and run "pitr init" again',
     ]);
     expect(await other.cluster.query(`SELECT 1 FROM pg_publication`)).toHaveLength(0);
+    // --json: the fixes the hint speaks of are in the error object, each with its problem
+    const json = await other.init(['--json', '--log-level', 'warn']);
+    expect(json.code).toBe(3);
+    const { error } = JSON.parse(json.stdout) as { error: { kind: string; hint: string; checks: unknown[] } };
+    expect(error).toMatchObject({ kind: 'SourceConfig', hint: expect.stringContaining('apply the fixes listed in "checks"') });
+    expect(error.checks).toEqual([
+      expect.objectContaining({ fix: 'ALTER TABLE "public"."keyed_nothing" REPLICA IDENTITY DEFAULT;', applicable: true }),
+      expect.objectContaining({ fix: 'ALTER TABLE "public"."no_key" REPLICA IDENTITY FULL;  -- or add a primary key', applicable: true }),
+    ]);
+    expect(error.checks[0]).toHaveProperty('problem', expect.stringContaining('"public"."keyed_nothing" has REPLICA IDENTITY NOTHING'));
     const fixed = await other.init(['--apply-fixes', '--log-level', 'warn']);
     expect(fixed.code).toBe(0);
     expect(fixed.stderr.split('\n').filter((l) => l.startsWith('pitr: applied'))).toEqual([
