@@ -21,8 +21,8 @@ export const initCommand: Command = {
       slot: options.string('slot'),
       publication: options.string('publication'),
       applyFixes: options.flag('apply-fixes'),
-      json: options.flag('json'),
       takeover: options.flag('takeover'),
+      json: options.flag('json'),
       log,
       stderr: process.stderr,
     });

@@ -20,9 +20,9 @@ export interface InitInput {
   publication: string;
   /** --apply-fixes: apply the fixes of failed checks that take effect at once, then check again. */
   applyFixes: boolean;
-  /** --json: the hint of a failed check points at the error document's "checks", not at the lines above. */
-  json?: boolean;
   takeover: boolean;
+  /** --json: the failed checks are told in the error document too. */
+  json: boolean;
   log: Logger;
   /** Where the fixes applied and the checks failed are told, line by line. */
   stderr: NodeJS.WritableStream;
@@ -115,7 +115,7 @@ export function initSource(input: InitInput): Promise<InitResult> {
 
 /** The source's checks, after applying the fixes that take effect at once when asked; throws when any fails. */
 async function passChecks(client: Client, input: InitInput): Promise<void> {
-  const { source, slot, log, stderr } = input;
+  const { source, slot, log, stderr, json } = input;
   let failures = await checkSource(client, slot);
   const fixable = failures.filter((failure) => failure.apply !== undefined);
   if (fixable.length > 0 && input.applyFixes) {
@@ -130,9 +130,9 @@ async function passChecks(client: Client, input: InitInput): Promise<void> {
     failures = await checkSource(client, slot);
   }
   if (failures.length > 0) {
+    // on a terminal the fixes come before the error line; with --json they are in the error object too
     for (const failure of failures) stderr.write(`pitr: check failed: ${failure.problem}\n  fix: ${failure.fix}\n`);
-    // on a terminal the fixes are the lines above the error; with --json they are in the error document too
-    const where = input.json ? 'listed in "checks"' : 'above';
+    const where = json ? 'listed in "checks"' : 'above';
     throw new PitrError(
       'SourceConfig',
       `${failures.length} check${failures.length > 1 ? 's' : ''} failed on ${source.display}; nothing was changed`,
