@@ -231,3 +231,28 @@ test("undo's refusal hint, run as it stands, restores the rows as they were just
   expect({ code: again.code, stderr: again.stderr }).toEqual({ code: 0, stderr: '' });
   expect(await fx.cluster.query('SELECT count(*)::int AS n FROM keyed WHERE id <= 3', [], side)).toEqual([{ n: 3 }]);
 });
+
+test("undo's refusal of a TRUNCATE names the restore that brings the table back, and it does", async () => {
+  const archiver = fx.startArchiver();
+  await archiver.waitForState('streaming');
+  const truncateXid = await fx.cluster.withClient(async (c) => {
+    await c.query('BEGIN');
+    const xid = Number((await c.query<{ x: string }>('SELECT txid_current()::text AS x')).rows[0]?.x);
+    await c.query('TRUNCATE events');
+    await c.query('COMMIT');
+    return xid;
+  });
+  await fx.waitCaughtUp();
+  expect(await archiver.stop()).toBe(0);
+  const refused = await runPitr(['undo', '--repo', fx.repoDir, '--xid', String(truncateXid), '--source', fx.source]);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toContain(`undo: transaction ${truncateXid} truncates public.events`);
+  const hint = /^hint: .*?with: (pitr restore .*?) \(then copy the rows back\)/m.exec(refused.stderr)?.[1];
+  expect(hint).toBe(
+    `pitr restore --repo ${fx.repoDir} --target ${fx.cluster.url(`postgres_before_${truncateXid}`)} --to xid:${truncateXid} --exclusive --tables public.events`,
+  );
+  const restored = await runPitr([...shellWords(hint as string).slice(1), '--log-level', 'warn']);
+  expect({ code: restored.code, stderr: restored.stderr }).toEqual({ code: 0, stderr: '' });
+  const rows = await fx.cluster.query<{ what: string }>('SELECT what FROM events ORDER BY id', [], `postgres_before_${truncateXid}`);
+  expect(rows.map((r) => r.what)).toEqual([0, 1, 2, 3, 4].map((i) => `after ${i}`));
+});
