@@ -10,6 +10,7 @@
  *   3. the real archiver resumes after it; a second base backup, more small transactions and a mark.
  * Then, three times each: `list`, `status`, `restore --dry-run` (latest), `log --since` (the last
  * seconds) and a small restore (latest, from the second backup). Best and worst of three are printed.
+ * Once per archive, a restore from the first backup through the whole middle gives the cost of a segment.
  * Then the local archive is compacted (`pitr compact`, as `archive --retention` does with what is older
  * than an hour) and measured again.
  *
@@ -123,7 +124,10 @@ async function heartbeatSegmentsAfter(repoDir: string, after: SegmentManifest, c
 }
 
 /** Builds a repository of about `size` segments for database `db` (see the top of the file). */
-async function buildArchive(cluster: PgCluster, size: number): Promise<{ repoDir: string; db: string; slot: string; since: string }> {
+async function buildArchive(
+  cluster: PgCluster,
+  size: number,
+): Promise<{ repoDir: string; db: string; slot: string; since: string; middle: { segments: number; lastCommitLsn: string } }> {
   const db = `scale_${size}`;
   const slot = `pitr_${size}`;
   const repoDir = mkdtempSync(path.join(tmpdir(), `pitr-scale-${size}-`));
@@ -163,7 +167,26 @@ async function buildArchive(cluster: PgCluster, size: number): Promise<{ repoDir
     since = new Date().toISOString();
     await smallTransactions(cluster, db, REAL_TRANSACTIONS * 2, REAL_TRANSACTIONS / 2);
   });
-  return { repoDir, db, slot, since };
+  return { repoDir, db, slot, since, middle: { segments: written.length, lastCommitLsn: last.lastCommitLsn } };
+}
+
+/**
+ * A restore from the first backup to the last heartbeat of the middle: it replays every segment of the
+ * long run, so its time over their number is what one segment costs a restore.
+ */
+async function longReplay(
+  cluster: PgCluster,
+  built: { db: string; middle: { segments: number; lastCommitLsn: string } },
+  repo: string,
+  label: string,
+): Promise<void> {
+  const target = `long_${built.db}_${label.replace(/\W+/g, '_')}`;
+  const run = await mustPitr(['restore', '--repo', repo, '--target', cluster.url(target), '--to', `lsn:${built.middle.lastCommitLsn}`, '--json']);
+  const summary = JSON.parse(run.stdout) as { seconds: { replay: number } };
+  console.log(
+    `${label}: a restore replaying the ${built.middle.segments} heartbeat segments of the middle: ${run.seconds.toFixed(2)} s to exit, replay ${summary.seconds.replay.toFixed(2)} s (${((summary.seconds.replay * 1000) / Math.max(1, built.middle.segments)).toFixed(3)} ms a segment; a day of one-second segments: ${((summary.seconds.replay / Math.max(1, built.middle.segments)) * 86_400).toFixed(0)} s)`,
+  );
+  await cluster.query(`DROP DATABASE IF EXISTS ${target}`);
 }
 
 /** Copies a local repository into the fake GCS bucket object by object (the same bytes under the same names). */
@@ -215,6 +238,7 @@ async function main(): Promise<void> {
       const segments = (await new Repository(new LocalStorage(built.repoDir)).segmentManifestNames()).length;
       console.log(`archive of ${segments} segments built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
       results.push({ size, segments, where: 'local', m: await measure(cluster, built, built.repoDir, []) });
+      await longReplay(cluster, built, built.repoDir, `local, ${segments} segments`);
       copyToGcs(gcs, built.repoDir, `scale${size}`);
       results.push({ size, segments, where: 'gcs', m: await measure(cluster, built, `gs://${BUCKET}/scale${size}`, ['--gcs-endpoint', gcs.url]) });
       // as `archive --retention` keeps it: what is older than an hour compacted (here: all but the last page)
@@ -222,6 +246,7 @@ async function main(): Promise<void> {
       const after = (await new Repository(new LocalStorage(built.repoDir)).segmentManifestNames()).length;
       console.log(`compacted into ${after} segments in ${compacted.seconds.toFixed(0)} s`);
       results.push({ size, segments: after, where: 'local, compacted', m: await measure(cluster, built, built.repoDir, []) });
+      await longReplay(cluster, built, built.repoDir, `local compacted, ${after} segments`);
     }
     console.log(`\nbest..worst of ${RUNS} runs; ratio = largest archive / smallest (best/best, worst/worst; goal at most 1.5)`);
     for (const where of ['local', 'gcs', 'local, compacted']) {
