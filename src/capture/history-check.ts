@@ -1,0 +1,108 @@
+import { ArchiveView } from '../archive/archive-view';
+import type { Repository } from '../archive/repository';
+import { Tag } from '../archive/segment-format';
+import { segmentDataName } from '../archive/segment-manifest';
+import { readSegmentRecords } from '../archive/segment-reader';
+import { PitrError } from '../errors';
+import { formatLsn, type Lsn } from '../pg/lsn';
+import { formatUnixMicros, pgMicrosToUnixMicros } from '../pg/pg-time';
+
+const RUNBOOK = 'docs/runbooks/replaced-or-promoted-source.md';
+
+/**
+ * How many archived segments after the slot's position the check reads at most. A crash of the
+ * archiver leaves the slot behind by the segments sealed but not acknowledged (maxPendingSegments,
+ * default 8, plus the one being sealed); a source crash or restart may lose the slot's in-memory
+ * position since it was last saved (a few seconds of segments). 64 covers both with room to spare and
+ * bounds the reading on a connection; a slot further behind than that is not where a crash leaves it.
+ */
+export const HISTORY_CHECK_SEGMENTS = 64;
+
+/** One archived transaction as its Begin message names it: commit LSN, xid, commit time (PostgreSQL microseconds). */
+export interface ArchivedCommit {
+  commitLsn: Lsn;
+  xid: number;
+  commitTime: bigint;
+}
+
+/**
+ * The transactions the archive holds after the slot's position, which the server sends again when the
+ * stream starts there. The stream assembler drops them as duplicates; each is first compared with the
+ * archive's, in order (same commit LSN, xid and commit time), so a server with another history after
+ * that point (an older copy of the source, written since) is refused before anything of it is stored
+ * or acknowledged. While `pending`, the slot is not acknowledged past `slotLsn`.
+ */
+export class HistoryCheck {
+  private next = 0;
+
+  constructor(
+    readonly slotLsn: Lsn,
+    private readonly expected: readonly ArchivedCommit[],
+    private readonly source: string,
+  ) {}
+
+  /** Archived transactions not yet received again. */
+  get pending(): boolean {
+    return this.next < this.expected.length;
+  }
+
+  /** Called with every Begin while pending: the next archived transaction, or a PitrError('Repository'). */
+  begin(commitLsn: Lsn, xid: number, commitTime: bigint): void {
+    const want = this.expected[this.next];
+    if (!want) return;
+    if (want.commitLsn === commitLsn && want.xid === xid && want.commitTime === commitTime) {
+      this.next++;
+      return;
+    }
+    const sent = describe({ commitLsn, xid, commitTime });
+    const what =
+      commitLsn > want.commitLsn
+        ? `the archive's transaction ${describe(want)} is not in its history (it sent ${sent} first)`
+        : commitLsn < want.commitLsn
+          ? `it sent ${sent}, which the archive does not hold (the archive's next is ${describe(want)})`
+          : `it sent ${sent}, where the archive holds ${describe(want)}`;
+    throw new PitrError(
+      'Repository',
+      `source ${this.source} has another history than the archive after ${formatLsn(this.slotLsn)}: ${what}`,
+      `the server was restored from an older copy or backup and written since: its transactions are not the archive's. Nothing of it was archived or acknowledged, and its slot was left where it was. Point --source at the server the archive follows, or give this one a repository of its own (${RUNBOOK})`,
+    );
+  }
+}
+
+function describe(c: ArchivedCommit): string {
+  return `${c.xid} committed at ${formatLsn(c.commitLsn)} (${formatUnixMicros(pgMicrosToUnixMicros(c.commitTime))})`;
+}
+
+/**
+ * When the slot is behind the archive's end: the check of what the server sends again (reading the
+ * archived segments ending after the slot's position, at most HISTORY_CHECK_SEGMENTS of them). Null
+ * when the slot is at or past the archive's end: nothing is read then.
+ */
+export async function historyCheck(
+  repo: Repository,
+  slotLsn: Lsn | null,
+  storedEndLsn: Lsn,
+  where: { source: string; slot: string },
+): Promise<HistoryCheck | null> {
+  if (slotLsn === null || slotLsn >= storedEndLsn) return null;
+  const view = await ArchiveView.open(repo);
+  const segments = [];
+  for await (const manifest of view.eachSegment({ endAfter: slotLsn })) {
+    if (segments.length === HISTORY_CHECK_SEGMENTS)
+      throw new PitrError(
+        'Repository',
+        `source ${where.source} is further behind the archive than a crash leaves: its replication slot "${where.slot}" confirmed ${formatLsn(slotLsn)}, and the archive holds more than ${HISTORY_CHECK_SEGMENTS} segments after that, up to ${formatLsn(storedEndLsn)}`,
+        `the server may be an older copy or backup of the source, written since. Nothing was archived or acknowledged. Point --source at the server the archive follows, or give this one a repository of its own (${RUNBOOK})`,
+      );
+    segments.push(manifest);
+  }
+  const expected: ArchivedCommit[] = [];
+  for (const manifest of segments)
+    for await (const record of readSegmentRecords(repo.storage.readStream(segmentDataName(manifest.name)), manifest.name, manifest.sha256)) {
+      if (record[0] !== Tag.Begin) continue;
+      // Begin: tag, final (commit) LSN u64, commit time i64, xid u32; the server skips commits before its start
+      const commitLsn = record.readBigUInt64BE(1);
+      if (commitLsn >= slotLsn) expected.push({ commitLsn, commitTime: record.readBigInt64BE(9), xid: record.readUInt32BE(17) });
+    }
+  return new HistoryCheck(slotLsn, expected, where.source);
+}
