@@ -26,6 +26,7 @@ import { manifestFor, uploadSegment } from './segment-upload';
 import { Condition, closeBounded, waitLogged } from './stop-waits';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
 import { IndexMaintainer } from '../archive/index-maintainer';
+import { crashPoint } from '../archive/crash-point';
 
 export interface ArchiverOptions {
   slot: string;
@@ -397,6 +398,7 @@ export class Archiver {
         this.fail(error);
         return;
       }
+      crashPoint('archive:segment-stored'); // stored, not acknowledged: the slot is behind the archive on the next start
       entry.done = true;
       this.acknowledgeStored();
     });
