@@ -351,6 +351,13 @@ export class Archiver {
   }
 
   private onKeepalive(walEnd: Lsn, replyRequested: boolean): void {
+    try {
+      if (this.assembler.history?.pending && this.assembler.betweenTransactions) this.assembler.history.decodedTo(walEnd);
+    } catch (error) {
+      this.log.error({ event: 'source_mismatch', error: messageOf(error) }, 'the source is not the one this archive follows');
+      this.fail(error);
+      return;
+    }
     // With nothing received that is not yet stored, everything before walEnd is archived (or was not ours).
     const checking = this.assembler.history?.pending === true;
     if (!checking && this.assembler.idle && this.sealsStarting === 0 && this.inFlight.length === 0 && walEnd > this.durableLsn) this.durableLsn = walEnd;

@@ -55,13 +55,28 @@ export class HistoryCheck {
       return;
     }
     const sent = describe({ commitLsn, xid, commitTime });
-    const what =
+    throw this.refusal(
       commitLsn > want.commitLsn
-        ? `the archive's transaction ${describe(want)} is not in its history (it sent ${sent} first)`
+        ? `the archive's ${describe(want)} is not in its history: it sent ${sent} first`
         : commitLsn < want.commitLsn
           ? `it sent ${sent}, which the archive does not hold (the archive's next is ${describe(want)})`
-          : `it sent ${sent}, where the archive holds ${describe(want)}`;
-    throw new PitrError(
+          : `it sent ${sent}, where the archive holds ${describe(want)}`,
+    );
+  }
+
+  /**
+   * Called with a keepalive's WAL position between transactions while pending: the server has decoded
+   * its WAL up to there and sent every transaction committed before, so the next archived one, if
+   * committed before, is not in its history.
+   */
+  decodedTo(walEnd: Lsn): void {
+    const want = this.expected[this.next];
+    if (want && walEnd > want.commitLsn)
+      throw this.refusal(`the archive's ${describe(want)} is not in its history: it has decoded its WAL up to ${formatLsn(walEnd)} without sending it`);
+  }
+
+  private refusal(what: string): PitrError {
+    return new PitrError(
       'Repository',
       `source ${this.source} has another history than the archive after ${formatLsn(this.slotLsn)}: ${what}`,
       `the server was restored from an older copy or backup and written since: its transactions are not the archive's. Nothing of it was archived or acknowledged, and its slot was left where it was. Point --source at the server the archive follows, or give this one a repository of its own (${RUNBOOK})`,
@@ -70,7 +85,7 @@ export class HistoryCheck {
 }
 
 function describe(c: ArchivedCommit): string {
-  return `${c.xid} committed at ${formatLsn(c.commitLsn)} (${formatUnixMicros(pgMicrosToUnixMicros(c.commitTime))})`;
+  return `transaction ${c.xid} committed at ${formatLsn(c.commitLsn)} (${formatUnixMicros(pgMicrosToUnixMicros(c.commitTime))})`;
 }
 
 /**
