@@ -11,12 +11,15 @@ const RUNBOOK = 'docs/runbooks/replaced-or-promoted-source.md';
 
 /**
  * How many archived segments after the slot's position the check reads at most. A crash of the
- * archiver leaves the slot behind by the segments sealed but not acknowledged (maxPendingSegments,
- * default 8, plus the one being sealed); a source crash or restart may lose the slot's in-memory
- * position since it was last saved (a few seconds of segments). 64 covers both with room to spare and
- * bounds the reading on a connection; a slot further behind than that is not where a crash leaves it.
+ * archiver leaves the slot behind by the segments stored but not acknowledged (the stream pauses at
+ * maxPendingSegments, default 8, sealed and waiting). A crash or restart of the source can lose the
+ * slot's newest position too: PostgreSQL before 17 does not write it to disk at every acknowledgement,
+ * only with the slot's other positions, which leaves it seconds to tens of seconds behind; at the 1s
+ * default segment age, and several segments a second under heavy load, 256 segments cover that with
+ * room to spare. It bounds what one connection reads; a slot further behind is not where a crash
+ * leaves it.
  */
-export const HISTORY_CHECK_SEGMENTS = 64;
+export const HISTORY_CHECK_SEGMENTS = 256;
 
 /** One archived transaction as its Begin message names it: commit LSN, xid, commit time (PostgreSQL microseconds). */
 export interface ArchivedCommit {
@@ -98,15 +101,16 @@ export async function historyCheck(
   slotLsn: Lsn | null,
   storedEndLsn: Lsn,
   where: { source: string; slot: string },
+  bound = HISTORY_CHECK_SEGMENTS,
 ): Promise<HistoryCheck | null> {
   if (slotLsn === null || slotLsn >= storedEndLsn) return null;
   const view = await ArchiveView.open(repo);
   const segments = [];
   for await (const manifest of view.eachSegment({ endAfter: slotLsn })) {
-    if (segments.length === HISTORY_CHECK_SEGMENTS)
+    if (segments.length === bound)
       throw new PitrError(
         'Repository',
-        `source ${where.source} is further behind the archive than a crash leaves: its replication slot "${where.slot}" confirmed ${formatLsn(slotLsn)}, and the archive holds more than ${HISTORY_CHECK_SEGMENTS} segments after that, up to ${formatLsn(storedEndLsn)}`,
+        `source ${where.source} is further behind the archive than a crash leaves: its replication slot "${where.slot}" confirmed ${formatLsn(slotLsn)}, and the archive holds more than ${bound} segments after that, up to ${formatLsn(storedEndLsn)}`,
         `the server may be an older copy or backup of the source, written since. Nothing was archived or acknowledged. Point --source at the server the archive follows, or give this one a repository of its own (${RUNBOOK})`,
       );
     segments.push(manifest);

@@ -1,4 +1,12 @@
-import { HistoryCheck } from '../../src/capture/history-check';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Repository } from '../../src/archive/repository';
+import { HistoryCheck, historyCheck } from '../../src/capture/history-check';
+import { formatLsn } from '../../src/pg/lsn';
+import { unixMicrosToPgMicros } from '../../src/pg/pg-time';
+import { LocalStorage } from '../../src/storage/local/local-storage';
+import { HEARTBEAT_LSN_STEP, writeHeartbeatSegments } from '../harness/heartbeat-segments';
 import { StreamAssembler } from '../../src/capture/stream-assembler';
 import { isPitrError } from '../../src/errors';
 import { parseLsn } from '../../src/pg/lsn';
@@ -68,4 +76,65 @@ test('the stream assembler checks every Begin while the check is pending, the du
   expect(assembler.betweenTransactions).toBe(false);
   expect(refusal(() => assembler.handle(begin(commit('0/1000400', 703))))).toMatch(/the archive's transaction 701 .* is not in its history/);
   expect(assembler.openRawBytes).toBe(0); // nothing of either was written
+});
+
+describe('what the check reads from the archive', () => {
+  const FIRST = 0x1000000n;
+  const FIRST_TIME = 1_790_000_000_000_000n;
+  let dir: string;
+  let repo: Repository;
+  const where = { source, slot: 'pitr' };
+  /** The heartbeat segments' commits: segment i commits at FIRST + i * step, xid 10000000 + i, 100 µs apart. */
+  const nth = (i: number) => ({
+    commitLsn: FIRST + HEARTBEAT_LSN_STEP * BigInt(i),
+    xid: 10_000_000 + i,
+    commitTime: unixMicrosToPgMicros(FIRST_TIME + 100n * BigInt(i)),
+  });
+  const end = FIRST + HEARTBEAT_LSN_STEP * 9n + 0x30n; // of the tenth and last segment
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'pitr-history-'));
+    repo = new Repository(new LocalStorage(path.join(dir, 'repo')));
+    await writeHeartbeatSegments({
+      previous: null,
+      identity: { systemIdentifier: '7310000000000000001', database: 'shop' },
+      firstLsn: FIRST,
+      firstTime: FIRST_TIME,
+      count: 10,
+      spoolDir: dir,
+      store: async (name, data) => {
+        const file = path.join(dir, 'repo', name);
+        mkdirSync(path.dirname(file), { recursive: true });
+        writeFileSync(file, data);
+      },
+    });
+  });
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("a slot at or past the archive's end, or none: no check", async () => {
+    expect(await historyCheck(repo, end, end, where)).toBeNull();
+    expect(await historyCheck(repo, end + 8n, end, where)).toBeNull();
+    expect(await historyCheck(repo, null, end, where)).toBeNull();
+  });
+
+  test('a slot behind: the archived commits at or after its position, in order, and nothing before it', async () => {
+    const slot = nth(6).commitLsn - 0x10n; // inside segment 5, after its commit
+    const check = (await historyCheck(repo, slot, end, where)) as HistoryCheck;
+    expect(check.slotLsn).toBe(slot);
+    expect(refusal(() => (check as HistoryCheck).begin(nth(5).commitLsn, nth(5).xid, nth(5).commitTime))).toMatch(/which the archive does not hold/);
+    const again = (await historyCheck(repo, slot, end, where)) as HistoryCheck;
+    for (const i of [6, 7, 8, 9]) {
+      expect(again.pending).toBe(true);
+      again.begin(nth(i).commitLsn, nth(i).xid, nth(i).commitTime);
+    }
+    expect(again.pending).toBe(false);
+  });
+
+  test('more segments after the slot than the bound: refused before reading them', async () => {
+    await expect(historyCheck(repo, FIRST, end, where, 5)).rejects.toThrow(
+      `source ${source} is further behind the archive than a crash leaves: its replication slot "pitr" confirmed ${formatLsn(FIRST)}, and the archive holds more than 5 segments after that, up to ${formatLsn(end)}`,
+    );
+    expect(await historyCheck(repo, FIRST, end, where, 10)).not.toBeNull();
+  });
 });
