@@ -1,10 +1,11 @@
 import { ArchiveView } from '../archive/archive-view';
 import type { Repository } from '../archive/repository';
 import { Tag } from '../archive/segment-format';
-import { segmentDataName } from '../archive/segment-manifest';
+import { segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
+import { segmentRangeOfName } from '../archive/segment-names';
 import { readSegmentRecords } from '../archive/segment-reader';
 import { PitrError } from '../errors';
-import { formatLsn, type Lsn } from '../pg/lsn';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import { formatUnixMicros, pgMicrosToUnixMicros } from '../pg/pg-time';
 
 const RUNBOOK = 'docs/runbooks/replaced-or-promoted-source.md';
@@ -87,6 +88,23 @@ export class HistoryCheck {
   }
 }
 
+/**
+ * An archived segment missing between the slot's position and the archive's end: an upload cut off by a
+ * crash while a later one (segments are uploaded several at a time) was stored. The server would send
+ * its transactions again, which the archive does not hold; say so instead of calling it another history.
+ */
+function missingBefore(manifest: SegmentManifest, before: SegmentManifest | undefined, slotLsn: Lsn, where: { source: string; slot: string }): void {
+  const named = manifest.previous?.name;
+  if (named === undefined) return;
+  const present = before ? (before.merged?.last.name ?? before.name) === named : (segmentRangeOfName(named)?.end ?? 0n) <= slotLsn;
+  if (present) return;
+  throw new PitrError(
+    'Integrity',
+    `segment ${named} is missing from the archive: ${manifest.name} names it as its previous, and replication slot "${where.slot}" on ${where.source} confirmed only ${formatLsn(slotLsn)}, before it`,
+    `an upload cut off by a crash while a later segment was stored; nothing was archived or acknowledged. The server still holds those transactions: move ${manifest.name} (.json and .lz4) and the segments after it out of the repository, run "pitr compact --rebuild-index", and start the archiver again; it archives them again ("pitr verify" lists the break)`,
+  );
+}
+
 function describe(c: ArchivedCommit): string {
   return `transaction ${c.xid} committed at ${formatLsn(c.commitLsn)} (${formatUnixMicros(pgMicrosToUnixMicros(c.commitTime))})`;
 }
@@ -105,14 +123,17 @@ export async function historyCheck(
 ): Promise<HistoryCheck | null> {
   if (slotLsn === null || slotLsn >= storedEndLsn) return null;
   const view = await ArchiveView.open(repo);
-  const segments = [];
+  const segments: SegmentManifest[] = [];
   for await (const manifest of view.eachSegment({ endAfter: slotLsn })) {
+    // segments past the stored end are uploads of this run not yet acknowledged in order: not compared
+    if (parseLsn(manifest.endLsn) > storedEndLsn) break;
     if (segments.length === bound)
       throw new PitrError(
         'Repository',
         `source ${where.source} is further behind the archive than a crash leaves: its replication slot "${where.slot}" confirmed ${formatLsn(slotLsn)}, and the archive holds more than ${bound} segments after that, up to ${formatLsn(storedEndLsn)}`,
         `the server may be an older copy or backup of the source, written since. Nothing was archived or acknowledged. Point --source at the server the archive follows, or give this one a repository of its own (${RUNBOOK})`,
       );
+    missingBefore(manifest, segments[segments.length - 1], slotLsn, where);
     segments.push(manifest);
   }
   const expected: ArchivedCommit[] = [];

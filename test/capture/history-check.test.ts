@@ -92,22 +92,27 @@ describe('what the check reads from the archive', () => {
   });
   const end = FIRST + HEARTBEAT_LSN_STEP * 9n + 0x30n; // of the tenth and last segment
 
-  beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'pitr-history-'));
-    repo = new Repository(new LocalStorage(path.join(dir, 'repo')));
-    await writeHeartbeatSegments({
+  /** A repository of ten heartbeat segments, one transaction each, chained. */
+  async function heartbeatRepo(name: string): Promise<{ repo: Repository; names: string[] }> {
+    const manifests = await writeHeartbeatSegments({
       previous: null,
       identity: { systemIdentifier: '7310000000000000001', database: 'shop' },
       firstLsn: FIRST,
       firstTime: FIRST_TIME,
       count: 10,
       spoolDir: dir,
-      store: async (name, data) => {
-        const file = path.join(dir, 'repo', name);
+      store: async (object, data) => {
+        const file = path.join(dir, name, object);
         mkdirSync(path.dirname(file), { recursive: true });
         writeFileSync(file, data);
       },
     });
+    return { repo: new Repository(new LocalStorage(path.join(dir, name))), names: manifests.map((m) => m.name) };
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'pitr-history-'));
+    repo = (await heartbeatRepo('repo')).repo;
   });
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -131,10 +136,34 @@ describe('what the check reads from the archive', () => {
     expect(again.pending).toBe(false);
   });
 
+  test('segments past the stored end (uploads of this run not acknowledged in order yet): not compared', async () => {
+    const check = (await historyCheck(repo, nth(6).commitLsn - 0x10n, nth(7).commitLsn + 0x30n, where)) as HistoryCheck;
+    for (const i of [6, 7]) check.begin(nth(i).commitLsn, nth(i).xid, nth(i).commitTime);
+    expect(check.pending).toBe(false);
+  });
+
   test('more segments after the slot than the bound: refused before reading them', async () => {
     await expect(historyCheck(repo, FIRST, end, where, 5)).rejects.toThrow(
       `source ${source} is further behind the archive than a crash leaves: its replication slot "pitr" confirmed ${formatLsn(FIRST)}, and the archive holds more than 5 segments after that, up to ${formatLsn(end)}`,
     );
     expect(await historyCheck(repo, FIRST, end, where, 10)).not.toBeNull();
+  });
+
+  test("a segment missing between the slot and the archive's end (an upload cut off by a crash): refused as such, not as another history", async () => {
+    const slot = nth(6).commitLsn - 0x10n;
+    for (const [gone, named] of [
+      [8, 9],
+      [6, 7],
+    ] as const) {
+      const holed = await heartbeatRepo(`holed-${gone}`);
+      const base = path.join(dir, `holed-${gone}`, holed.names[gone] as string);
+      rmSync(`${base}.json`);
+      rmSync(`${base}.lz4`);
+      const error = await historyCheck(holed.repo, slot, end, where).catch((e: unknown) => e);
+      expect(isPitrError(error, 'Integrity')).toBe(true);
+      expect((error as Error).message).toBe(
+        `segment ${holed.names[gone]} is missing from the archive: ${holed.names[named]} names it as its previous, and replication slot "pitr" on ${source} confirmed only ${formatLsn(slot)}, before it`,
+      );
+    }
   });
 });
