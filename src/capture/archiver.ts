@@ -20,11 +20,13 @@ import { ReplicationStream } from './replication-stream';
 import { connectSource, identifySystem } from '../pg/connect';
 import type { ReplicationSession } from '../pg/replication-session';
 import { checkConnection, resumeAfter } from './connection-check';
+import { historyCheck } from './history-check';
 import { classifyStreamError } from './stream-error';
 import { manifestFor, uploadSegment } from './segment-upload';
 import { Condition, closeBounded, waitLogged } from './stop-waits';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
 import { IndexMaintainer } from '../archive/index-maintainer';
+import { crashPoint } from '../archive/crash-point';
 
 export interface ArchiverOptions {
   slot: string;
@@ -317,13 +319,29 @@ export class Archiver {
       );
     }
     this.timeline = checked.timeline;
-    return this.durableLsn;
+    // a slot behind the archive's end: the server sends those transactions again, each compared with the archive's
+    const check = end && (await historyCheck(this.repo, checked.slotLsn, end.storedEndLsn, { source: this.source.display, slot: this.options.slot }));
+    this.assembler.history = check ?? undefined;
+    if (!check) return this.durableLsn;
+    this.log.info(
+      { event: 'history_check', slot: formatLsn(check.slotLsn), storedEnd: formatLsn(this.storedEndLsn) },
+      'the slot is behind the archive: streaming from the slot, the transactions sent again are compared with the archive',
+    );
+    return check.slotLsn < this.durableLsn ? check.slotLsn : this.durableLsn;
+  }
+
+  /** Acknowledges the durable position, but not past the slot's while the history sent again is being checked. */
+  private sendStatus(): void {
+    const check = this.assembler.history;
+    this.stream?.sendStatus(check?.pending === true && check.slotLsn < this.durableLsn ? check.slotLsn : this.durableLsn);
   }
 
   private onMessage(message: Buffer): void {
     try {
       this.assembler.handle(message);
     } catch (error) {
+      if (error instanceof PitrError && error.kind === 'Repository')
+        this.log.error({ event: 'source_mismatch', error: error.message }, 'the source is not the one this archive follows');
       this.fail(error);
       return;
     }
@@ -333,9 +351,17 @@ export class Archiver {
   }
 
   private onKeepalive(walEnd: Lsn, replyRequested: boolean): void {
+    try {
+      if (this.assembler.history?.pending && this.assembler.betweenTransactions) this.assembler.history.decodedTo(walEnd);
+    } catch (error) {
+      this.log.error({ event: 'source_mismatch', error: messageOf(error) }, 'the source is not the one this archive follows');
+      this.fail(error);
+      return;
+    }
     // With nothing received that is not yet stored, everything before walEnd is archived (or was not ours).
-    if (this.assembler.idle && this.sealsStarting === 0 && this.inFlight.length === 0 && walEnd > this.durableLsn) this.durableLsn = walEnd;
-    if (replyRequested || this.assembler.idle) this.stream?.sendStatus(this.durableLsn);
+    const checking = this.assembler.history?.pending === true;
+    if (!checking && this.assembler.idle && this.sealsStarting === 0 && this.inFlight.length === 0 && walEnd > this.durableLsn) this.durableLsn = walEnd;
+    if (replyRequested || this.assembler.idle) this.sendStatus();
   }
 
   private maybeSeal(force: boolean): void {
@@ -379,6 +405,7 @@ export class Archiver {
         this.fail(error);
         return;
       }
+      crashPoint('archive:segment-stored'); // stored, not acknowledged: the slot is behind the archive on the next start
       entry.done = true;
       this.acknowledgeStored();
     });
@@ -394,7 +421,7 @@ export class Archiver {
       this.index?.stored(stored.manifest);
       advanced = true;
     }
-    if (advanced) this.stream?.sendStatus(this.durableLsn);
+    if (advanced) this.sendStatus();
     this.applyBackpressure();
   }
 
@@ -454,7 +481,7 @@ export class Archiver {
         `stopping with ${this.inFlight.filter((e) => !e.done).length} segment(s) not stored: they were not acknowledged, the next run archives them again`,
       );
     }
-    this.stream?.sendStatus(this.durableLsn);
+    this.sendStatus();
     await this.stream?.flushed(); // the final position is on its way to the server before the session closes
     await closeBounded(this.stream?.stop());
     this.setState('stopped', { durable: formatLsn(this.durableLsn) });

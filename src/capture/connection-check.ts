@@ -1,6 +1,6 @@
 import { PitrError } from '../errors';
 import { identifySession } from '../pg/connect';
-import { formatLsn, type Lsn } from '../pg/lsn';
+import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import type { ReplicationSession } from '../pg/replication-session';
 import { quoteLiteral } from '../pg/sql-quote';
 import { publicationExists } from './source-checks';
@@ -18,19 +18,24 @@ export interface ConnectionExpectations {
 export interface CheckedConnection {
   match: SourceMatch;
   timeline: number;
+  /** The slot's confirmed_flush_lsn: where the server resends from (null if it has none). */
+  slotLsn: Lsn | null;
 }
 
 /**
  * What the archiver checks on every replication connection, before START_REPLICATION: that the server is
  * the database the repository belongs to and follows the archive's history (source-match.ts), and that
- * the slot and the publication exist (the slot first: before "pitr init" neither does). Throws PitrError
+ * the slot and the publication exist (the slot first: before "pitr init" neither does), and where the slot
+ * stands (when behind the archive's end, history-check.ts compares what the server sends again). Throws PitrError
  * for each refusal; the caller drops the connection, so nothing is streamed, acknowledged or held on a
  * server that fails them.
  */
 export async function checkConnection(session: ReplicationSession, expected: ConnectionExpectations): Promise<CheckedConnection> {
   const server = await identifySession(session);
   const match = matchSource(server, expected.owner, expected.end, { source: expected.source, repository: expected.repository });
-  const { rows } = await session.query(`SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(expected.slot)}`);
+  const { rows } = (await session.query(
+    `SELECT confirmed_flush_lsn::text AS confirmed FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(expected.slot)}`,
+  )) as { rows: { confirmed: string | null }[] };
   if (rows.length === 0) throw missingSlot(expected, match);
   if (!(await publicationExists(session, expected.publication)))
     throw new PitrError(
@@ -38,7 +43,8 @@ export async function checkConnection(session: ReplicationSession, expected: Con
       `publication "${expected.publication}" does not exist on ${expected.source}`,
       `run "pitr init --publication ${expected.publication}" to create it, or give the publication "pitr init" created (--publication, default pitr)`,
     );
-  return { match, timeline: server.timeline };
+  const confirmed = rows[0]?.confirmed ?? null;
+  return { match, timeline: server.timeline, slotLsn: confirmed === null ? null : parseLsn(confirmed) };
 }
 
 function missingSlot(expected: ConnectionExpectations, match: SourceMatch): PitrError {

@@ -7,6 +7,7 @@ import type { ChangeCounts } from '../archive/segment-manifest';
 import { PitrError } from '../errors';
 import type { Lsn } from '../pg/lsn';
 import { pgMicrosToUnixMicros } from '../pg/pg-time';
+import type { HistoryCheck } from './history-check';
 
 /** What a sealed segment holds, for its manifest. */
 export interface SegmentContents {
@@ -53,6 +54,8 @@ export class StreamAssembler {
   private counter = 0;
   /** Commit LSN of the transaction being received (from its Begin). */
   private commitLsn: Lsn = 0n;
+  /** When the stream starts before the archive's end: what the server sends again, checked Begin by Begin (history-check.ts). */
+  history: HistoryCheck | undefined;
 
   constructor(
     private readonly spoolDir: string,
@@ -86,6 +89,7 @@ export class StreamAssembler {
     switch (tag) {
       case Tag.Begin: {
         const commitLsn = message.readBigUInt64BE(1);
+        if (this.history?.pending) this.history.begin(commitLsn, message.readUInt32BE(17), message.readBigInt64BE(9));
         this.commitLsn = commitLsn;
         this.inTransaction = true;
         this.skipping = commitLsn <= this.lastSealedCommitLsn;
@@ -242,6 +246,7 @@ export class StreamAssembler {
     this.open = undefined;
     this.inTransaction = false;
     this.skipping = false;
+    this.history = undefined;
     this.relations.clear();
     await open?.builder.discard();
   }

@@ -85,3 +85,33 @@ test('SIGTERM seals, stores and acknowledges everything received', async () => {
   const latest = await fx.repository().latestSegment();
   expect(slot?.confirmed).toBe(latest?.endLsn);
 });
+
+test('kill -9 after a segment is stored, before the slot is acknowledged: the next run compares what the server sends again with the archive and resumes without loss', async () => {
+  const insert = (from: number, to: number): Promise<unknown> =>
+    fx.cluster.query(`INSERT INTO ledger (id, payload) SELECT g, 'x' FROM generate_series(${from}, ${to}) g`);
+  const first = fx.startArchiver();
+  await first.waitForState('streaming');
+  await insert(1, 1000);
+  await fx.waitCaughtUp();
+  expect(await first.stop()).toBe(0);
+
+  await insert(1001, 2000);
+  const crashing = fx.startArchiver([], { PITR_TEST_CRASH_AT: 'archive:segment-stored' });
+  expect(await crashing.wait()).toBeNull(); // killed by the crash point
+  const [slot] = await fx.cluster.query<{ behind: boolean }>(
+    "SELECT confirmed_flush_lsn < $1::pg_lsn AS behind FROM pg_replication_slots WHERE slot_name = 'pitr'",
+    [(await fx.repository().latestSegment())?.endLsn],
+  );
+  expect(slot?.behind).toBe(true);
+
+  await insert(2001, 3000);
+  const resumed = fx.startArchiver();
+  await resumed.waitForState('streaming');
+  await fx.waitCaughtUp();
+  expect(await resumed.stop()).toBe(0);
+  expect(resumed.lines.some((l) => l.event === 'history_check')).toBe(true);
+  expectExactlyOnce(
+    await archivedLedger(),
+    Array.from({ length: 3000 }, (_, i) => i + 1),
+  );
+});

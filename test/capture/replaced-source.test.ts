@@ -109,3 +109,38 @@ test('the same cluster restored from an older copy (same system identifier, lowe
   expect(init.stderr).toMatch(/is behind the archive/);
   expect(init.code).toBe(5);
 });
+
+test("the same cluster restored from an older copy and written past the archive's end before the archiver reconnects: exit 5, nothing of the other history stored or acknowledged", async () => {
+  const first = fx.startArchiver();
+  await first.waitForState('streaming');
+  await insert(fx.cluster, 1, 10);
+  await caughtUp(fx.cluster);
+  const older = await fx.cluster.copy(); // the archiver reconnects after the short stop
+  others.push(older);
+  await first.waitForState('streaming');
+  await insert(fx.cluster, 11, 5000);
+  await caughtUp(fx.cluster);
+  expect(await first.stop()).toBe(0); // everything stored and acknowledged
+  const archiveEnd = segmentManifests(fx.repoDir).at(-1)?.endLsn as string;
+  const port = fx.cluster.port;
+
+  await fx.cluster.stopServer();
+  await older.moveToPort(port);
+  const stoppedAt = microsNow(); // nothing of the source commits after this
+  // the older copy takes other transactions, until its WAL is past the archive's end
+  await older.query("INSERT INTO items SELECT g, 'other ' || g FROM generate_series(11, 20000) g");
+  await older.query('CHECKPOINT');
+  const [past] = await older.query<{ ok: boolean }>('SELECT pg_current_wal_flush_lsn() > $1::pg_lsn AS ok', [archiveEnd]);
+  expect(past?.ok).toBe(true);
+  const olderSlot = await slotState(older);
+
+  const archiver = fx.startArchiver();
+  const code = await exitWithin(archiver, 60_000);
+  expect(archiver.stderr).toMatch(/pitr: error: source postgresql:\/\/\S+ has another history than the archive after [0-9A-F]+\/[0-9A-F]+: /);
+  expect(code).toBe(5);
+  expect(archiver.lines.some((l) => l.event === 'source_mismatch')).toBe(true);
+  // nothing of the other history in the repository, nothing acknowledged on it
+  expect(onlyBefore(stoppedAt)).toEqual([]);
+  expect(segmentManifests(fx.repoDir).at(-1)?.endLsn).toBe(archiveEnd);
+  expect(await slotState(older)).toEqual({ ...olderSlot, active: false });
+});
