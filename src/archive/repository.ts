@@ -79,13 +79,22 @@ export class Repository {
    * Data first, manifest last: a segment without its manifest is not part of the archive. `fence` runs
    * before each of the two is written (the writer lease's check). The spool file is consumed by the
    * data put; called again after a failure past that point, the stored data object stands in for it.
+   * `beforeManifest` is waited for between the two: the archiver stores manifests in chain order, so a
+   * crash never leaves a segment stored after one that is not.
    */
-  async storeSegment(base: string, spoolPath: string, manifest: SegmentManifest, fence: () => Promise<void> = async () => undefined): Promise<void> {
+  async storeSegment(
+    base: string,
+    spoolPath: string,
+    manifest: SegmentManifest,
+    fence: () => Promise<void> = async () => undefined,
+    beforeManifest: () => Promise<void> = async () => undefined,
+  ): Promise<void> {
     const data = segmentDataName(base);
     await fence();
     if (await exists(spoolPath)) await this.storage.put(data, { kind: 'file', path: spoolPath, consume: true });
     else if ((await this.storage.stat(data))?.size !== manifest.storedBytes)
       throw new PitrError('Internal', `the spool file of segment ${base} is gone and its data object is not in ${this.storage.location}`);
+    await beforeManifest();
     await fence();
     await this.storage.put(segmentManifestName(base), { kind: 'buffer', data: encodeCheckedJson(manifest) });
   }

@@ -93,6 +93,8 @@ export class Archiver {
   private lease: RepositoryLease | undefined;
   /** Uploads inside storeSegment right now: while any may still land, the lease is not released. */
   private readonly storing = { count: 0 };
+  /** Resolves once the manifest of the newest segment queued is stored: the next one's manifest waits for it. */
+  private manifestsStored: Promise<void> = Promise.resolve();
   private paused = false;
   private fatal: unknown;
   private heartbeatClient: Client | undefined;
@@ -390,12 +392,16 @@ export class Archiver {
     const entry = { segment: base, endLsn: contents.endLsn, done: false, manifest };
     this.inFlight.push(entry);
     this.applyBackpressure();
+    const previousStored = this.manifestsStored;
+    let markStored = (): void => undefined;
+    this.manifestsStored = new Promise<void>((resolve) => (markStored = resolve));
     const deps = {
       repo: this.repo,
       lease,
       log: this.log,
       abandon: this.abandonUploads.signal,
       inside: this.storing,
+      previousStored,
       ...(this.options.observer ? { observer: this.options.observer } : {}),
     };
     void this.uploads.add(async () => {
@@ -405,6 +411,7 @@ export class Archiver {
         this.fail(error);
         return;
       }
+      markStored();
       crashPoint('archive:segment-stored'); // stored, not acknowledged: the slot is behind the archive on the next start
       entry.done = true;
       this.acknowledgeStored();

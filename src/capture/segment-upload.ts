@@ -55,6 +55,8 @@ export interface UploadDeps {
   abandon: AbortSignal;
   /** Uploads inside storeSegment right now: while any may still land, the lease must not be released. */
   inside: { count: number };
+  /** Resolves once the previous segment's manifest is stored: manifests go in chain order (data objects in parallel). */
+  previousStored: Promise<void>;
 }
 
 /**
@@ -70,7 +72,13 @@ export async function uploadSegment(contents: SegmentContents, manifest: Segment
     deps.inside.count++;
     try {
       const started = Date.now();
-      await deps.repo.storeSegment(manifest.name, contents.spooled.path, manifest, () => lease.fence());
+      await deps.repo.storeSegment(
+        manifest.name,
+        contents.spooled.path,
+        manifest,
+        () => lease.fence(),
+        () => untilOrAbandoned(deps.previousStored, deps.abandon),
+      );
       await lease.fence();
       log.info(
         {
@@ -116,4 +124,23 @@ export async function uploadSegment(contents: SegmentContents, manifest: Segment
       deps.inside.count--;
     }
   }
+}
+
+/**
+ * Waits for the previous segment's manifest; rejects once the uploads are abandoned (the previous one
+ * may never be stored then, and this one must not be stored after a hole).
+ */
+function untilOrAbandoned(previous: Promise<void>, abandon: AbortSignal): Promise<void> {
+  if (abandon.aborted) return Promise.reject(new Error('uploads abandoned'));
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(new Error('uploads abandoned'));
+    abandon.addEventListener('abort', onAbort, { once: true });
+    previous.then(
+      () => {
+        abandon.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      () => undefined,
+    );
+  });
 }

@@ -6,6 +6,8 @@ import { FakeGcsServer, on } from '../fake-gcs/fake-gcs-server';
 import { PgCluster } from '../harness/pg-cluster';
 import { PitrProcess, runPitr } from '../harness/pitr-process';
 import { valueText } from '../harness/archive-fixture';
+import { pollUntil } from '../harness/poll-until';
+import { caughtUp } from '../capture/source-helpers';
 
 let cluster: PgCluster;
 let gcs: FakeGcsServer;
@@ -88,4 +90,52 @@ test('archives into GCS; while uploads fail the slot stays put, and afterwards n
   const ids = await archivedIds();
   expect(ids).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
   expect(gcs.objectNames('pitr-test', 'shop/archive/').some((n) => n.endsWith('repository.json'))).toBe(true);
+});
+
+/** Every stored segment manifest's predecessor is stored too: the chain has no hole a restart would skip. */
+function manifestsWithoutHoles(): void {
+  const manifests = gcs.objectNames('pitr-test', 'shop/archive/segments/').filter((n) => n.endsWith('.json'));
+  const names = new Set(manifests.map((n) => n.slice('shop/archive/'.length, -'.json'.length)));
+  for (const name of manifests) {
+    const manifest = JSON.parse((gcs.getObject('pitr-test', name)?.data ?? Buffer.from('{}')).toString('utf8')) as { previous: { name: string } | null };
+    if (manifest.previous) expect({ segment: name, previousStored: names.has(manifest.previous.name) }).toEqual({ segment: name, previousStored: true });
+  }
+}
+
+test('kill -9 while one upload hangs and the next segment is stored: no manifest after a hole, and the restart loses nothing', async () => {
+  const args = ['archive', '--source', cluster.url(), '--repo', REPO, '--gcs-endpoint', gcs.url, '--segment-age', '200ms', '--heartbeat', '1h'];
+  const first = new PitrProcess(args);
+  archiver = first;
+  await first.waitForState('streaming');
+  const dataObjects = (): number => gcs.objectNames('pitr-test', 'shop/archive/segments/').filter((n) => n.endsWith('.lz4')).length;
+  const before = dataObjects();
+  gcs.failNext(1, { kind: 'timeout' }, on.uploads); // the next upload never gets an answer
+  await cluster.query("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(301, 400) g");
+  // the hanging upload has started (the segment of that insert, or a lease renewal): what follows is in later segments
+  await pollUntil(
+    () => Promise.resolve(gcs.requests.some((r) => r.fault === 'timeout')),
+    (hung) => hung,
+    'the upload left hanging',
+  );
+  await cluster.query("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(401, 500) g");
+  await cluster.query("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(501, 600) g");
+  // a later segment's data object is stored while the hanging one is not
+  await pollUntil(
+    () => Promise.resolve(dataObjects()),
+    (n) => n >= before + 1,
+    'a later segment’s data object',
+  );
+  await new Promise((r) => setTimeout(r, 500)); // room for a manifest that must not come
+  first.child.kill('SIGKILL');
+  await new Promise((r) => first.child.once('close', r));
+  manifestsWithoutHoles();
+
+  gcs.clearFaults();
+  const second = new PitrProcess(args);
+  archiver = second;
+  await second.waitForState('streaming');
+  await caughtUp(cluster);
+  expect(await second.stop('SIGTERM')).toBe(0);
+  manifestsWithoutHoles();
+  expect(await archivedIds()).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
 });
