@@ -160,7 +160,13 @@ test('prune keeps what restores to any point of the window need, beside a runnin
   const remaining = segmentBases();
   expect(remaining.filter((s) => endOf(s) <= bAligned).length).toBeLessThanOrEqual(1); // only the chain's anchor
   expect(segmentsBefore - report.removed.segments).toBeLessThanOrEqual(remaining.length);
-  expect(files(fx.repoDir).filter((f) => f.startsWith('segments/') && f.endsWith('.lz4')).length).toBe(remaining.length);
+  // every kept segment has its data; data without a manifest is only an upload the archiver has under way (newer than all kept)
+  const data = files(fx.repoDir)
+    .filter((f) => f.startsWith('segments/') && f.endsWith('.lz4'))
+    .map((f) => f.slice(0, -'.lz4'.length));
+  expect(remaining.filter((b) => !data.includes(b))).toEqual([]);
+  const newestKept = remaining[remaining.length - 1] ?? '';
+  expect(data.filter((b) => !remaining.includes(b) && b <= newestKept)).toEqual([]);
   const afterList = await list();
   expect(afterList.backups.map((x) => x.id)).toEqual([backupB]);
   expect(afterList.gaps).toEqual([]);
