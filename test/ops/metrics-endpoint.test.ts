@@ -87,7 +87,12 @@ test('/metrics: counters, histogram and gauges move under write load', async () 
   const transactionsBefore = sample(before, 'pitr_archived_transactions_total') as number;
 
   load = new WriteLoad(fx.source).start();
-  const during = await pollUntil(metrics, (m) => (sample(m, 'pitr_archived_segments_total') ?? 0) >= segmentsBefore + 3, 'three more segments stored');
+  // the gauges from the status check are refreshed at most every 5 s: the window grows past 0 within that
+  const during = await pollUntil(
+    metrics,
+    (m) => (sample(m, 'pitr_archived_segments_total') ?? 0) >= segmentsBefore + 3 && (sample(m, 'pitr_recoverable_window_seconds') ?? 0) > 0,
+    'three more segments stored and a recoverable window past the backup',
+  );
   expect(sample(during, 'pitr_archived_transactions_total')).toBeGreaterThan(transactionsBefore);
   expect(sample(during, 'pitr_archived_bytes_total')).toBeGreaterThan(sample(before, 'pitr_archived_bytes_total') as number);
   // one upload observed per stored segment
