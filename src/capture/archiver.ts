@@ -98,6 +98,8 @@ export class Archiver {
   private paused = false;
   private fatal: unknown;
   private heartbeatClient: Client | undefined;
+  /** Where the current connection asked the server to start (the slot's position while the history sent again is checked). */
+  private streamStart: Lsn = 0n;
   /** A heartbeat under way: the next interval skips rather than opening a second session beside a hung one. */
   private heartbeatRunning = false;
   /** Woken whenever a message was handled or the archiver failed: what a stop waits for is checked then. */
@@ -246,7 +248,7 @@ export class Archiver {
       try {
         const first = await Promise.race([ended, stopRequested, started]);
         if (first === 'running') {
-          this.setState('streaming', { startLsn: formatLsn(this.durableLsn) });
+          this.setState('streaming', { startLsn: formatLsn(this.streamStart) });
           void this.heartbeat(); // sequences and clock right away, not one interval later
           attempt = 0;
           firstConnect = false;
@@ -324,12 +326,12 @@ export class Archiver {
     // a slot behind the archive's end: the server sends those transactions again, each compared with the archive's
     const check = end && (await historyCheck(this.repo, checked.slotLsn, end.storedEndLsn, { source: this.source.display, slot: this.options.slot }));
     this.assembler.history = check ?? undefined;
-    if (!check) return this.durableLsn;
+    if (!check) return (this.streamStart = this.durableLsn);
     this.log.info(
       { event: 'history_check', slot: formatLsn(check.slotLsn), storedEnd: formatLsn(this.storedEndLsn) },
       'the slot is behind the archive: streaming from the slot, the transactions sent again are compared with the archive',
     );
-    return check.slotLsn < this.durableLsn ? check.slotLsn : this.durableLsn;
+    return (this.streamStart = check.slotLsn < this.durableLsn ? check.slotLsn : this.durableLsn);
   }
 
   /** Acknowledges the durable position, but not past the slot's while the history sent again is being checked. */
