@@ -79,16 +79,25 @@ test('another cluster at the same address, with a slot of the same name: exit 5,
   expect(await own.stop()).toBe(0);
 });
 
-test('the same cluster restored from an older copy (same system identifier, lower LSN): exit 5 instead of dropping its transactions as duplicates', async () => {
+/**
+ * An archiver streaming rows 1 to 10, a copy of the source taken then (the archiver reconnects after the
+ * short stop), and rows 11 to 5000 archived after it: the copy is older than the archive.
+ */
+async function archiveThenCopy(): Promise<{ archiver: PitrProcess; older: PgCluster }> {
   const archiver = fx.startArchiver();
   await archiver.waitForState('streaming');
   await insert(fx.cluster, 1, 10);
   await caughtUp(fx.cluster);
-  const older = await fx.cluster.copy(); // the archiver reconnects after the short stop
+  const older = await fx.cluster.copy();
   others.push(older);
   await archiver.waitForState('streaming');
   await insert(fx.cluster, 11, 5000);
   await caughtUp(fx.cluster);
+  return { archiver, older };
+}
+
+test('the same cluster restored from an older copy (same system identifier, lower LSN): exit 5 instead of dropping its transactions as duplicates', async () => {
+  const { archiver, older } = await archiveThenCopy();
   const port = fx.cluster.port;
 
   await fx.cluster.stopServer();
@@ -111,15 +120,7 @@ test('the same cluster restored from an older copy (same system identifier, lowe
 });
 
 test("the same cluster restored from an older copy and written past the archive's end before the archiver reconnects: exit 5, nothing of the other history stored or acknowledged", async () => {
-  const first = fx.startArchiver();
-  await first.waitForState('streaming');
-  await insert(fx.cluster, 1, 10);
-  await caughtUp(fx.cluster);
-  const older = await fx.cluster.copy(); // the archiver reconnects after the short stop
-  others.push(older);
-  await first.waitForState('streaming');
-  await insert(fx.cluster, 11, 5000);
-  await caughtUp(fx.cluster);
+  const { archiver: first, older } = await archiveThenCopy();
   expect(await first.stop()).toBe(0); // everything stored and acknowledged
   const archiveEnd = segmentManifests(fx.repoDir).at(-1)?.endLsn as string;
   const port = fx.cluster.port;
