@@ -180,9 +180,7 @@ export function databaseOf(text: string): string {
 }
 
 /** The connection string with its password (URL or password=) replaced by ****, even when malformed. */
-export function redactUrl(text: string): string {
-  return redactConnectionString(text);
-}
+export { redactConnectionString as redactUrl } from './conninfo';
 
 /** Throws PitrError('Usage') when `text` is neither a valid URL nor valid keyword/value pairs. */
 export function checkConnectionString(text: string): void {
