@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, appendFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, rmSync, appendFileSync, writeFileSync, chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -35,10 +35,13 @@ export interface ClusterOptions {
 
 /** A throwaway PostgreSQL cluster on a free loopback port. */
 export class PgCluster {
+  /** The harness picked `port` (not a test, through `moveToPort`): `startServer` may move off it if it is taken. */
+  private portChosen = true;
+
   private constructor(
     readonly binDir: string,
     readonly dataDir: string,
-    /** Changes only through `moveToPort`. */
+    /** Changes through `moveToPort`, or when `startServer` loses the harness-chosen port to another process. */
     public port: number,
     readonly password: string | undefined,
   ) {}
@@ -138,6 +141,7 @@ export class PgCluster {
     await this.stopServer().catch(() => undefined);
     appendFileSync(path.join(this.dataDir, 'postgresql.conf'), `port = ${port}\n`);
     this.port = port;
+    this.portChosen = false;
     await this.startServer();
   }
 
@@ -160,8 +164,28 @@ export class PgCluster {
     return `postgresql://${auth}@127.0.0.1:${this.port}/${database}`;
   }
 
+  /**
+   * pg_ctl start. A port the harness chose can be taken by another process before the server binds
+   * it: the server then moves to another free port (up to 4 times). Any other failure names the
+   * server log's new lines.
+   */
   async startServer(): Promise<void> {
-    await runPg(path.join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-l', path.join(this.baseDir, 'log'), '-w', '-t', '60', 'start']);
+    const logFile = path.join(this.baseDir, 'log');
+    for (let attempt = 1; ; attempt++) {
+      const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+      try {
+        await runPg(path.join(this.binDir, 'pg_ctl'), ['-D', this.dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+        return;
+      } catch (error) {
+        const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(logStart) : '';
+        if (this.portChosen && attempt < 5 && /could not bind|Address already in use|could not create any TCP\/IP sockets/.test(log)) {
+          this.port = await freePort();
+          appendFileSync(path.join(this.dataDir, 'postgresql.conf'), `port = ${this.port}\n`);
+          continue;
+        }
+        throw new Error(`${error instanceof Error ? error.message : String(error)}\nserver log:\n${log.slice(-4000)}`);
+      }
+    }
   }
 
   async stopServer(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
