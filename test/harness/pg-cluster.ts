@@ -183,7 +183,7 @@ export class PgCluster {
           appendFileSync(path.join(this.dataDir, 'postgresql.conf'), `port = ${this.port}\n`);
           continue;
         }
-        throw new Error(`${error instanceof Error ? error.message : String(error)}\nserver log:\n${log.slice(-4000)}`);
+        throw new Error(`${error instanceof Error ? error.message : String(error)}\nserver log:\n${log.slice(-4000)}`, { cause: error });
       }
     }
   }
