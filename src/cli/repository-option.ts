@@ -1,5 +1,6 @@
 import { Repository } from '../archive/repository';
 import type { ParsedOptions } from '../config/parse-args';
+import { parseRepositorySpecs, type RepositorySpec } from '../config/repository-spec';
 import { PitrError } from '../errors';
 import { openStorage } from '../storage/open-storage';
 
@@ -9,10 +10,16 @@ import { openStorage } from '../storage/open-storage';
  */
 export async function repositoryFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<Repository> {
   const endpoint = options.string('gcs-endpoint');
-  const repo = new Repository(await openStorage(options.string('repo'), endpoint ? { gcsEndpoint: endpoint } : {}));
+  const [first] = repositorySpecsFrom(options);
+  const repo = new Repository(await openStorage((first as RepositorySpec).location, endpoint ? { gcsEndpoint: endpoint } : {}));
   if (use === 'write' && options.isDefault('repo'))
     process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${repo.storage.location}\n`);
   return repo;
+}
+
+/** The repositories --repo (repeated) or PITR_REPO (comma-separated) name, with their settings. */
+export function repositorySpecsFrom(options: ParsedOptions): RepositorySpec[] {
+  return parseRepositorySpecs(options.strings('repo'));
 }
 
 /** The repository for a command that only reads one: refuses a location that holds none (a mistyped --repo). */

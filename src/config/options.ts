@@ -16,6 +16,11 @@ export interface OptionSpec {
   /** Values that must never be printed (only the redacted form is). */
   secret?: boolean;
   min?: number;
+  /**
+   * May be given more than once (each flag adds a value); its environment variable holds the values
+   * separated by commas. `ParsedOptions.strings` reads them all, `string` the first.
+   */
+  repeatable?: boolean;
 }
 
 const ALL = ['init', 'archive', 'status', 'backup', 'restore', 'mark', 'list', 'verify', 'prune', 'compact', 'log', 'undo', 'drill'] as const;
@@ -40,7 +45,9 @@ const DECLARED = [
     env: 'PITR_REPO',
     default: './pitr-repo',
     commands: ALL,
-    description: 'repository: a directory path, file:///path, or gs://bucket/prefix',
+    repeatable: true,
+    description:
+      'repository: a directory path, file:///path, or gs://bucket/prefix; repeat it (or separate them by commas in PITR_REPO) for several, each with its own settings after "?" (see Several repositories)',
   },
   {
     name: 'gcs-endpoint',

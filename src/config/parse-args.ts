@@ -25,7 +25,16 @@ export class ParsedOptions {
     readonly positionals: string[],
     private readonly fromCommandLine: ReadonlySet<string> = new Set(),
     private readonly defaulted: ReadonlySet<string> = new Set(),
+    private readonly lists: ReadonlyMap<string, readonly string[]> = new Map(),
   ) {}
+
+  /** Every value of a repeatable option, in the order given (a default is one value). */
+  strings(name: StringOptionName): string[] {
+    const list = this.lists.get(name);
+    if (list) return [...list];
+    const value = this.values.get(name);
+    return value === undefined ? [] : [String(value)];
+  }
 
   /** True when the value is the option's default: neither a flag nor its environment variable gave one. */
   isDefault(name: OptionName): boolean {
@@ -101,6 +110,7 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
   const values = new Map<string, OptionValue>();
   const positionals: string[] = [];
   const defaulted = new Set<string>();
+  const lists = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '-h') {
@@ -124,13 +134,28 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
       raw = next;
       i++;
     }
-    values.set(name, convert(command, spec, raw, `--${name}`));
+    const value = convert(command, spec, raw, `--${name}`);
+    if (spec.repeatable) {
+      const list = lists.get(name) ?? [];
+      list.push(String(value));
+      lists.set(name, list);
+      if (!values.has(name)) values.set(name, value);
+    } else values.set(name, value);
   }
   const fromCommandLine = new Set(values.keys());
   for (const spec of specs) {
     if (values.has(spec.name)) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;
-    if (fromEnv !== undefined && fromEnv !== '') values.set(spec.name, convert(command, spec, fromEnv, spec.env as string));
+    if (fromEnv !== undefined && fromEnv !== '' && spec.repeatable) {
+      const list = fromEnv
+        .split(',')
+        .map((v) => v.trim())
+        .filter((v) => v !== '');
+      if (list.length === 0)
+        throw new PitrError('Usage', `${command}: ${spec.env as string} names no value`, `e.g. ${spec.env as string}=${spec.arg ?? 'VALUE'}`);
+      lists.set(spec.name, list);
+      values.set(spec.name, list[0] as string);
+    } else if (fromEnv !== undefined && fromEnv !== '') values.set(spec.name, convert(command, spec, fromEnv, spec.env as string));
     else if (spec.default !== undefined) {
       values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
       defaulted.add(spec.name);
@@ -142,5 +167,5 @@ export function parseArgs(command: string, argv: readonly string[], env: NodeJS.
     if (!values.has(spec.name) && !byName.has(spec.name) && spec.default !== undefined)
       values.set(spec.name, convert(command, spec, spec.default, `default of --${spec.name}`));
   }
-  return new ParsedOptions(command, values, positionals, fromCommandLine, defaulted);
+  return new ParsedOptions(command, values, positionals, fromCommandLine, defaulted, lists);
 }
