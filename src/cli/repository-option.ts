@@ -4,17 +4,32 @@ import { parseRepositorySpecs, type RepositorySpec } from '../config/repository-
 import { PitrError } from '../errors';
 import { openStorage } from '../storage/open-storage';
 
+/** A repository --repo names, opened, with the settings given after its location. */
+export interface ConfiguredRepository {
+  spec: RepositorySpec;
+  repo: Repository;
+}
+
 /**
- * The repository --repo (or PITR_REPO) names. A command that writes says on stderr where it writes
- * when neither was given, as the default location is relative to the current directory.
+ * Every repository --repo (repeated) or PITR_REPO (comma-separated) names, opened, in the order given.
+ * A command that writes says on stderr where it writes when neither was given, as the default
+ * location is relative to the current directory.
  */
-export async function repositoryFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<Repository> {
+export async function repositoriesFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<ConfiguredRepository[]> {
   const endpoint = options.string('gcs-endpoint');
-  const [first] = repositorySpecsFrom(options);
-  const repo = new Repository(await openStorage((first as RepositorySpec).location, endpoint ? { gcsEndpoint: endpoint } : {}));
+  const configured: ConfiguredRepository[] = [];
+  for (const spec of repositorySpecsFrom(options)) {
+    configured.push({ spec, repo: new Repository(await openStorage(spec.location, endpoint ? { gcsEndpoint: endpoint } : {})) });
+  }
   if (use === 'write' && options.isDefault('repo'))
-    process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${repo.storage.location}\n`);
-  return repo;
+    process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${configured[0]?.repo.storage.location ?? ''}\n`);
+  return configured;
+}
+
+/** The first repository --repo (or PITR_REPO) names (see `repositoriesFrom`). */
+export async function repositoryFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<Repository> {
+  const [first] = await repositoriesFrom(options, use);
+  return (first as ConfiguredRepository).repo;
 }
 
 /** The repositories --repo (repeated) or PITR_REPO (comma-separated) name, with their settings. */
