@@ -36,6 +36,16 @@ const READ_AHEAD_FRAMES = 4;
 const YIELD_EVERY = 256;
 const yieldToLanes = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const LANE_QUEUE_BYTES = 8 * 1024 * 1024;
+/**
+ * Small parallel segments commit together, in one transaction per lane, until the group holds
+ * GROUP_CHANGES changes, GROUP_SEGMENTS segments or GROUP_MS of work: an idle source's archive is mostly
+ * one-heartbeat segments, and a commit (and progress record) for each would cost more than applying
+ * them. A segment of GROUP_CHANGES changes or more still commits on its own. A resumed restore
+ * continues after the last group committed.
+ */
+const GROUP_SEGMENTS = 1000;
+const GROUP_CHANGES = 1000;
+const GROUP_MS = 1000;
 
 type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; frame: RecordFrame };
 
@@ -62,6 +72,16 @@ interface SegmentTally {
   changes: number;
   /** Kept as numbers: formatted only at a commit point (a segment can hold tens of thousands of commits). */
   last: OpenTransaction | undefined;
+}
+
+/** Parallel segments applied since the lanes last committed (see GROUP_SEGMENTS). */
+interface CommitGroup {
+  segment: SegmentManifest;
+  last: OpenTransaction;
+  transactions: number;
+  changes: number;
+  segments: number;
+  startedAt: number;
 }
 
 interface OpenTransaction {
@@ -110,6 +130,7 @@ export class SegmentReplay {
   /** Inside an extension's script (between its marker and the extension command's record): its rows are made again by the command. */
   private extensionScript = 0;
   private tally: SegmentTally | undefined;
+  private group: CommitGroup | undefined;
   private transaction: OpenTransaction | undefined;
   private applying = false;
   private stopped = false;
@@ -160,6 +181,7 @@ export class SegmentReplay {
           if (this.stopped && this.sequencesAfter !== undefined) break;
         }
       }
+      this.commitGroup();
       await this.barrier();
       return { transactions: this.transactions, changes: this.changes, sequences: this.sequences, sequencesAfter: this.sequencesAfter };
     } catch (error) {
@@ -194,7 +216,10 @@ export class SegmentReplay {
   private async startSegment(segment: SegmentManifest): Promise<void> {
     const serial = this.lanes.length === 1 || segment.ddl !== 0 || segment.changes?.truncate !== 0;
     // DDL and TRUNCATE take locks the other lanes' open transactions could hold: nothing runs beside them
-    if (this.lanes.length > 1 && (serial || this.tally?.serial)) await this.barrier();
+    if (this.lanes.length > 1 && (serial || this.tally?.serial)) {
+      this.commitGroup();
+      await this.barrier();
+    }
     this.tally = { segment, serial, transactions: 0, changes: 0, last: undefined };
   }
 
@@ -204,12 +229,29 @@ export class SegmentReplay {
     if (!this.stopped || tally.last) this.input.onSegmentRead?.(tally.segment);
     const { segment } = tally;
     if (!tally.last) return;
-    const last = appliedCommit(tally.last);
-    const log = (): void => this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn }, 'segment applied');
     if (tally.serial) {
+      const last = appliedCommit(tally.last);
+      const log = (): void => this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn }, 'segment applied');
       this.commitPoint().then(log, () => undefined);
       return;
     }
+    const group = this.group ?? { segment, last: tally.last, transactions: 0, changes: 0, segments: 0, startedAt: Date.now() };
+    this.group = group;
+    group.segment = segment;
+    group.last = tally.last;
+    group.transactions += tally.transactions;
+    group.changes += tally.changes;
+    group.segments++;
+    if (group.segments >= GROUP_SEGMENTS || group.changes >= GROUP_CHANGES || Date.now() - group.startedAt >= GROUP_MS) this.commitGroup();
+  }
+
+  /** Commits the parallel segments applied since the last commit, then records the restore's progress. */
+  private commitGroup(): void {
+    const group = this.group;
+    if (!group) return;
+    this.group = undefined;
+    const { segment } = group;
+    const last = appliedCommit(group.last);
     const routes = this.takeRoutes();
     const commits = this.lanes.map((lane, i) => {
       const done = deferred();
@@ -220,8 +262,8 @@ export class SegmentReplay {
     this.progress = (async () => {
       await previous;
       await Promise.all(commits);
-      await recordProgress(this.input.client, last, tally.transactions, tally.changes);
-      log();
+      await recordProgress(this.input.client, last, group.transactions, group.changes);
+      this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn, segments: group.segments }, 'segments applied');
     })();
     this.progress.catch(() => undefined); // surfaces at the next barrier
   }
