@@ -90,6 +90,11 @@ export class FallbackStorage implements Storage {
     const out = new PassThrough();
     this.openStream(name, range).then(
       (source) => {
+        if (out.destroyed) {
+          // the reader gave up before a copy was found: release it (and its spool file)
+          source.destroy();
+          return;
+        }
         source.on('error', (error) => out.destroy(error));
         out.on('close', () => source.destroy());
         source.pipe(out);
