@@ -23,7 +23,7 @@ export const undoCommand: Command = {
     // the foreign keys it orders by are read only when the user points at the archived database.
     const sourceUrl = options.string('source');
     const source = sourceUrl ? sourceConnection(sourceUrl, 'pitr undo') : undefined;
-    const restoreHint = { repo: options.string('repo'), ...(sourceUrl ? { sourceUrl } : {}) };
+    const restoreHint = { repo: options.strings('repo'), ...(sourceUrl ? { sourceUrl } : {}) };
     const { result, repositories } = await withReadRepositories(options, async (set) => ({
       result: await undoTransaction(set.repo, xid, { restoreHint, ...(source ? { source } : {}) }),
       repositories: set.usage(),
