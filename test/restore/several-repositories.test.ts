@@ -262,3 +262,23 @@ test('a repository of another source among them is refused, naming both', async 
   const log = await pitr(['log', ...repoArgs(other, fx.repoDir)], 5);
   expect(errorLines(log)[0]).toMatch(/^pitr: error: repositories repo1 .* and repo2 .* belong to different sources/);
 });
+
+test('a repository whose repository.json cannot be read is left out with a warning; a location holding none is refused', async () => {
+  const unreadable = copies.copy(fx.repoDir);
+  flipByte(unreadable, 'repository.json');
+  const copy = copies.copy(fx.repoDir);
+  const result = await pitr(['log', ...repoArgs(unreadable, copy), '--json']);
+  expect(JSON.parse(result.stdout)).toMatchObject({
+    repositories: [
+      { name: 'repo1', location: unreadable, objectsRead: 0 },
+      { name: 'repo2', location: copy, objectsRead: expect.any(Number) as number },
+    ],
+  });
+  expect(errorLines(result)).toEqual([
+    `pitr: warning: repo1 (${unreadable}): cannot read repository.json: object repository.json is corrupt: checksum mismatch; not using this repository`,
+    `pitr: read from repo2 (${copy})`,
+  ]);
+  const missing = path.join(copy, 'no-such-repository');
+  const refused = await pitr(['log', ...repoArgs(copy, missing)], 5);
+  expect(errorLines(refused)[0]).toBe(`pitr: error: no repository at ${missing} (it holds no repository.json)`);
+});
