@@ -45,6 +45,7 @@ beforeAll(async () => {
   const deleted = (log.entries as { xid: number; tables: { delete: number }[] }[]).find((e) => e.tables.some((t) => t.delete > 0));
   await json('undo', ['undo', '--repo', fx.repoDir, '--xid', String(deleted?.xid)]);
   await json('list', ['list', '--repo', fx.repoDir]);
+  await json('list:several', ['list', '--repo', fx.repoDir, '--repo', `${copies.copy(fx.repoDir)}?name=copy`]);
   await json('verify', ['verify', '--repo', fx.repoDir]);
   await json('restore', ['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('restored'), '--to', 'latest']);
   await json('restore:dry-run', ['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('planned'), '--to', 'mark:before-delete', '--dry-run']);

@@ -2,7 +2,7 @@ import { checkConnectionString, sourceConnection } from '../config/connection';
 import { runDrill, type DrillReport } from '../ops/drill';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { repositoryFrom } from './repository-option';
+import { withReadRepositories } from './repository-option';
 
 function human(report: DrillReport): string {
   const lines: string[] = [];
@@ -41,17 +41,20 @@ export const drillCommand: Command = {
     checkConnectionString(targetUrl);
     const to = options.string('to') || 'latest';
     const sourceUrl = options.string('source');
-    const report = await runDrill(
-      await repositoryFrom(options),
-      {
-        targetUrl,
-        to,
-        keep: options.flag('keep'),
-        ...(sourceUrl ? { source: sourceConnection(sourceUrl, 'pitr drill') } : {}),
-      },
-      log,
-    );
-    if (options.flag('json')) writeJson(out, report);
+    const { report, repositories } = await withReadRepositories(options, async (set) => ({
+      report: await runDrill(
+        set.repo,
+        {
+          targetUrl,
+          to,
+          keep: options.flag('keep'),
+          ...(sourceUrl ? { source: sourceConnection(sourceUrl, 'pitr drill') } : {}),
+        },
+        log,
+      ),
+      repositories: set.usage(),
+    }));
+    if (options.flag('json')) writeJson(out, { ...report, repositories });
     else out.write(human(report));
     return report.ok ? 0 : 7;
   },

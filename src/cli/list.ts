@@ -1,11 +1,35 @@
 import { formatBytes } from '../config/units';
 import { describeGap } from '../archive/archive-gaps';
-import { listRepository, type Point } from '../ops/list';
+import { listRepository, summarizeRepositories, type Point, type RepositorySummary } from '../ops/list';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { existingRepositoryFrom } from './repository-option';
+import { withReadRepositories } from './repository-option';
 
 const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');
+
+/** Rows as aligned columns. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) =>
+    r
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+function repositoriesTable(repositories: RepositorySummary[]): string[][] {
+  return [
+    ['REPOSITORY', 'LOCATION', 'STORAGE CLASS', 'OBJECTS', 'SIZE'],
+    ...repositories.map((r) => [
+      r.name,
+      r.location,
+      r.storageClass ?? '-',
+      r.objects === undefined ? '?' : String(r.objects),
+      r.bytes === undefined ? '?' : formatBytes(r.bytes),
+    ]),
+  ];
+}
 
 export const listCommand: Command = {
   name: 'list',
@@ -13,27 +37,23 @@ export const listCommand: Command = {
   usage: 'pitr list [--repo REPO] [--json]',
   examples: ['pitr list --repo gs://backups/shop', 'pitr list --repo /var/lib/pitr/shop --json'],
   async run({ options, out }) {
-    const report = await listRepository(await existingRepositoryFrom(options));
+    const { report, repositories } = await withReadRepositories(options, async (set) => {
+      const listed = await listRepository(set.repo);
+      return { report: listed, repositories: await summarizeRepositories(set) };
+    });
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
-      writeJson(out, doc);
+      writeJson(out, { ...doc, repositories });
       return 0;
     }
-    const lines: string[] = [`repository ${report.repository}`, ''];
+    const lines: string[] = repositories.length === 1 ? [`repository ${report.repository}`, ''] : [...table(repositoriesTable(repositories)), ''];
     if (report.backups.length === 0) lines.push('backups: none');
     else {
-      const rows = [
-        ['BACKUP', 'ALIGNED LSN', 'STARTED', 'STORED', 'SECONDS', 'TABLES', 'ROWS'],
-        ...report.backups.map((b) => [b.id, b.alignedLsn, b.startTime, formatBytes(b.storedBytes), b.seconds.toFixed(1), String(b.tables), String(b.rows)]),
-      ];
-      const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
       lines.push(
-        ...rows.map((r) =>
-          r
-            .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-            .join('  ')
-            .trimEnd(),
-        ),
+        ...table([
+          ['BACKUP', 'ALIGNED LSN', 'STARTED', 'STORED', 'SECONDS', 'TABLES', 'ROWS'],
+          ...report.backups.map((b) => [b.id, b.alignedLsn, b.startTime, formatBytes(b.storedBytes), b.seconds.toFixed(1), String(b.tables), String(b.rows)]),
+        ]),
       );
     }
     lines.push('');

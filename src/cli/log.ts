@@ -2,7 +2,7 @@ import { logTransactions, formatLogEntry, parseLogOp, parseTimeOption, parseXidO
 import { PitrError } from '../errors';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { existingRepositoryFrom } from './repository-option';
+import { withReadRepositories } from './repository-option';
 
 export const logCommand: Command = {
   name: 'log',
@@ -29,8 +29,11 @@ export const logCommand: Command = {
     };
     if (filter.since !== undefined && filter.until !== undefined && filter.since > filter.until)
       throw new PitrError('Usage', 'log: --since is after --until', 'swap them');
-    const { entries } = await logTransactions(await existingRepositoryFrom(options), filter);
-    if (options.flag('json')) writeJson(out, { entries });
+    const { entries, repositories } = await withReadRepositories(options, async (set) => ({
+      ...(await logTransactions(set.repo, filter)),
+      repositories: set.usage(),
+    }));
+    if (options.flag('json')) writeJson(out, { entries, repositories });
     else for (const entry of entries) out.write(formatLogEntry(entry));
     return 0;
   },

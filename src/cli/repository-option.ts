@@ -1,4 +1,5 @@
 import { Repository } from '../archive/repository';
+import { RepositorySet } from '../archive/repository-set';
 import type { ParsedOptions } from '../config/parse-args';
 import { parseRepositorySpecs, type RepositorySpec } from '../config/repository-spec';
 import { PitrError } from '../errors';
@@ -47,4 +48,23 @@ export async function existingRepositoryFrom(options: ParsedOptions): Promise<Re
       'check --repo or PITR_REPO; "pitr init" or "pitr backup" creates a repository',
     );
   return repo;
+}
+
+/**
+ * Every repository --repo names, as one for a command that reads (restore, log, undo, drill, list): each
+ * object from the first repository with an intact copy of it (archive/repository-set.ts). With several,
+ * says on stderr which were read from, also when `fn` fails.
+ */
+export async function withReadRepositories<T>(options: ParsedOptions, fn: (set: RepositorySet) => Promise<T>): Promise<T> {
+  const configured = await repositoriesFrom(options);
+  const set = await RepositorySet.open(
+    configured.map(({ spec, repo }) => ({ name: spec.name, storage: repo.storage, ...(spec.storageClass ? { storageClass: spec.storageClass } : {}) })),
+    (message) => process.stderr.write(`pitr: warning: ${message}\n`),
+  );
+  try {
+    return await fn(set);
+  } finally {
+    await set.close();
+    if (set.members.length > 1) process.stderr.write(`pitr: ${set.describeUsage()}\n`);
+  }
 }

@@ -3,7 +3,7 @@ import { runRestore } from '../restore/run-restore';
 import { formatBytes } from '../config/units';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { existingRepositoryFrom } from './repository-option';
+import { withReadRepositories } from './repository-option';
 
 export const restoreCommand: Command = {
   name: 'restore',
@@ -21,29 +21,32 @@ export const restoreCommand: Command = {
     checkConnectionString(targetUrl);
     const tables = options.string('tables');
     const pgDump = options.string('pg-dump');
-    const summary = await runRestore(
-      await existingRepositoryFrom(options),
-      {
-        targetUrl,
-        to,
-        exclusive: options.flag('exclusive'),
-        ...(tables
-          ? {
-              tables: tables
-                .split(',')
-                .map((t) => t.trim())
-                .filter(Boolean),
-            }
-          : {}),
-        jobs: options.number('jobs'),
-        dryRun: options.flag('dry-run'),
-        force: options.flag('force'),
-        ...(pgDump ? { pgDump } : {}),
-        signal,
-      },
-      log,
-    );
-    if (options.flag('json')) writeJson(out, summary);
+    const { summary, repositories } = await withReadRepositories(options, async (set) => ({
+      summary: await runRestore(
+        set.repo,
+        {
+          targetUrl,
+          to,
+          exclusive: options.flag('exclusive'),
+          ...(tables
+            ? {
+                tables: tables
+                  .split(',')
+                  .map((t) => t.trim())
+                  .filter(Boolean),
+              }
+            : {}),
+          jobs: options.number('jobs'),
+          dryRun: options.flag('dry-run'),
+          force: options.flag('force'),
+          ...(pgDump ? { pgDump } : {}),
+          signal,
+        },
+        log,
+      ),
+      repositories: set.usage(),
+    }));
+    if (options.flag('json')) writeJson(out, { ...summary, repositories });
     else if (summary.plan) {
       const plan = summary.plan;
       const count = (n: number): string => n.toLocaleString('en-US');

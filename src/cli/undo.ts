@@ -5,7 +5,7 @@ import { undoTransaction } from '../ops/undo-sql';
 import { PitrError, messageOf } from '../errors';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { existingRepositoryFrom } from './repository-option';
+import { withReadRepositories } from './repository-option';
 
 export const undoCommand: Command = {
   name: 'undo',
@@ -23,8 +23,11 @@ export const undoCommand: Command = {
     // the foreign keys it orders by are read only when the user points at the archived database.
     const sourceUrl = options.string('source');
     const source = sourceUrl ? sourceConnection(sourceUrl, 'pitr undo') : undefined;
-    const restoreHint = { repo: options.string('repo'), ...(sourceUrl ? { sourceUrl } : {}) };
-    const result = await undoTransaction(await existingRepositoryFrom(options), xid, { restoreHint, ...(source ? { source } : {}) });
+    const restoreHint = { repo: options.strings('repo'), ...(sourceUrl ? { sourceUrl } : {}) };
+    const { result, repositories } = await withReadRepositories(options, async (set) => ({
+      result: await undoTransaction(set.repo, xid, { restoreHint, ...(source ? { source } : {}) }),
+      repositories: set.usage(),
+    }));
     for (const w of result.warnings) {
       process.stderr.write(`pitr: warning: ${w.message}\n`);
     }
@@ -35,7 +38,7 @@ export const undoCommand: Command = {
         throw new PitrError('Usage', `undo: cannot write ${output}: ${messageOf(error)}`, 'choose a writable --output path');
       }
     }
-    if (options.flag('json')) writeJson(out, { ...result, ...(output ? { output } : {}) });
+    if (options.flag('json')) writeJson(out, { ...result, ...(output ? { output } : {}), repositories });
     else if (!output) out.write(result.sql);
     else out.write(`wrote ${result.statements} statement(s) reversing transaction ${result.xid} to ${output}\n`);
     return 0;

@@ -1,4 +1,5 @@
 import type { Repository } from '../archive/repository';
+import type { RepositorySet } from '../archive/repository-set';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import { listBackups } from '../archive/backup-catalog';
 import { parseLsn } from '../pg/lsn';
@@ -33,6 +34,42 @@ export interface ListReport {
   window: { earliest: Point | null; latest: Point | null };
   /** Every restorable range, oldest first: with gaps, the ranges before them stay restorable from older backups. */
   ranges: { earliest: Point; latest: Point; backup: string }[];
+}
+
+/** One repository of those `list` was given: where it is, its storage class, and (with several) what it holds. */
+export interface RepositorySummary {
+  name: string;
+  location: string;
+  /** The storage-class setting given for it; null when none was. */
+  storageClass: string | null;
+  /** With several repositories: how many objects it holds and their total size. */
+  objects?: number;
+  bytes?: number;
+  objectsRead: number;
+}
+
+/** The repositories of the set, each with its size when there are several (a listing of each). */
+export async function summarizeRepositories(set: RepositorySet): Promise<RepositorySummary[]> {
+  const read = new Map(set.usage().map((u) => [u.name, u.objectsRead]));
+  const several = set.members.length > 1;
+  const summaries: RepositorySummary[] = [];
+  for (const member of set.members) {
+    const summary: RepositorySummary = {
+      name: member.name,
+      location: member.storage.location,
+      storageClass: member.storageClass ?? null,
+      objectsRead: read.get(member.name) ?? 0,
+    };
+    if (several) {
+      const listed = await member.storage.list('').catch(() => null);
+      if (listed) {
+        summary.objects = listed.objects.length;
+        summary.bytes = listed.objects.reduce((n, o) => n + o.size, 0);
+      }
+    }
+    summaries.push(summary);
+  }
+  return summaries;
 }
 
 /** Segment manifests in LSN order (through the index; `select` keeps only the pages that may hold what is wanted). */

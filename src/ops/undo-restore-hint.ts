@@ -1,7 +1,7 @@
 /** What a refusal's restore command is built from: the repository undo read, and where to restore. */
 export interface RestoreHintContext {
-  /** The repository as the user named it (--repo), or its location. */
-  repo: string;
+  /** The repository as the user named it (--repo), or its location; several when several were given (each gets a --repo). */
+  repo: string | readonly string[];
   /** The archived database's URL (undo's --source), whose server the side database goes on; its password is left out. */
   sourceUrl?: string;
   /** The archived database's name (from the repository's identity), for the side database's name. */
@@ -27,7 +27,8 @@ export function restoreBeforeCommand(context: RestoreHintContext, xid: number, t
       // not a URL: keep the libpq environment's server
     }
   }
-  const words = ['pitr', 'restore', '--repo', context.repo, '--target', target, '--to', `xid:${xid}`, '--exclusive'];
+  const repos = typeof context.repo === 'string' ? [context.repo] : context.repo;
+  const words = ['pitr', 'restore', ...repos.flatMap((repo) => ['--repo', repo]), '--target', target, '--to', `xid:${xid}`, '--exclusive'];
   if (tables && tables.length > 0) words.push('--tables', tables.join(','));
   return words.map(quoteShellWord).join(' ');
 }

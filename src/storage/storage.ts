@@ -12,6 +12,13 @@ export interface Storage {
   readonly location: string;
 
   /**
+   * Optional feature: reading an object twice costs about what reading it once does (a local disk), so a
+   * reader that must check an object whole before using its bytes may hash it, then read it again,
+   * rather than spool a copy. Absent means false.
+   */
+  readonly rereadIsCheap?: boolean;
+
+  /**
    * Store `source` under `name`, create-only and durably: when the promise resolves the bytes survive a
    * crash of this machine (local: temporary file, fsync, link, directory fsync; GCS: upload with
    * ifGenerationMatch=0 and an MD5 the server validates).

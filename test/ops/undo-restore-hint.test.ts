@@ -17,3 +17,9 @@ test("the source's password is left out, its parameters kept, and words a shell 
     "pitr restore --repo '/tmp/my repo' --target 'postgresql://app@db1/shop_before_7?sslmode=require' --to xid:7 --exclusive --tables 'public.a,it'\\''s.b'",
   );
 });
+
+test('several repositories given: the restore command names each, in the order given', () => {
+  expect(restoreBeforeCommand({ repo: ['/var/lib/pitr/shop', 'gs://backups/shop?name=eu'], database: 'shop' }, 9)).toBe(
+    "pitr restore --repo /var/lib/pitr/shop --repo 'gs://backups/shop?name=eu' --target postgresql:///shop_before_9 --to xid:9 --exclusive",
+  );
+});

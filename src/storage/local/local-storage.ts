@@ -15,6 +15,7 @@ const TMP_DIR = '.tmp';
  */
 export class LocalStorage implements Storage {
   readonly location: string;
+  readonly rereadIsCheap = true;
 
   constructor(private readonly root: string) {
     this.location = path.resolve(root);
