@@ -93,7 +93,12 @@ async function verifySeveral(options: Context['options'], verifyOptions: VerifyO
       },
       problems: finalProblems,
       recordedGaps: after.flatMap((v) => v.report.recordedGaps.map((g) => ({ ...g, repository: v.repo.storage.location }))),
-      repositories: after.map((v) => ({ repository: v.repo.storage.location, ok: v.report.ok, checked: v.report.checked, problems: v.report.problems.length })),
+      repositories: after.map((v) => ({
+        repository: v.repo.storage.location,
+        ok: v.report.ok,
+        checked: v.report.checked,
+        problemCount: v.report.problems.length,
+      })),
       ...(repairs ? { repairs, problemsBeforeRepair: located } : {}),
     });
   } else {
