@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import Ajv from 'ajv';
 import { ArchiveFixture } from './harness/archive-fixture';
@@ -52,6 +52,11 @@ beforeAll(async () => {
   await json('drill', ['drill', '--repo', fx.repoDir, '--target', fx.cluster.url('drilled'), '--source', fx.source]);
   await json('prune', ['prune', '--repo', copies.copy(fx.repoDir), '--retention', '1ms']);
   await json('compact', ['compact', '--repo', copies.copy(fx.repoDir), '--older-than', '1ms']);
+  const copied = path.join(copies.copy(fx.repoDir), 'copied');
+  await json('copy', ['copy', '--from', fx.repoDir, '--into', copied]);
+  await json('verify:several', ['verify', '--repo', fx.repoDir, '--repo', copied]);
+  rmSync(path.join(copied, 'repository.json'));
+  await json('verify:repair', ['verify', '--repo', fx.repoDir, '--repo', copied, '--repair']);
   await json('error', ['list', '--repo', fx.repoDir, '--bogus'], 2);
 });
 afterAll(async () => {

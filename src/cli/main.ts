@@ -17,6 +17,7 @@ import { logCommand } from './log';
 import { drillCommand } from './drill';
 import { pruneCommand } from './prune';
 import { compactCommand } from './compact';
+import { copyCommand } from './copy';
 import { undoCommand } from './undo';
 import { markCommand } from './mark';
 import { restoreCommand } from './restore';
@@ -36,6 +37,7 @@ const COMMANDS: Command[] = [
   undoCommand,
   pruneCommand,
   compactCommand,
+  copyCommand,
   drillCommand,
   demoCommand,
   completionCommand(() => COMMANDS),

@@ -27,6 +27,15 @@ export async function repositoriesFrom(options: ParsedOptions, use: 'read' | 'wr
   return configured;
 }
 
+/** The repository one location option names (copy's --from and --into), opened as --repo's are. */
+export async function repositoryNamedBy(options: ParsedOptions, name: 'from' | 'into'): Promise<Repository> {
+  const value = options.string(name);
+  if (value === undefined) throw new PitrError('Usage', `--${name} is required`, 'pitr copy --from REPO --into REPO');
+  const [spec] = parseRepositorySpecs([value]);
+  const endpoint = options.string('gcs-endpoint');
+  return new Repository(await openStorage((spec as RepositorySpec).location, endpoint ? { gcsEndpoint: endpoint } : {}));
+}
+
 /** The first repository --repo (or PITR_REPO) names (see `repositoriesFrom`). */
 export async function repositoryFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<Repository> {
   const [first] = await repositoriesFrom(options, use);

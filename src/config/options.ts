@@ -54,7 +54,7 @@ const DECLARED = [
     type: 'string',
     arg: 'URL',
     env: 'PITR_GCS_ENDPOINT',
-    commands: ALL,
+    commands: [...ALL, 'copy'],
     description: 'Google Cloud Storage API endpoint (an emulator); STORAGE_EMULATOR_HOST is honoured too',
   },
   {
@@ -127,7 +127,7 @@ const DECLARED = [
     arg: 'LEVEL',
     env: 'PITR_LOG_LEVEL',
     default: 'info',
-    commands: ALL,
+    commands: [...ALL, 'copy'],
     description: 'log level: fatal, error, warn, info, debug, trace',
   },
   {
@@ -211,6 +211,24 @@ const DECLARED = [
   },
   { name: 'rebuild-index', type: 'boolean', commands: ['compact'], description: "build the archive's index anew from the segment manifests first" },
   { name: 'force', type: 'boolean', commands: ['restore'], description: 'replace a non-empty target database (or the source itself)' },
+  { name: 'from', type: 'string', arg: 'REPO', commands: ['copy'], description: 'the repository to copy (a location as --repo takes it)' },
+  { name: 'into', type: 'string', arg: 'REPO', commands: ['copy'], description: 'the repository to copy into: empty, or a copy of the same repository' },
+  {
+    name: 'transfers',
+    type: 'integer',
+    arg: 'N',
+    env: 'PITR_TRANSFERS',
+    default: '4',
+    min: 1,
+    commands: ['copy'],
+    description: 'objects read and stored at once',
+  },
+  {
+    name: 'repair',
+    type: 'boolean',
+    commands: ['verify'],
+    description: 'restore each object missing or corrupt in one repository from a good copy in another (--repo repeated); a corrupt one is replaced',
+  },
   { name: 'deep', type: 'boolean', commands: ['verify'], description: 'also decompress and decode every record of every segment' },
   {
     name: 'ddl',
@@ -321,8 +339,8 @@ const DECLARED = [
     commands: ['demo'],
     description: 'directories (colon-separated) holding initdb, pg_ctl and postgres (default: PATH, pg_config --bindir, /usr/lib/postgresql/N/bin, Homebrew)',
   },
-  { name: 'json', type: 'boolean', commands: ALL, description: 'machine-readable output on stdout' },
-  { name: 'help', type: 'boolean', commands: [...ALL, 'demo', 'completion'], description: 'show help for the command' },
+  { name: 'json', type: 'boolean', commands: [...ALL, 'copy'], description: 'machine-readable output on stdout' },
+  { name: 'help', type: 'boolean', commands: [...ALL, 'copy', 'demo', 'completion'], description: 'show help for the command' },
 ] as const satisfies readonly OptionSpec[];
 
 export const OPTIONS: readonly OptionSpec[] = DECLARED;
