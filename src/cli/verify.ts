@@ -77,7 +77,7 @@ async function verifySeveral(options: Context['options'], verifyOptions: VerifyO
   let after = before;
   let finalProblems = located;
   if (options.flag('repair')) {
-    repairs = await repairFromCopies(before, log);
+    repairs = await repairFromCopies(before, located, log);
     if (repairs.length > 0) {
       after = await verifyAll();
       finalProblems = await locateGoodCopies(after);

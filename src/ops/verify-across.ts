@@ -4,7 +4,7 @@ import path from 'node:path';
 import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, type BackupManifest } from '../archive/backup-manifest';
 import { decodeCheckedJson } from '../archive/checked-json';
 import { IDENTITY_OBJECT, type Repository } from '../archive/repository';
-import { SEGMENTS_PREFIX, type SegmentManifest } from '../archive/segment-manifest';
+import { SEGMENTS_PREFIX, segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
 import { SLOTS_PREFIX } from '../archive/slot-creation';
 import { isPitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
@@ -39,19 +39,56 @@ interface Verified {
   report: VerifyReport;
 }
 
-const repairable = (p: Problem): p is Problem & { status: 'missing' | 'corrupt' } =>
+const repairable = <P extends Problem>(p: P): p is P & { status: 'missing' | 'corrupt' } =>
   (p.status === 'missing' || p.status === 'corrupt') && !p.object.startsWith('index/') && !p.object.endsWith('/');
 
-/** Each repository's missing and corrupt objects, with the other repository (in --repo order) holding a good copy. */
+/**
+ * Each repository's problems, missing and corrupt objects with the other repository (in --repo order)
+ * holding a good copy; and the segments a repository lacks altogether (manifest and data) inside its own
+ * chain (between its first and newest segment) that another holds, which its verify sees only as a gap.
+ * Segments before a repository's first or after its newest are not reported: its retention may be
+ * shorter, or it may be a copy catching up ("pitr copy").
+ */
 export async function locateGoodCopies(verified: readonly Verified[]): Promise<CrossProblem[]> {
   const out: CrossProblem[] = [];
-  for (const { repo, report } of verified) {
+  const live = await Promise.all(verified.map((v) => v.repo.segmentManifestNames()));
+  for (const [index, { repo, report }] of verified.entries()) {
     for (const problem of report.problems) {
       const goodCopy = repairable(problem) ? await firstGoodCopy(problem.object, repo, verified) : undefined;
       out.push({ ...problem, repository: repo.storage.location, goodCopy: goodCopy?.repo.storage.location ?? null });
     }
+    out.push(...absentSegments(index, verified, live));
   }
   return out;
+}
+
+function absentSegments(index: number, verified: readonly Verified[], live: readonly string[][]): CrossProblem[] {
+  const mine = live[index] as string[];
+  const [first, newest] = [mine[0], mine[mine.length - 1]];
+  if (first === undefined || newest === undefined) return [];
+  const have = new Set(mine);
+  const found = new Map<string, string>();
+  for (const [other, names] of live.entries()) {
+    const good = verified[other] as Verified;
+    if (other === index) continue;
+    for (const name of names) {
+      if (name <= first || name >= newest || have.has(name) || found.has(name)) continue;
+      const data = segmentDataName(name.slice(0, -'.json'.length));
+      if (good.report.problems.some((p) => p.object === name || p.object === data)) continue;
+      found.set(name, good.repo.storage.location);
+    }
+  }
+  const location = (verified[index] as Verified).repo.storage.location;
+  return [...found].flatMap(([name, goodCopy]) => [
+    {
+      repository: location,
+      object: segmentDataName(name.slice(0, -'.json'.length)),
+      status: 'missing' as const,
+      detail: `segment data absent inside the chain (its manifest is absent too)`,
+      goodCopy,
+    },
+    { repository: location, object: name, status: 'missing' as const, detail: `segment manifest absent inside the chain: the chain has a gap here`, goodCopy },
+  ]);
 }
 
 /** The other repositories that hold `object` and found nothing wrong with it. */
@@ -72,12 +109,15 @@ async function firstGoodCopy(object: string, damaged: Repository, verified: read
  * what it names. A missing object is put create-only; a corrupt one is removed and the good bytes put in
  * its place, the one case where pitr replaces stored bytes, and only with bytes checked first.
  */
-export async function repairFromCopies(verified: readonly Verified[], log: Logger): Promise<Repair[]> {
+export async function repairFromCopies(verified: readonly Verified[], problems: readonly CrossProblem[], log: Logger): Promise<Repair[]> {
   const spoolDir = await fs.mkdtemp(path.join(tmpdir(), 'pitr-repair-'));
   const repairs: Repair[] = [];
   try {
-    for (const { repo, report } of verified) {
-      const todo = report.problems.filter(repairable).sort((a, b) => repairOrder(a.object) - repairOrder(b.object) || (a.object < b.object ? -1 : 1));
+    for (const { repo } of verified) {
+      const todo = problems
+        .filter((p) => p.repository === repo.storage.location)
+        .filter(repairable)
+        .sort((a, b) => repairOrder(a.object) - repairOrder(b.object) || (a.object < b.object ? -1 : 1));
       const seen = new Set<string>();
       for (const problem of todo) {
         if (seen.has(problem.object)) continue;

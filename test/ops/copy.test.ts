@@ -212,6 +212,11 @@ test('verify over two repositories names where the good copy of a missing and of
     .sort();
   const missing = data[Math.floor(data.length / 2)] as string;
   unlinkSync(path.join(a, missing));
+  // a whole segment gone from a: its verify sees a gap in the chain, which b's copy fills
+  const whole = data[1] as string;
+  const wholeManifest = whole.replace(/\.lz4$/, '.json');
+  unlinkSync(path.join(a, whole));
+  unlinkSync(path.join(a, wholeManifest));
   const chunk = listFiles(b).find((n) => /^backups\/[^/]+\/data\/.+\.copy\.lz4$/.test(n)) as string;
   const file = path.join(b, chunk);
   const bytes = readFileSync(file);
@@ -223,10 +228,16 @@ test('verify over two repositories names where the good copy of a missing and of
   expect(found.code).toBe(7);
   const doc = JSON.parse(found.stdout) as { ok: boolean; problems: { repository: string; object: string; status: string; goodCopy: string | null }[] };
   expect(doc.ok).toBe(false);
-  expect(doc.problems).toEqual([
-    expect.objectContaining({ repository: a, object: missing, status: 'missing', goodCopy: b }),
-    expect.objectContaining({ repository: b, object: chunk, status: 'corrupt', goodCopy: a }),
-  ]);
+  expect(doc.problems).toEqual(
+    expect.arrayContaining([
+      expect.objectContaining({ repository: a, object: missing, status: 'missing', goodCopy: b }),
+      expect.objectContaining({ repository: a, object: whole, status: 'missing', goodCopy: b }),
+      expect.objectContaining({ repository: a, object: wholeManifest, status: 'missing', goodCopy: b }),
+      expect.objectContaining({ repository: a, status: 'gap', goodCopy: null }),
+      expect.objectContaining({ repository: b, object: chunk, status: 'corrupt', goodCopy: a }),
+    ]),
+  );
+  expect(doc.problems).toHaveLength(6); // and the backup that cannot be replayed past the gap
   const human = await verify([]);
   expect(human.code).toBe(7);
   expect(human.stdout).toMatch(new RegExp(`^missing +${missing} .*; good copy in ${b}$`, 'm'));
@@ -240,9 +251,12 @@ test('verify over two repositories names where the good copy of a missing and of
     repairs: { repository: string; object: string; action: string; from: string }[];
   };
   expect(repairDoc).toMatchObject({ ok: true, problems: [] });
-  expect(repairDoc.repairs).toEqual([
-    expect.objectContaining({ repository: a, object: missing, action: 'stored', from: b }),
-    expect.objectContaining({ repository: b, object: chunk, action: 'replaced', from: a }),
+  // data before manifests, so no manifest is stored before what it names
+  expect(repairDoc.repairs.map((r) => ({ repository: r.repository, object: r.object, action: r.action, from: r.from }))).toEqual([
+    { repository: a, object: whole, action: 'stored', from: b },
+    { repository: a, object: missing, action: 'stored', from: b },
+    { repository: a, object: wholeManifest, action: 'stored', from: b },
+    { repository: b, object: chunk, action: 'replaced', from: a },
   ]);
   expect((await runPitr(['verify', '--repo', b])).code).toBe(0);
   await expectRestoresExact(b);
