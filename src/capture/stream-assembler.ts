@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { ddlAction } from '../archive/ddl-action';
 import { parseDdlRecord } from '../archive/ddl-record';
@@ -151,7 +152,7 @@ export class StreamAssembler {
 
   private segment(): OpenSegment {
     if (!this.open) {
-      const file = path.join(this.spoolDir, `segment-${process.pid}-${Date.now()}-${this.counter++}.lz4`);
+      const file = path.join(this.spoolDir, `segment-${process.pid}-${Date.now()}-${this.counter++}-${randomBytes(4).toString('hex')}.lz4`);
       this.open = {
         builder: SegmentBuilder.create(file, this.chunkBytes),
         startedAt: Date.now(),

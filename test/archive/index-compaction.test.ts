@@ -57,7 +57,9 @@ function copyRepo(): string {
 async function list(repo: string): Promise<ListReport> {
   const result = await runPitr(['list', '--repo', repo, '--json', '--log-level', 'warn']);
   expect(result.code).toBe(0);
-  return JSON.parse(result.stdout) as ListReport;
+  // which repository it read from, and how many objects, differ between a copy and the original
+  const { repositories: _read, ...report } = JSON.parse(result.stdout) as ListReport & { repositories?: unknown };
+  return report as ListReport;
 }
 
 async function verify(repo: string, extra: string[] = []): Promise<VerifyReport> {

@@ -65,7 +65,8 @@ async function status(env: NodeJS.ProcessEnv, args: string[] = []): Promise<RunR
 
 /** `pitr init` again (idempotent): exits 0 once connected, 4 when it cannot connect (status would report "broken" instead). */
 async function connect(env: NodeJS.ProcessEnv, args: string[] = []): Promise<RunResult> {
-  return runPitr(['init', '--repo', repo, ...args], env);
+  // --repo repeated names several repositories: the default one only when the test names none
+  return runPitr(['init', ...(args.includes('--repo') ? [] : ['--repo', repo]), ...args], env);
 }
 
 /** Whether the walsender of `applicationName` uses SSL (pg_stat_ssl), once it is there. */
