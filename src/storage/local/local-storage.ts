@@ -133,8 +133,12 @@ export class LocalStorage implements Storage {
           if (options.delimiter && dirPrefix.startsWith(prefix) && dirPrefix.length > prefix.length) prefixes.add(dirPrefix);
           else await walk(rel);
         } else if (entry.isFile() && rel.startsWith(prefix) && (after === undefined || rel > after)) {
-          const info = await fs.stat(path.join(this.location, ...rel.split('/')));
-          objects.push({ name: rel, size: info.size });
+          // removed since the directory was read (a concurrent prune or catalog trim): not listed, as GCS would not
+          const info = await fs.stat(path.join(this.location, ...rel.split('/'))).catch((error: NodeJS.ErrnoException) => {
+            if (error.code === 'ENOENT') return null;
+            throw this.wrap(error, `cannot list ${rel}`);
+          });
+          if (info) objects.push({ name: rel, size: info.size });
         }
       }
     };
