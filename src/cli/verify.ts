@@ -36,7 +36,7 @@ export const verifyCommand: Command = {
       const width = Math.max(0, ...listed.map((p) => p.object.length));
       for (const p of listed) out.write(`${p.status.padEnd(12)} ${p.object.padEnd(width)}  ${p.detail}\n`);
       const scope = report.withoutKey
-        ? ' without the encryption key (envelopes, names and presence; contents and the manifests\' chain need the key)'
+        ? " without the encryption key (envelopes, names and presence; contents and the manifests' chain need the key)"
         : since !== undefined
           ? ` (what matters from ${since} on)`
           : '';

@@ -14,13 +14,21 @@ export function keyringFrom(options: ParsedOptions, env: NodeJS.ProcessEnv = pro
   const file = options.string('encryption-key-file');
   const inline = env[KEY_ENV];
   if (file !== undefined && inline !== undefined && inline !== '')
-    throw new PitrError('Usage', `both a key file (${file}) and ${KEY_ENV} give encryption keys`, `give one of them: put every key in the file, or unset ${KEY_ENV}`);
+    throw new PitrError(
+      'Usage',
+      `both a key file (${file}) and ${KEY_ENV} give encryption keys`,
+      `give one of them: put every key in the file, or unset ${KEY_ENV}`,
+    );
   if (file !== undefined) {
     let text: string;
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (error) {
-      throw new PitrError('Key', `cannot read the encryption key file ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'check --encryption-key-file or PITR_ENCRYPTION_KEY_FILE and the file\'s permissions');
+      throw new PitrError(
+        'Key',
+        `cannot read the encryption key file ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+        "check --encryption-key-file or PITR_ENCRYPTION_KEY_FILE and the file's permissions",
+      );
     }
     return parseKeyring(text, `key file ${file}`);
   }

@@ -92,7 +92,11 @@ export async function verifySealedRepository(
   for (const prefix of prefixes) {
     if (names.has(`${prefix}${MANIFEST_FILE}`)) continue;
     const started = names.has(`${prefix}${STARTED_FILE}`);
-    report(prefix, 'unreferenced', `incomplete backup: no ${MANIFEST_FILE}${started ? ` (${STARTED_FILE} present: in progress, or dead and removed by the next "pitr backup")` : ''}`);
+    report(
+      prefix,
+      'unreferenced',
+      `incomplete backup: no ${MANIFEST_FILE}${started ? ` (${STARTED_FILE} present: in progress, or dead and removed by the next "pitr backup")` : ''}`,
+    );
   }
   return { problems, checked };
 }

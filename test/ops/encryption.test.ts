@@ -35,7 +35,9 @@ const withKeys = (file: string): NodeJS.ProcessEnv => ({ PITR_ENCRYPTION_KEY_FIL
 async function pitr(args: string[], env: NodeJS.ProcessEnv, expectedCode = 0): Promise<RunResult> {
   const result = await runPitr([...args, '--log-level', 'warn'], env, 120_000);
   if (result.code !== expectedCode)
-    throw new Error(`pitr ${args.join(' ')}\nexited ${result.code}, expected ${expectedCode}; stderr:\n${result.stderr.slice(-3000)}\nstdout:\n${result.stdout.slice(-2000)}`);
+    throw new Error(
+      `pitr ${args.join(' ')}\nexited ${result.code}, expected ${expectedCode}; stderr:\n${result.stderr.slice(-3000)}\nstdout:\n${result.stdout.slice(-2000)}`,
+    );
   return result;
 }
 
@@ -162,7 +164,11 @@ test('verify without the key checks envelopes and the chain by name: a deleted s
   const keyedProblems = (JSON.parse(keyed.stdout) as { problems: { object: string; status: string; detail: string }[] }).problems;
   expect(keyedProblems).toEqual(
     expect.arrayContaining([
-      { object: flipped, status: 'corrupt', detail: expect.stringMatching(new RegExp(`^object ${flipped} is corrupt: chunk \\d+ fails authentication`)) as string },
+      {
+        object: flipped,
+        status: 'corrupt',
+        detail: expect.stringMatching(new RegExp(`^object ${flipped} is corrupt: chunk \\d+ fails authentication`)) as string,
+      },
       expect.objectContaining({ object: deleted, status: 'missing' }),
     ]),
   );

@@ -31,9 +31,14 @@ export function parseKeyring(text: string, origin: string): Keyring {
     const material = decodeKey(colon === -1 ? line : line.slice(colon + 1).trim(), where);
     const id = colon === -1 ? derivedKeyId(material) : line.slice(0, colon).trim();
     if (!KEY_ID_PATTERN.test(id))
-      throw new PitrError('Key', `${where}: invalid key id (1 to 32 letters, digits, '.', '_' or '-')`, 'write each key as KEYID:KEY, e.g. k2026:<64 hex digits>');
+      throw new PitrError(
+        'Key',
+        `${where}: invalid key id (1 to 32 letters, digits, '.', '_' or '-')`,
+        'write each key as KEYID:KEY, e.g. k2026:<64 hex digits>',
+      );
     const known = keys.get(id);
-    if (known && !known.equals(material)) throw new PitrError('Key', `${where}: key id "${id}" is given twice with different keys`, 'give every key its own id');
+    if (known && !known.equals(material))
+      throw new PitrError('Key', `${where}: key id "${id}" is given twice with different keys`, 'give every key its own id');
     keys.set(id, material);
     current ??= { id, key: material };
   }

@@ -63,7 +63,11 @@ export function newHeader(keyId: string, key: Buffer): { header: SealedHeader; o
 const headerDigest = (bytes: Buffer): Buffer => createHash('sha256').update(bytes.subarray(0, DIGEST_AT)).digest().subarray(0, DIGEST_BYTES);
 
 const corrupt = (name: string, what: string): PitrError =>
-  new PitrError('Integrity', `object ${name} is corrupt: ${what}`, 'run "pitr verify" to list damaged objects; restore it from a copy (pitr copy, pitr verify --repair)');
+  new PitrError(
+    'Integrity',
+    `object ${name} is corrupt: ${what}`,
+    'run "pitr verify" to list damaged objects; restore it from a copy (pitr copy, pitr verify --repair)',
+  );
 
 /** The header of a sealed object, checked; throws Integrity when it is not one (or is damaged). */
 export function parseHeader(bytes: Buffer, name: string): SealedHeader {
@@ -73,7 +77,11 @@ export function parseHeader(bytes: Buffer, name: string): SealedHeader {
   const header = bytes.subarray(0, HEADER_BYTES);
   if (!headerDigest(header).equals(header.subarray(DIGEST_AT))) throw corrupt(name, 'its encryption header is damaged');
   if (version !== SEALED_VERSION)
-    throw new PitrError('Repository', `object ${name} is encrypted in format version ${version}, this pitr reads version ${SEALED_VERSION}`, 'use a newer pitr');
+    throw new PitrError(
+      'Repository',
+      `object ${name} is encrypted in format version ${version}, this pitr reads version ${SEALED_VERSION}`,
+      'use a newer pitr',
+    );
   const idLength = header[SEALED_MAGIC.length + 1] as number;
   const keyId = header.toString('ascii', KEY_ID_AT, KEY_ID_AT + idLength);
   if (!KEY_ID_PATTERN.test(keyId)) throw corrupt(name, 'its encryption header names no valid key id');
