@@ -16,9 +16,9 @@ export const ENCRYPTION_SCHEME = `${SEALED_MAGIC.toString('ascii')}/${SEALED_VER
  * sealed (sealed-format.ts) on put and opened on read, so callers see plaintext and the rest of the code
  * does not change. The contract holds on plaintext:
  *
- *   - create-only: putting an object that exists compares plaintexts (the existing object is opened and
- *     hashed, the new one hashed), 'identical' when equal, else an Integrity error; sealing is randomized,
- *     so the stored bytes of two puts of the same plaintext never match;
+ *   - create-only: sealing is randomized, so the stored bytes of two puts of one plaintext never match
+ *     and the inner storage refuses the second; the plaintexts are then compared (the stored object
+ *     opened and hashed, the new one hashed): 'identical' when equal, else an Integrity error;
  *   - `stat` and `list` report the plaintext size (the layout fixes it from the stored size: callers
  *     compare sizes with what manifests record) and no MD5 (that of the ciphertext compares with nothing);
  *   - memory stays bounded: files are sealed as a stream into a temporary file beside them, reads open
@@ -50,7 +50,6 @@ export class EncryptedStorage implements Storage {
   async put(name: string, source: PutSource): Promise<PutResult> {
     if (this.storedPlain(name)) return this.inner.put(name, source);
     const keyring = this.requireKeyring(name);
-    if (await this.inner.stat(name)) return this.putExisting(name, source);
     let sealedFile: string | undefined;
     try {
       if (source.kind === 'buffer') await this.inner.put(name, { kind: 'buffer', data: sealBuffer(name, keyring, source.data) });
@@ -60,7 +59,7 @@ export class EncryptedStorage implements Storage {
         await this.inner.put(name, { kind: 'file', path: sealedFile, consume: true });
       }
     } catch (error) {
-      // stored meanwhile by another writer: the same plaintext is fine
+      // the name exists (sealing is randomized: its stored bytes always differ): the same plaintext is fine
       if (!(error instanceof PitrError && error.kind === 'Integrity' && (await this.inner.stat(name)))) throw error;
       return this.putExisting(name, source);
     } finally {
@@ -73,7 +72,7 @@ export class EncryptedStorage implements Storage {
   async create(name: string, data: Buffer): Promise<PutResult | 'taken'> {
     if (this.storedPlain(name)) return this.inner.create(name, data);
     const keyring = this.requireKeyring(name);
-    if (!(await this.inner.stat(name)) && (await this.inner.create(name, sealBuffer(name, keyring, data))) === 'created') return 'created';
+    if ((await this.inner.create(name, sealBuffer(name, keyring, data))) === 'created') return 'created';
     return (await this.plainDigest(name)) === sha256(data) ? 'identical' : 'taken';
   }
 
