@@ -22,9 +22,11 @@ export const storedPlain = (name: string): boolean => name === IDENTITY_OBJECT |
  */
 export async function repositoryStorage(storage: Storage, keyring: Keyring | undefined, use: 'read' | 'write'): Promise<Storage> {
   let encrypted: boolean | undefined;
+  let firstKeyId: string | undefined;
   try {
     const identity = await new Repository(storage).identity();
     encrypted = identity ? identity.encryption !== undefined : undefined;
+    firstKeyId = identity?.encryption?.firstKeyId;
   } catch {
     // unreachable or damaged: decided by what was given; the command meets the same error itself
     encrypted = undefined;
@@ -38,7 +40,7 @@ export async function repositoryStorage(storage: Storage, keyring: Keyring | und
   if (encrypted === true && !keyring && use === 'write')
     throw new PitrError(
       'Key',
-      `repository ${storage.location} is encrypted and no encryption key was given`,
+      `repository ${storage.location} is encrypted and no encryption key was given (it was created with key "${firstKeyId ?? '?'}")`,
       'give the key file with --encryption-key-file or PITR_ENCRYPTION_KEY_FILE, or the key in PITR_ENCRYPTION_KEY (docs/runbooks/encryption-keys.md)',
     );
   if (encrypted === true || keyring) return new EncryptedStorage(storage, keyring, storedPlain);

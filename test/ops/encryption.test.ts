@@ -135,7 +135,7 @@ test('a wrong key, a key id not given, no key: exit 10 naming the key id', async
   expect(errorLine(none)).toMatch(new RegExp(`^pitr: error: repository ${fx.repoDir} is encrypted and no encryption key was given`));
   // a writer without the key is refused before it starts
   const backup = await pitr(['backup', '--source', fx.source, '--repo', fx.repoDir], {}, 10);
-  expect(errorLine(backup)).toBe(`pitr: error: repository ${fx.repoDir} is encrypted and no encryption key was given`);
+  expect(errorLine(backup)).toBe(`pitr: error: repository ${fx.repoDir} is encrypted and no encryption key was given (it was created with key "ka")`);
   for (const r of [w, m, none]) expect(r.stderr).not.toContain(keyA);
 });
 

@@ -28,7 +28,9 @@ let expected: Fingerprints;
 async function pitr(args: string[], expectedCode = 0, extraEnv: NodeJS.ProcessEnv = env): Promise<RunResult> {
   const result = await runPitr([...args, '--gcs-endpoint', gcs.url, '--log-level', 'warn'], extraEnv, 120_000);
   if (result.code !== expectedCode)
-    throw new Error(`pitr ${args.join(' ')}\nexited ${result.code}, expected ${expectedCode}; stderr:\n${result.stderr.slice(-3000)}\nstdout:\n${result.stdout.slice(-2000)}`);
+    throw new Error(
+      `pitr ${args.join(' ')}\nexited ${result.code}, expected ${expectedCode}; stderr:\n${result.stderr.slice(-3000)}\nstdout:\n${result.stdout.slice(-2000)}`,
+    );
   return result;
 }
 
@@ -43,12 +45,17 @@ beforeAll(async () => {
     CREATE TABLE notes (id int PRIMARY KEY, v text);
     INSERT INTO notes SELECT g, '${CANARY} ' || g FROM generate_series(1, 400) g;`);
   await pitr(['init', '--source', cluster.url(), '--repo', REPO]);
-  const archiver = new PitrProcess(['archive', '--source', cluster.url(), '--repo', REPO, '--gcs-endpoint', gcs.url, '--segment-age', '200ms', '--heartbeat', '1h'], env);
+  const archiver = new PitrProcess(
+    ['archive', '--source', cluster.url(), '--repo', REPO, '--gcs-endpoint', gcs.url, '--segment-age', '200ms', '--heartbeat', '1h'],
+    env,
+  );
   await archiver.waitForState('streaming');
   await pitr(['backup', '--source', cluster.url(), '--repo', REPO]);
   for (let i = 1; i <= 4; i++) {
     const seen = archiver.lines.length;
-    await cluster.psql(`INSERT INTO notes SELECT g, '${CANARY} round ${i}' FROM generate_series(${i * 1000}, ${i * 1000 + 30}) g; DELETE FROM notes WHERE id = ${i};`);
+    await cluster.psql(
+      `INSERT INTO notes SELECT g, '${CANARY} round ${i}' FROM generate_series(${i * 1000}, ${i * 1000 + 30}) g; DELETE FROM notes WHERE id = ${i};`,
+    );
     await archiver.waitFor((l) => l.event === 'segment_stored', 30_000, seen);
   }
   await caughtUp(cluster);
