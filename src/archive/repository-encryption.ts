@@ -1,4 +1,4 @@
-import { PitrError } from '../errors';
+import { PitrError, isPitrError } from '../errors';
 import { EncryptedStorage } from '../storage/encrypted/encrypted-storage';
 import type { Keyring } from '../storage/encrypted/keyring';
 import type { Storage } from '../storage/storage';
@@ -16,9 +16,10 @@ export const storedPlain = (name: string): boolean => name === IDENTITY_OBJECT |
 /**
  * The storage a repository's commands use: wrapped in EncryptedStorage when repository.json says the
  * repository is encrypted, or when a key is given for a repository not created yet (the first write
- * creates it encrypted). Refuses a key for an unencrypted repository, and an encrypted repository
- * without a key for a command that writes; a command that reads without one fails on the first sealed
- * object it reads, except verify, which checks what needs no key (ops/verify-sealed.ts).
+ * creates it encrypted). Refuses a key for an unencrypted repository, and for a command that writes an
+ * encrypted repository without a key or without the right key for its newest segment; a command that
+ * reads without a key fails on the first sealed object it reads, except verify, which checks what needs
+ * no key (ops/verify-sealed.ts).
  */
 export async function repositoryStorage(storage: Storage, keyring: Keyring | undefined, use: 'read' | 'write'): Promise<Storage> {
   let encrypted: boolean | undefined;
@@ -43,6 +44,14 @@ export async function repositoryStorage(storage: Storage, keyring: Keyring | und
       `repository ${storage.location} is encrypted and no encryption key was given (it was created with key "${firstKeyId ?? '?'}")`,
       'give the key file with --encryption-key-file or PITR_ENCRYPTION_KEY_FILE, or the key in PITR_ENCRYPTION_KEY (docs/runbooks/encryption-keys.md)',
     );
-  if (encrypted === true || keyring) return new EncryptedStorage(storage, keyring, storedPlain);
-  return storage;
+  if (!(encrypted === true || keyring)) return storage;
+  const sealed = new EncryptedStorage(storage, keyring, storedPlain);
+  // A writer must hold the key of the newest segment (the archiver opens it to continue the chain): a
+  // wrong key under a known id is refused here, before anything is sealed with it. Other problems are
+  // left to the command, which meets them itself.
+  if (encrypted === true && use === 'write')
+    await new Repository(sealed).latestSegment().catch((error: unknown) => {
+      if (isPitrError(error, 'Key')) throw error;
+    });
+  return sealed;
 }

@@ -136,6 +136,12 @@ test('a wrong key, a key id not given, no key: exit 10 naming the key id', async
   // a writer without the key is refused before it starts
   const backup = await pitr(['backup', '--source', fx.source, '--repo', fx.repoDir], {}, 10);
   expect(errorLine(backup)).toBe(`pitr: error: repository ${fx.repoDir} is encrypted and no encryption key was given (it was created with key "ka")`);
+  // nor with a wrong key under the id of the newest segment's key: nothing is sealed with it
+  const wrongCurrent = keyFile('wrong-current.keys', `kb:${randomBytes(32).toString('hex')}\nka:${keyA}\n`);
+  const before = listFiles(fx.repoDir).length;
+  const wb = await pitr(['backup', '--source', fx.source, '--repo', fx.repoDir], withKeys(wrongCurrent), 10);
+  expect(errorLine(wb)).toMatch(/^pitr: error: the encryption key given as "kb" is not the key object segments\/\S+\.json is sealed with$/);
+  expect(listFiles(fx.repoDir).length).toBe(before);
   for (const r of [w, m, none]) expect(r.stderr).not.toContain(keyA);
 });
 
