@@ -7,7 +7,8 @@
  *   3 configuration of the source is not fit for archiving · 4 cannot connect or authenticate
  *   5 repository problem (unwritable, wrong source, corrupt object) · 6 already running elsewhere
  *   7 integrity violation (different bytes under an archived name, broken chain) · 8 missing tool
- *   9 not found (no such backup, segment, target) · 11 a change in the archive cannot be replayed into the
+ *   9 not found (no such backup, segment, target) · 10 encryption key missing or wrong (named by its key id)
+ *   · 11 a change in the archive cannot be replayed into the
  *   target (named with its position) · 130 interrupted (SIGINT/SIGTERM; run it again to continue)
  */
 export const ErrorKind = {
@@ -20,6 +21,8 @@ export const ErrorKind = {
   Integrity: 7,
   MissingTool: 8,
   NotFound: 9,
+  /** An encryption key is missing or is not the key an object was sealed with (named by its key id), or a key was given for an unencrypted repository. */
+  Key: 10,
   /** A change in the archive (a schema change, a row for a table the target lacks) cannot be applied to the target. */
   Replay: 11,
   /** Stopped by SIGINT/SIGTERM before the end; running the same command again continues (128 + SIGINT). */

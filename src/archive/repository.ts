@@ -14,6 +14,11 @@ export interface RepositoryIdentity {
   systemIdentifier: string;
   database: string;
   createdAt: string;
+  /**
+   * Present when the repository is encrypted (docs/format.md, "Encryption"): the sealed format and the
+   * key id its first objects were sealed with (each object's header names its own key id).
+   */
+  encryption?: { scheme: string; firstKeyId: string };
 }
 
 /** The archive's view of a storage: identity, segment chain. */
@@ -33,7 +38,13 @@ export class Repository {
       this.checkBelongs(existing, source);
       return existing;
     }
-    const identity: RepositoryIdentity = { format: FORMAT_VERSION, ...source, createdAt: new Date().toISOString() };
+    const sealing = this.storage.encryption;
+    const identity: RepositoryIdentity = {
+      format: FORMAT_VERSION,
+      ...source,
+      createdAt: new Date().toISOString(),
+      ...(sealing?.currentKeyId ? { encryption: { scheme: sealing.scheme, firstKeyId: sealing.currentKeyId } } : {}),
+    };
     await this.storage.put(IDENTITY_OBJECT, { kind: 'buffer', data: encodeCheckedJson(identity) }).catch(async (error: unknown) => {
       // A concurrent claim for the same source wrote a different createdAt: fine if it is ours.
       const raced = await this.identity();

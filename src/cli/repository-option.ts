@@ -1,4 +1,6 @@
 import { Repository } from '../archive/repository';
+import { repositoryStorage } from '../archive/repository-encryption';
+import { keyringFrom } from '../config/encryption-keys';
 import { RepositorySet } from '../archive/repository-set';
 import type { ParsedOptions } from '../config/parse-args';
 import { parseRepositorySpecs, type RepositorySpec } from '../config/repository-spec';
@@ -17,11 +19,8 @@ export interface ConfiguredRepository {
  * location is relative to the current directory.
  */
 export async function repositoriesFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<ConfiguredRepository[]> {
-  const endpoint = options.string('gcs-endpoint');
   const configured: ConfiguredRepository[] = [];
-  for (const spec of repositorySpecsFrom(options)) {
-    configured.push({ spec, repo: new Repository(await openStorage(spec.location, endpoint ? { gcsEndpoint: endpoint } : {})) });
-  }
+  for (const spec of repositorySpecsFrom(options)) configured.push({ spec, repo: await openRepository(options, spec.location, use) });
   if (use === 'write' && options.isDefault('repo'))
     process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${configured[0]?.repo.storage.location ?? ''}\n`);
   return configured;
@@ -32,8 +31,14 @@ export async function repositoryNamedBy(options: ParsedOptions, name: 'from' | '
   const value = options.string(name);
   if (value === undefined) throw new PitrError('Usage', `--${name} is required`, 'pitr copy --from REPO --into REPO');
   const [spec] = parseRepositorySpecs([value]);
+  return openRepository(options, (spec as RepositorySpec).location, name === 'into' ? 'write' : 'read');
+}
+
+/** A repository's storage, encrypted when the repository is (or a key is given for a new one): archive/repository-encryption.ts. */
+async function openRepository(options: ParsedOptions, location: string, use: 'read' | 'write'): Promise<Repository> {
   const endpoint = options.string('gcs-endpoint');
-  return new Repository(await openStorage((spec as RepositorySpec).location, endpoint ? { gcsEndpoint: endpoint } : {}));
+  const storage = await openStorage(location, endpoint ? { gcsEndpoint: endpoint } : {});
+  return new Repository(await repositoryStorage(storage, keyringFrom(options), use));
 }
 
 /** The first repository --repo (or PITR_REPO) names (see `repositoriesFrom`). */

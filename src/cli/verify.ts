@@ -35,7 +35,12 @@ export const verifyCommand: Command = {
       const listed = [...report.problems, ...report.recordedGaps];
       const width = Math.max(0, ...listed.map((p) => p.object.length));
       for (const p of listed) out.write(`${p.status.padEnd(12)} ${p.object.padEnd(width)}  ${p.detail}\n`);
-      const checked = `${report.checked.objects} objects, ${formatBytes(report.checked.bytes)} checked${since !== undefined ? ` (what matters from ${since} on)` : ''}`;
+      const scope = report.withoutKey
+        ? " without the encryption key (envelopes, names and presence; contents and the manifests' chain need the key)"
+        : since !== undefined
+          ? ` (what matters from ${since} on)`
+          : '';
+      const checked = `${report.checked.objects} objects, ${formatBytes(report.checked.bytes)} checked${scope}`;
       const recorded = report.recordedGaps.length;
       const known =
         recorded > 0 ? `; ${recorded} recorded gap${recorded === 1 ? '' : 's'} (a re-created replication slot): nothing inside can be restored` : '';

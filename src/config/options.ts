@@ -58,6 +58,15 @@ const DECLARED = [
     description: 'Google Cloud Storage API endpoint (an emulator); STORAGE_EMULATOR_HOST is honoured too',
   },
   {
+    name: 'encryption-key-file',
+    type: 'string',
+    arg: 'PATH',
+    env: 'PITR_ENCRYPTION_KEY_FILE',
+    commands: [...ALL, 'copy'],
+    description:
+      'file of encryption keys, one per line as KEYID:KEY (32 bytes as 64 hex digits or base64); the first seals new objects, all open what they sealed. Or the keys in PITR_ENCRYPTION_KEY (environment only, never a flag). With a key a new repository is encrypted (see Encryption at rest)',
+  },
+  {
     name: 'slot',
     type: 'string',
     arg: 'NAME',

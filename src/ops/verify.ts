@@ -14,6 +14,7 @@ import { verifyIndex } from './verify-index';
 import { liveSegmentNames } from '../archive/segment-names';
 import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
 import { unreplayableChanges } from './schema-change-check';
+import { verifySealedRepository } from './verify-sealed';
 
 /** unreplayable: a schema change replay would refuse (with --ddl). */
 export type ProblemStatus = 'missing' | 'corrupt' | 'unreferenced' | 'gap' | 'unreplayable';
@@ -35,6 +36,11 @@ export interface VerifyReport {
    * they are listed without making the repository fail. Until such a backup exists they are problems.
    */
   recordedGaps: Problem[];
+  /**
+   * An encrypted repository verified without its key: only what needs no key was checked
+   * (verify-sealed.ts): envelopes, names and presence, not contents nor the manifests' chain.
+   */
+  withoutKey?: true;
 }
 
 export interface VerifyOptions {
@@ -52,6 +58,11 @@ export interface VerifyOptions {
 
 /** Reads every object the repository's manifests name and checks it, collecting every problem found. */
 export async function verifyRepository(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const encryption = repo.storage.encryption;
+  if (encryption && encryption.currentKeyId === undefined) {
+    const { problems, checked } = await verifySealedRepository(repo, encryption);
+    return { ok: problems.length === 0, repository: repo.storage.location, checked, problems, recordedGaps: [], withoutKey: true };
+  }
   const verifier = new Verifier(repo, options.deep ?? false, options.since, options.ddl ?? false);
   await verifier.run();
   return {

@@ -19,6 +19,13 @@ export interface Storage {
   readonly rereadIsCheap?: boolean;
 
   /**
+   * Optional feature: the storage encrypts what it stores (encrypted/encrypted-storage.ts). Reads and
+   * writes still take and give plaintext; `stat` and `list` give plaintext sizes and no MD5. Absent: bytes
+   * are stored as given.
+   */
+  readonly encryption?: StorageEncryption;
+
+  /**
    * Store `source` under `name`, create-only and durably: when the promise resolves the bytes survive a
    * crash of this machine (local: temporary file, fsync, link, directory fsync; GCS: upload with
    * ifGenerationMatch=0 and an MD5 the server validates).
@@ -63,6 +70,21 @@ export interface Storage {
    * machine's clock, which may differ from the clock of the machine that wrote the object.
    */
   now(): Promise<Date>;
+}
+
+/** What an encrypting storage tells its callers (docs/format.md, "Encryption"). */
+export interface StorageEncryption {
+  /** The sealed format's name and version, recorded in repository.json. */
+  readonly scheme: string;
+  /** The key id new objects are sealed with; undefined when no key was given (contents cannot be read). */
+  readonly currentKeyId: string | undefined;
+  /** Whether the object of that name is stored encrypted (repository.json and the lease are not). */
+  isSealed(name: string): boolean;
+  /**
+   * Checks a sealed object without the key: its header, and the SHA-256 of its stored bytes against the
+   * one in its trailer. Returns the stored size and, when it fails, what is wrong. NotFound when absent.
+   */
+  checkEnvelope(name: string): Promise<{ bytes: number; problem?: string }>;
 }
 
 export type PutSource =
