@@ -9,6 +9,7 @@ import type { Client, ClientConfig } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { decodeCheckedJson } from '../archive/checked-json';
 import { checkedBytes } from '../archive/checked-stream';
+import { decompressBrotli } from '../archive/brotli-stream';
 import { decompressFrames } from '../archive/lz4-frames';
 import type { Repository } from '../archive/repository';
 import { backupPrefix, MANIFEST_FILE, type BackupManifest, type StoredPart } from '../archive/backup-manifest';
@@ -26,7 +27,7 @@ export async function readBackupManifest(repo: Repository, id: string): Promise<
   return decodeCheckedJson<BackupManifest>(await repo.storage.read(name), name);
 }
 
-/** Decompressed bytes of a stored part, its SHA-256 checked as the stream ends (before it completes). */
+/** Decompressed bytes of a stored part (by its codec), its SHA-256 checked as the stream ends (before it completes). */
 export async function* partBytes(repo: Repository, manifest: BackupManifest, part: StoredPart): AsyncGenerator<Buffer> {
   const name = `${backupPrefix(manifest.id)}${part.name}`;
   const stored = checkedBytes(
@@ -35,7 +36,19 @@ export async function* partBytes(repo: Repository, manifest: BackupManifest, par
     (actual) =>
       new PitrError('Integrity', `backup object ${name} is corrupt: sha256 ${actual} does not match the manifest`, 'run "pitr verify"; use another backup'),
   );
-  yield* decompressFrames(stored, `backup object ${name}`);
+  const codec = part.codec ?? 'lz4';
+  switch (codec) {
+    case 'lz4':
+      yield* decompressFrames(stored, `backup object ${name}`);
+      return;
+    case 'brotli':
+      yield* decompressBrotli(stored, `backup object ${name}`);
+      return;
+    default: {
+      const never: never = codec;
+      throw new PitrError('Integrity', `backup object ${name} has an unknown codec "${String(never)}"`, 'restore it with a newer pitr');
+    }
+  }
 }
 
 /** The TOC line of a foreign key constraint in `pg_restore --list` output. */
