@@ -148,7 +148,7 @@ const DECLARED = [
     default: '256MB',
     min: 8192,
     commands: ['backup', 'archive'],
-    description: 'split tables larger than this into chunks of about this size (by table pages)',
+    description: 'split tables larger than this into chunks of about this size (by table pages; for backup, a multiple of --jobs of them)',
   },
   {
     name: 'pg-dump',
