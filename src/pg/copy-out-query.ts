@@ -90,6 +90,7 @@ class CopyOutQuery {
   private parse(chunk: Buffer): void {
     let at = 0;
     let out = 0;
+    let whole = false;
     while (at < chunk.length) {
       if (this.remaining > 0) {
         const n = Math.min(this.remaining, chunk.length - at);
@@ -106,18 +107,28 @@ class CopyOutQuery {
         this.detach(chunk.subarray(at));
         return;
       }
-      const n = Math.min(5 - this.headerBytes, chunk.length - at);
-      chunk.copy(this.header, this.headerBytes, at, at + n);
-      this.headerBytes += n;
-      at += n;
-      if (this.headerBytes < 5) break;
-      this.headerBytes = 0;
-      this.code = this.header[0] as number;
-      this.remaining = this.header.readUInt32BE(1) - 4;
+      if (this.headerBytes === 0 && chunk.length - at >= 5) {
+        // the usual case, a whole header in this read: no call per row but these reads
+        this.code = chunk[at] as number;
+        this.remaining =
+          (chunk[at + 1] as number) * 0x1000000 + ((chunk[at + 2] as number) << 16) + ((chunk[at + 3] as number) << 8) + (chunk[at + 4] as number) - 4;
+        at += 5;
+        whole = true;
+      } else {
+        const n = Math.min(5 - this.headerBytes, chunk.length - at);
+        chunk.copy(this.header, this.headerBytes, at, at + n);
+        this.headerBytes += n;
+        at += n;
+        if (this.headerBytes < 5) break;
+        this.headerBytes = 0;
+        this.code = this.header[0] as number;
+        this.remaining = this.header.readUInt32BE(1) - 4;
+        whole = false;
+      }
       if (this.code !== COPY_DATA && !PASSED_OVER.has(this.code)) {
         // CopyDone (or anything but CopyOutResponse and the asynchronous S, N, A): pg reads the rest
         this.pass(chunk, out);
-        this.detach(Buffer.concat([this.header, chunk.subarray(at)]));
+        this.detach(whole ? chunk.subarray(at - 5) : Buffer.concat([this.header, chunk.subarray(at)]));
         return;
       }
     }
