@@ -9,7 +9,8 @@ import { PitrError } from '../errors';
  * that is not a well-formed Brotli stream fails as PitrError('Integrity') naming `name`, the object read.
  */
 export async function* decompressBrotli(source: AsyncIterable<Buffer>, name: string): AsyncGenerator<Buffer> {
-  const decompressor = zlib.createBrotliDecompress();
+  // large output pieces: each one passes through the checks and a socket write of the COPY that takes it
+  const decompressor = zlib.createBrotliDecompress({ chunkSize: 256 * 1024 });
   const fed = pipeline(Readable.from(source), decompressor);
   fed.catch(() => undefined);
   try {
