@@ -90,7 +90,7 @@ class CopyOutQuery {
   private parse(chunk: Buffer): void {
     let at = 0;
     let out = 0;
-    let whole = false;
+    let whole: boolean;
     while (at < chunk.length) {
       if (this.remaining > 0) {
         const n = Math.min(this.remaining, chunk.length - at);

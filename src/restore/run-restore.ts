@@ -1,5 +1,4 @@
 import type { Client } from 'pg';
-import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
 import { findPgTool } from '../backup/pg-tools';
 import { Progress } from '../backup/progress';
