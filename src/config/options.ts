@@ -138,7 +138,7 @@ const DECLARED = [
     default: '2',
     min: 1,
     commands: ['backup', 'archive', 'restore'],
-    description: 'tables copied (backup) or applied (restore) at once, each over its own connection',
+    description: 'connections working at once: chunks copied (backup); chunks loaded, indexes built and tables applied (restore)',
   },
   {
     name: 'chunk-size',
