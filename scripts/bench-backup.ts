@@ -1,12 +1,13 @@
 /**
  * Backup benchmark against pg_dump on the same pgbench database in the same run: backup wall time
  * (`pitr backup` vs `pg_dump -Fd -j N`), stored size, and restore time (the backup loaded into an
- * empty database vs `pg_restore -j N`), with row counts of both restores checked against the source.
+ * empty database over N sessions as `pitr restore --jobs N` loads it vs `pg_restore -j N`), with row counts of both restores checked against the source.
  * CPU seconds are shown per side: client (pitr / pg_dump / pg_restore processes) and server (every
  * PostgreSQL process of the cluster), to tell where the time goes.
  *
  * Three rounds (BENCH_RUNS), each side by side; best and worst ratios are printed with the goals. Then
- * the codecs a chunk could use are compared on the largest table's data (the measurement behind LZ4).
+ * the codecs a chunk could use are compared on the largest table's data (the measurement behind Brotli
+ * quality 1).
  *
  *   npm run bench:backup                                  # pgbench scale 50 (~750 MB), --jobs 2
  *   BENCH_SCALE=10 BENCH_JOBS=4 npm run bench:backup
@@ -106,7 +107,8 @@ async function pitrBackup(
 
 /**
  * The measurement behind the chunks' codec: the first 64 MB of the largest table's COPY text (from the
- * backup just taken), compressed in 8 MiB pieces by LZ4 (what chunks use), gzip (pg_dump's) and brotli,
+ * backup just taken), compressed in 8 MiB pieces by LZ4 (what chunks of format-1 backups use), gzip
+ * (pg_dump's) and Brotli (quality 1 is what chunks use),
  * each on one thread: ratio and speed both ways.
  */
 async function compareCodecs(repo: Repository, id: string): Promise<void> {
@@ -127,10 +129,10 @@ async function compareCodecs(repo: Repository, id: string): Promise<void> {
   const brotli = (quality: number) => (b: Buffer) =>
     zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: quality, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: b.length } });
   const codecs: [string, (b: Buffer) => Buffer, (b: Buffer) => Buffer][] = [
-    ['lz4 frame', (b) => compressFrameSync(b), (b) => decompressFrameSync(b)],
+    ['lz4 frame (old)', (b) => compressFrameSync(b), (b) => decompressFrameSync(b)],
     ['gzip -1', (b) => zlib.gzipSync(b, { level: 1 }), zlib.gunzipSync],
     ['gzip -6 (pg_dump)', (b) => zlib.gzipSync(b, { level: 6 }), zlib.gunzipSync],
-    ['brotli q1', brotli(1), zlib.brotliDecompressSync],
+    ['brotli q1 (pitr)', brotli(1), zlib.brotliDecompressSync],
     ['brotli q3', brotli(3), zlib.brotliDecompressSync],
     ['brotli q5', brotli(5), zlib.brotliDecompressSync],
   ];
@@ -215,7 +217,7 @@ async function main(): Promise<void> {
       const dumpBytes = await duBytes(dumpRoundDir);
       await cluster.query(`CREATE DATABASE restored_pitr_${round}`);
       await cluster.query(`CREATE DATABASE restored_pg_dump_${round}`);
-      const load = await measure(cluster, () => loadBackup(repository, backup.result.id, cluster.url(`restored_pitr_${round}`)));
+      const load = await measure(cluster, () => loadBackup(repository, backup.result.id, cluster.url(`restored_pitr_${round}`), JOBS));
       const restore = await measure(cluster, () =>
         run(path.join(cluster.binDir, 'pg_restore'), ['-j', String(JOBS), '-d', cluster.url(`restored_pg_dump_${round}`), dumpRoundDir]),
       );

@@ -6,9 +6,16 @@ export interface SequenceValue {
   lastValue: string | null;
 }
 
+/**
+ * How a stored part is compressed: 'lz4' (LZ4 frames, `lz4 -d`) or 'brotli' (one Brotli stream,
+ * `brotli -d`). Absent means 'lz4': every part of a format-1 backup, and the schema parts of later ones.
+ */
+export type PartCodec = 'lz4' | 'brotli';
+
 /** One stored object of a backup and what it holds. */
 export interface StoredPart {
   name: string;
+  codec?: PartCodec;
   rawBytes: number;
   storedBytes: number;
   sha256: string;
@@ -47,6 +54,12 @@ export interface BackupManifest {
   sequences: SequenceValue[];
   totals: { tables: number; chunks: number; rows: number; rawBytes: number; storedBytes: number };
 }
+
+/**
+ * Format of backup manifests this version writes: 2 records a codec per part (table chunks in Brotli);
+ * format 1 (all parts LZ4) is read as it is.
+ */
+export const BACKUP_FORMAT = 2;
 
 export const BACKUPS_PREFIX = 'backups/';
 export const MANIFEST_FILE = 'manifest.json';

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Client } from 'pg';
 import PQueue from 'p-queue';
-import type { BackupTable, StoredPart } from '../archive/backup-manifest';
+import type { BackupTable, PartCodec, StoredPart } from '../archive/backup-manifest';
 import { PitrError, messageOf } from '../errors';
 import type { Logger } from '../logger';
 import { copyChunkToFile } from './copy-chunk';
@@ -9,7 +9,7 @@ import { Progress } from './progress';
 import { chunkCopySql, type TablePlan } from './table-plan';
 
 /** Stores a spool file under the backup's prefix as `name` (consuming the file). */
-export type StorePart = (name: string, file: { path: string; rawBytes: number; storedBytes: number; sha256: string }) => Promise<StoredPart>;
+export type StorePart = (name: string, file: { path: string; codec?: PartCodec; rawBytes: number; storedBytes: number; sha256: string }) => Promise<StoredPart>;
 
 /**
  * Copies every chunk of `tables` through COPY into spool files under `spool`, over `sessions` (one
@@ -37,9 +37,9 @@ export async function copyTables(
         if (signal?.aborted) throw new PitrError('Interrupted', 'backup interrupted: its pieces are removed, nothing of it is used', 'run "pitr backup" again');
         const session = idle.pop() as Client;
         try {
-          const name = `data/${table.oid}.${String(chunkIndex).padStart(5, '0')}.copy.lz4`;
+          const name = `data/${table.oid}.${String(chunkIndex).padStart(5, '0')}.copy.br`;
           const file = await copyChunkToFile(session, chunkCopySql(table, chunk), path.join(spool, `${table.oid}.${chunkIndex}`), (n) => progress.addBytes(n));
-          const part = await store(name, file);
+          const part = await store(name, { ...file, codec: 'brotli' });
           const result = results[tableIndex] as BackupTable;
           result.chunks[chunkIndex] = { ...part, rows: file.rows };
           result.rows += file.rows;

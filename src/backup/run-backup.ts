@@ -4,7 +4,6 @@ import path from 'node:path';
 import type { Client } from 'pg';
 import { encodeCheckedJson } from '../archive/checked-json';
 import type { Repository } from '../archive/repository';
-import { FORMAT_VERSION } from '../archive/segment-format';
 import { lsnToSortableHex } from '../pg/lsn';
 import { DECODING_SESSION_OPTIONS } from '../pg/session-settings';
 import { connectSource, identifySystem, type SystemIdentity } from '../pg/connect';
@@ -12,7 +11,7 @@ import { withClient, withClients } from '../pg/with-client';
 import { sourceFacts, type SourceFacts } from '../capture/source-checks';
 import type { SourceConnection } from '../config/connection';
 import type { Logger } from '../logger';
-import { MANIFEST_FILE, STARTED_FILE, backupId, backupPrefix, type BackupManifest } from '../archive/backup-manifest';
+import { BACKUP_FORMAT, MANIFEST_FILE, STARTED_FILE, backupId, backupPrefix, type BackupManifest } from '../archive/backup-manifest';
 import { removeIncompleteBackups, removePrefix } from './cleanup';
 import { copyTables, type StorePart } from './copy-tables';
 import { withExportedSnapshot, type ExportedSnapshot } from './exported-snapshot';
@@ -62,12 +61,12 @@ async function backUp(deps: BackupDeps, options: BackupOptions, coordinator: Cli
       await markStarted(deps, backupAt, id, snapshot, started);
       const store: StorePart = async (name, file) => {
         await repo.storage.put(`${backupAt}${name}`, { kind: 'file', path: file.path, consume: true });
-        return { name, rawBytes: file.rawBytes, storedBytes: file.storedBytes, sha256: file.sha256 };
+        return { name, ...(file.codec ? { codec: file.codec } : {}), rawBytes: file.rawBytes, storedBytes: file.storedBytes, sha256: file.sha256 };
       };
       const { snapshotName } = snapshot;
       const contents = await withSnapshotSessions(deps, snapshotName, options.jobs, async (sessions) => {
         const planner = sessions[0] as Client; // --jobs is at least 1
-        const tables = await planTables(planner, options.chunkBytes);
+        const tables = await planTables(planner, options.chunkBytes, options.jobs);
         const sequences = await readSequences(planner);
         const schemaDone = dumpSchema(ready.pgDump, ready.pgRestore, source.config, snapshotName, spool).then(async (files) => ({
           dump: await store('schema/schema.dump.lz4', files.dump),
@@ -151,7 +150,7 @@ function backupManifest(
   const { tables, schema } = contents;
   const chunks = tables.flatMap((t) => t.chunks);
   return {
-    format: FORMAT_VERSION,
+    format: BACKUP_FORMAT,
     kind: 'backup',
     id,
     systemIdentifier: ready.system.systemIdentifier,

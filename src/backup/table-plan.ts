@@ -19,8 +19,10 @@ export interface TablePlan {
 /**
  * Every table holding user data, as seen by the snapshot: ordinary tables and leaf partitions
  * (partitioned parents hold no rows), not unlogged or temporary ones, not the project's own schema.
+ * A table larger than `chunkBytes` is split into chunks of about that size, their number a multiple
+ * of `jobs`, so that the sessions copying one big table finish it together.
  */
-export async function planTables(client: Client, chunkBytes: number): Promise<TablePlan[]> {
+export async function planTables(client: Client, chunkBytes: number, jobs = 1): Promise<TablePlan[]> {
   const { rows } = await client.query<{ oid: number; schema: string; name: string; bytes: string; block: string; columns: string[] }>(
     `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, pg_catalog.pg_relation_size(c.oid)::text AS bytes,
             current_setting('block_size') AS block,
@@ -36,8 +38,8 @@ export async function planTables(client: Client, chunkBytes: number): Promise<Ta
   );
   return rows.map((row) => {
     const bytes = Number(row.bytes);
-    const pagesPerChunk = Math.max(1, Math.floor(chunkBytes / Number(row.block)));
     const pages = Math.ceil(bytes / Number(row.block));
+    const pagesPerChunk = chunkPages(pages, Math.max(1, Math.floor(chunkBytes / Number(row.block))), jobs);
     const chunks: TablePlan['chunks'] = [];
     for (let from = 0; from + pagesPerChunk < pages; from += pagesPerChunk) chunks.push({ fromPage: from, toPage: from + pagesPerChunk });
     // the last chunk is open-ended: pages added after the size was read hold no rows the snapshot sees,
@@ -45,6 +47,13 @@ export async function planTables(client: Client, chunkBytes: number): Promise<Ta
     chunks.push({ fromPage: chunks.length * pagesPerChunk, toPage: null });
     return { oid: row.oid, schema: row.schema, name: row.name, columns: row.columns, bytes, chunks };
   });
+}
+
+/** Pages per chunk: about `maxPages`, fewer so that a split table's chunks are a multiple of `jobs`. */
+function chunkPages(pages: number, maxPages: number, jobs: number): number {
+  if (pages <= maxPages) return maxPages;
+  const chunks = Math.ceil(Math.ceil(pages / maxPages) / jobs) * jobs;
+  return Math.max(1, Math.ceil(pages / chunks));
 }
 
 /** The COPY statement for one chunk; a single-chunk table is copied whole (no TID scan). */

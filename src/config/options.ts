@@ -147,7 +147,7 @@ const DECLARED = [
     default: '2',
     min: 1,
     commands: ['backup', 'archive', 'restore'],
-    description: 'tables copied (backup) or applied (restore) at once, each over its own connection',
+    description: 'connections working at once: chunks copied (backup); chunks loaded, indexes built and tables applied (restore)',
   },
   {
     name: 'chunk-size',
@@ -157,7 +157,7 @@ const DECLARED = [
     default: '256MB',
     min: 8192,
     commands: ['backup', 'archive'],
-    description: 'split tables larger than this into chunks of about this size (by table pages)',
+    description: 'split tables larger than this into chunks of about this size (by table pages; for backup, a multiple of --jobs of them)',
   },
   {
     name: 'pg-dump',

@@ -1,5 +1,4 @@
 import type { Client } from 'pg';
-import PQueue from 'p-queue';
 import type { Repository } from '../archive/repository';
 import { findPgTool } from '../backup/pg-tools';
 import { Progress } from '../backup/progress';
@@ -11,7 +10,7 @@ import { qualifiedName } from '../pg/sql-quote';
 import { configForDatabase, databaseOf, redactUrl } from '../config/connection';
 import { PitrError } from '../errors';
 import type { Logger } from '../logger';
-import { backupTableEntries, loadTable, restoreSchemaSection, restoreSequences } from './load-backup';
+import { backupTableEntries, loadTables, restoreSchemaSection, restoreSequences } from './load-backup';
 import { planRestore, type RestorePlan } from './plan';
 import { summarisePlan, type PlanSummary } from './plan-summary';
 import { throwIfInterrupted } from './interrupted';
@@ -226,33 +225,19 @@ async function restoreInto({ repo, client, endpoint, plan, options, log, base, s
         chosen.reduce((n, t) => n + t.rawBytes, 0),
         log,
       );
-      const queue = new PQueue({ concurrency: sessions.length });
-      let failure: unknown;
-      for (const table of chosen) {
-        queue
-          .add(async () => {
-            throwIfInterrupted(options.signal, 'while loading the backup');
-            const session = sessions.pop() as Client;
-            try {
-              await loadTable(repo, plan.backup, session, table);
-              progress.addBytes(table.rawBytes);
-              progress.itemDone();
-            } finally {
-              sessions.push(session);
-            }
-          })
-          .catch((error: unknown) => {
-            failure ??= error;
-            queue.clear();
-          });
-      }
-      await queue.onIdle();
+      await loadTables(repo, plan.backup, sessions, chosen, {
+        beforeChunk: () => throwIfInterrupted(options.signal, 'while loading the backup'),
+        chunkLoaded: (_table, chunk, tableDone) => {
+          progress.addBytes(chunk.rawBytes);
+          if (tableDone) progress.itemDone();
+        },
+      });
       progress.finish();
-      if (failure) throw failure;
     });
     await restoreSequences(client, plan.backup.sequences);
     const leftOutKeys = await restoreSchemaSection(repo, plan.backup, pgRestore, endpoint.config, 'post-data', {
       withoutForeignKeys: tables !== undefined,
+      jobs: options.jobs,
     });
     if (tables) {
       await dropUnselected(client, tables);

@@ -32,7 +32,7 @@ test('a backup killed mid-copy leaves no manifest, and the next backup removes i
     'the first data chunk in the repository',
     () => {
       if (dead.child.exitCode !== null) throw new Error(`backup exited (${dead.child.exitCode}) before it was killed:\n${dead.stderr}`);
-      return backupObjects(fx.repoDir).find((name) => /^backups\/[^/]+\/data\/\d+\.\d{5}\.copy\.lz4$/.test(name));
+      return backupObjects(fx.repoDir).find((name) => /^backups\/[^/]+\/data\/\d+\.\d{5}\.copy\.br$/.test(name));
     },
     30_000,
     2,

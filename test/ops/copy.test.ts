@@ -217,7 +217,7 @@ test('verify over two repositories names where the good copy of a missing and of
   const wholeManifest = whole.replace(/\.lz4$/, '.json');
   unlinkSync(path.join(a, whole));
   unlinkSync(path.join(a, wholeManifest));
-  const chunk = listFiles(b).find((n) => /^backups\/[^/]+\/data\/.+\.copy\.lz4$/.test(n)) as string;
+  const chunk = listFiles(b).find((n) => /^backups\/[^/]+\/data\/.+\.copy\.br$/.test(n)) as string;
   const file = path.join(b, chunk);
   const bytes = readFileSync(file);
   bytes[5] = (bytes[5] as number) ^ 0xff;

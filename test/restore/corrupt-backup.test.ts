@@ -57,7 +57,7 @@ test('a flipped byte in a backup chunk: the checksum stops the load (exit 7), na
   expectCorruption(await restore(repo, 'flipped'), file);
 });
 
-test('a chunk whose checksum matches but whose LZ4 frame is damaged: the decoder stops the load (exit 7), naming the chunk', async () => {
+test('a chunk whose checksum matches but whose compressed stream is damaged: the decoder stops the load (exit 7), naming the chunk', async () => {
   // the manifest is re-sealed over the damaged bytes, so only the decoder can tell
   const repo = copies.copy(fx.repoDir);
   const { file, manifestFile } = chunkOf(repo);
