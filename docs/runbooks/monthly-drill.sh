@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recovery drill for a scheduled job (cron, a Kubernetes CronJob, CI): restores the archive into a
 # scratch database, checks every table's row count, and reports RTO and RPO. Exit status: 0 passed,
-# 7 a table does not match, 10 slower than MAX_RTO_SECONDS, anything else: the drill could not run
+# 7 a table does not match, 20 slower than MAX_RTO_SECONDS (outside pitr's own codes), anything else: the drill could not run
 # (pitr's exit codes: 4 cannot connect, 5 repository problem, 9 nothing to restore, ...).
 # Needs pitr and jq. Settings come from the environment: PITR_REPO, PITR_SOURCE (optional: compares
 # the restored row counts with the source too), DRILL_TARGET (a scratch database, created and dropped).
@@ -20,6 +20,6 @@ jq -r '"drill \(if .ok then "passed" else "FAILED" end): backup \(.backup.id), R
 [ "$status" -eq 7 ] && exit 7
 if jq -e --argjson max "$MAX_RTO_SECONDS" '.rtoSeconds > $max' <<<"$report" >/dev/null; then
   echo "drill too slow: RTO above ${MAX_RTO_SECONDS} s" >&2
-  exit 10
+  exit 20
 fi
 exit 0
