@@ -3,7 +3,7 @@ import { RepositorySet } from '../archive/repository-set';
 import type { ParsedOptions } from '../config/parse-args';
 import { parseRepositorySpecs, type RepositorySpec } from '../config/repository-spec';
 import { PitrError } from '../errors';
-import { openStorage } from '../storage/open-storage';
+import { openStorage, type OpenStorageOptions } from '../storage/open-storage';
 
 /** A repository --repo names, opened, with the settings given after its location. */
 export interface ConfiguredRepository {
@@ -20,7 +20,7 @@ export async function repositoriesFrom(options: ParsedOptions, use: 'read' | 'wr
   const endpoint = options.string('gcs-endpoint');
   const configured: ConfiguredRepository[] = [];
   for (const spec of repositorySpecsFrom(options)) {
-    configured.push({ spec, repo: new Repository(await openStorage(spec.location, endpoint ? { gcsEndpoint: endpoint } : {})) });
+    configured.push({ spec, repo: new Repository(await openStorage(spec.location, storageOptions(spec, endpoint))) });
   }
   if (use === 'write' && options.isDefault('repo'))
     process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${configured[0]?.repo.storage.location ?? ''}\n`);
@@ -33,7 +33,11 @@ export async function repositoryNamedBy(options: ParsedOptions, name: 'from' | '
   if (value === undefined) throw new PitrError('Usage', `--${name} is required`, 'pitr copy --from REPO --into REPO');
   const [spec] = parseRepositorySpecs([value]);
   const endpoint = options.string('gcs-endpoint');
-  return new Repository(await openStorage((spec as RepositorySpec).location, endpoint ? { gcsEndpoint: endpoint } : {}));
+  return new Repository(await openStorage((spec as RepositorySpec).location, storageOptions(spec as RepositorySpec, endpoint)));
+}
+
+function storageOptions(spec: RepositorySpec, endpoint: string | undefined): OpenStorageOptions {
+  return { ...(endpoint ? { gcsEndpoint: endpoint } : {}), ...(spec.storageClass ? { storageClass: spec.storageClass } : {}) };
 }
 
 /** The first repository --repo (or PITR_REPO) names (see `repositoriesFrom`). */
