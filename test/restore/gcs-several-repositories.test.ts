@@ -106,6 +106,49 @@ test('restore exact from the copy alone, through the storage API', async () => {
   ]);
 });
 
+test('a repository answering 403 to everything but its identity is left out once, and restore is exact from the other', async () => {
+  const denied = (r: { path: string }): boolean => r.path.includes(`/b/${FIRST}/`) && !r.path.endsWith('repository.json');
+  gcs.resetLog();
+  gcs.failNext(1_000_000, { status: 403, message: 'caller does not have storage.objects.get access' }, denied);
+  try {
+    const result = await pitr([
+      'restore',
+      '--repo',
+      `${gsRepo(FIRST)}?name=eu`,
+      '--repo',
+      `${gsRepo(SECOND)}?name=us`,
+      '--target',
+      cluster.url('denied_first'),
+      '--to',
+      'latest',
+      '--json',
+    ]);
+    expect(await fingerprintDatabase(cluster.url('denied_first'))).toEqual(expected);
+    const warnings = errorLines(result).filter((l) => l.startsWith('pitr: warning: '));
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^pitr: warning: eu \(gs:\/\/pitr-first\/shop\): cannot (list|read|stat) .*permission denied.*; not using this repository for the rest of this command \(reading from us\)$/,
+      ),
+    ]);
+    expect(errorLines(result)).toContainEqual(
+      expect.stringMatching(/^pitr: read from us \(gs:\/\/pitr-second\/shop\); left out after an error: eu \(gs:\/\/pitr-first\/shop\)$/),
+    );
+    const used = (JSON.parse(result.stdout) as { repositories: { name: string; objectsRead: number }[] }).repositories;
+    expect(used.map((u) => [u.name, u.objectsRead > 0])).toEqual([
+      ['eu', false],
+      ['us', true],
+    ]);
+    // asked once (or by the few reads already under way when the first answer came), not once per object
+    const refused = gcs.requests.filter((r) => r.fault !== undefined).length;
+    const servedBySecond = gcs.requests.filter((r) => r.path.includes(`/b/${SECOND}/`)).length;
+    expect(refused).toBeGreaterThan(0);
+    expect(refused).toBeLessThanOrEqual(16);
+    expect(servedBySecond).toBeGreaterThan(refused * 2);
+  } finally {
+    gcs.clearFaults();
+  }
+});
+
 test('restore exact from two damaged gs:// copies and a local one, with no temporary copy left behind', async () => {
   const segments = names(FIRST, 'segments/', '.lz4');
   const chunks = names(FIRST, 'backups/').filter((n) => n.includes('/data/'));
