@@ -65,7 +65,7 @@ test('a class the bucket refuses is a clear repository error, not retried, and n
       .catch((e: unknown) => e);
     expect(isPitrError(error, 'Repository')).toBe(true);
     expect((error as Error).message).toMatch(
-      /^upload of refused in gs:\/\/pitr-classes\/repo failed: the bucket refuses storage class ARCHIVE \(The storage class ARCHIVE is not allowed/,
+      /^upload of refused in gs:\/\/pitr-classes\/repo failed: the bucket refuses storage class ARCHIVE: The storage class ARCHIVE is not allowed/,
     );
     expect((error as { hint?: string }).hint).toMatch(/storage-class=/);
     expect(server.count(on.uploads)).toBe(1);

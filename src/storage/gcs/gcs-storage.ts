@@ -257,7 +257,7 @@ export class GcsStorage implements Storage {
     if (!this.storageClass || !isStorageClassRefused(error)) return undefined;
     return new PitrError(
       'Repository',
-      `${what} in ${this.location} failed: the bucket refuses storage class ${this.storageClass} (${serverMessage(error)})`,
+      `${what} in ${this.location} failed: the bucket refuses storage class ${this.storageClass}: ${serverMessage(error)}`,
       'give the repository a storage class the bucket accepts (storage-class=STANDARD|NEARLINE|COLDLINE|ARCHIVE), or none to use the bucket default; a bucket with Autoclass accepts none',
     );
   };
