@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { FakeGcsServer } from '../fake-gcs/fake-gcs-server';
 import { ArchiveFixture } from '../harness/archive-fixture';
-import { PitrProcess, runPitr, type RunResult } from '../harness/pitr-process';
+import { runPitr, type PitrProcess, type RunResult } from '../harness/pitr-process';
 import { listFiles } from '../harness/repo-files';
 
 /**
