@@ -64,8 +64,6 @@ export interface OpenedArchive {
   backups: BackupManifest[];
 }
 
-const spread = (o: OpenedArchive): [ArchiveView, BackupManifest[]] => [o.view, o.backups];
-
 export async function openArchive(repo: Repository): Promise<OpenedArchive> {
   const [view, backups] = await Promise.all([ArchiveView.open(repo), listBackups(repo)]);
   return { view, backups };
@@ -92,7 +90,8 @@ export async function summarizeRepositories(set: RepositorySet, opened?: OpenedA
     try {
       let size: RepositorySize;
       try {
-        size = single && opened ? archiveSize(opened.view, opened.backups) : archiveSize(...spread(await openArchive(new Repository(member.storage))));
+        const own = single && opened ? opened : await openArchive(new Repository(member.storage));
+        size = archiveSize(own.view, own.backups);
       } catch (error) {
         // a damaged copy: its own index or manifests cannot be read, its objects can be listed
         summary.sizeProblem = messageOf(error);
