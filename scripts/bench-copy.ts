@@ -2,7 +2,8 @@
  * `pitr copy` benchmark: an archive of a few thousand segments and a base backup, copied local→local and
  * local→GCS (the test GCS server), against a plain copy of the same bytes in the same run: `cp -r` and a
  * node copy of the directory (fs.cp) for local, and a node upload of every file through the GCS client
- * (16 at a time, as `gsutil -m cp -r` would) for GCS. Then the incremental re-runs: nothing new, and
+ * (16 at a time, as `gsutil -m cp -r` would) for GCS, and a node copy that fsyncs each file and its
+ * directory as pitr does (the durability `cp -r` does not give). Then the incremental re-runs: nothing new, and
  * after 100 more segments.
  *
  * The archive: a real archiver stores a base backup's segments (a table of 200,000 rows), then the long
@@ -14,7 +15,8 @@
  */
 import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import fs from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { ArchiveView } from '../src/archive/archive-view';
 import { mapBounded } from '../src/archive/bounded-map';
@@ -68,6 +70,36 @@ function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> 
   return fn().then((value) => ({ seconds: Number(process.hrtime.bigint() - started) / 1e9, value }));
 }
 
+/**
+ * A node copy with the durability pitr gives each object: write a temporary file, fsync it, rename it
+ * into place, fsync the directory; `transfers` files at once. What separates pitr from `cp -r` is mostly this.
+ */
+async function durableCopy(from: string, into: string, names: readonly string[], transfers: number): Promise<void> {
+  await mapBounded(
+    names,
+    async (rel) => {
+      const target = path.join(into, rel);
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      const temporary = `${target}.tmp`;
+      const handle = await fs.open(temporary, 'w');
+      try {
+        await handle.writeFile(await fs.readFile(path.join(from, rel)));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await fs.rename(temporary, target);
+      const dir = await fs.open(path.dirname(target), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    },
+    transfers,
+  );
+}
+
 const files = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((rel) => statSync(path.join(dir, rel)).isFile());
 
 /** Heartbeat segments chained after the repository's latest, stored as files, and the index rebuilt. */
@@ -117,17 +149,23 @@ async function main(): Promise<void> {
     const bytes = names.reduce((n, rel) => n + statSync(path.join(source, rel)).size, 0);
     const segments = names.filter((n) => n.startsWith('segments/') && n.endsWith('.lz4')).length;
     console.log(`archive: ${segments} segments and a base backup of 200,000 rows: ${names.length} files, ${(bytes / 1024 / 1024).toFixed(1)} MiB`);
-    console.log(`pitr copy --transfers ${TRANSFERS ?? '(default)'}; each figure one run`);
+    console.log(
+      `pitr copy --transfers ${TRANSFERS ?? '(default 4)'}; each figure one run; ${cpus().length} CPUs, load average ${loadavg()[0]?.toFixed(1) ?? '?'}`,
+    );
 
     // local → local
     const cpTarget = path.join(scratch, 'cp');
     const cp = await run('cp', ['-r', source, cpTarget]);
     if (cp.code !== 0) throw new Error(`cp exited ${cp.code}`);
     const nodeCopy = await timed(async () => cpSync(source, path.join(scratch, 'node-cp'), { recursive: true }));
+    const durable = await timed(() => durableCopy(source, path.join(scratch, 'durable'), names, Number(TRANSFERS ?? 4)));
     const local = await copy(source, path.join(scratch, 'local'), gcs);
     const localAgain = await copy(source, path.join(scratch, 'local'), gcs);
     console.log(`local → local:  pitr copy ${s(local.seconds)} (${local.copied} objects); cp -r ${s(cp.seconds)}; node fs.cp ${s(nodeCopy.seconds)}`);
-    console.log(`                ratio pitr/cp -r ${ratio(local.seconds, cp.seconds)}, pitr/fs.cp ${ratio(local.seconds, nodeCopy.seconds)}`);
+    console.log(`                node copy with fsync of each file and its directory, ${TRANSFERS ?? 4} at a time: ${s(durable.seconds)}`);
+    console.log(
+      `                ratio pitr/cp -r ${ratio(local.seconds, cp.seconds)}, pitr/fs.cp ${ratio(local.seconds, nodeCopy.seconds)}, pitr/fsync copy ${ratio(local.seconds, durable.seconds)}`,
+    );
     console.log(`                re-run, nothing new: ${s(localAgain.seconds)} (${localAgain.copied} copied, ${localAgain.present} present)`);
 
     // local → GCS
