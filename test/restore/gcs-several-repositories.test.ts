@@ -149,6 +149,30 @@ test('a repository answering 403 to everything but its identity is left out once
   }
 });
 
+test('a repository unreachable after the retries is left out once, and log reads the other without retrying it per object', async () => {
+  const unreachable = (r: { path: string }): boolean => r.path.includes(`/b/${FIRST}/`) && !r.path.endsWith('repository.json');
+  const intact = JSON.parse((await pitr(['log', '--repo', gsRepo(SECOND), '--json'])).stdout) as { entries: unknown[] };
+  gcs.resetLog();
+  gcs.failNext(1_000_000, { status: 503, message: 'Service Unavailable' }, unreachable);
+  try {
+    const result = await pitr(['log', '--repo', `${gsRepo(FIRST)}?name=eu`, '--repo', `${gsRepo(SECOND)}?name=us`, '--json']);
+    expect((JSON.parse(result.stdout) as { entries: unknown[] }).entries).toEqual(intact.entries);
+    const warnings = errorLines(result).filter((l) => l.startsWith('pitr: warning: '));
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^pitr: warning: eu \(gs:\/\/pitr-first\/shop\): cannot .* failed after 8 attempts: .*; not using this repository for the rest of this command \(reading from us\)$/,
+      ),
+    ]);
+    // one round of retries (or a few at once, for the reads already under way), not one per object
+    const refused = gcs.requests.filter((r) => r.fault !== undefined).length;
+    expect(refused).toBeGreaterThanOrEqual(8);
+    expect(refused).toBeLessThanOrEqual(8 * 16);
+    expect(gcs.requests.filter((r) => r.path.includes(`/b/${SECOND}/`)).length).toBeGreaterThan(10);
+  } finally {
+    gcs.clearFaults();
+  }
+});
+
 test('restore exact from two damaged gs:// copies and a local one, with no temporary copy left behind', async () => {
   const segments = names(FIRST, 'segments/', '.lz4');
   const chunks = names(FIRST, 'backups/').filter((n) => n.includes('/data/'));
