@@ -100,11 +100,16 @@ export class RepositorySet {
     }));
   }
 
-  /** "read from repo1 (/a)" or, when several were used, "read from repo1 (/a): 40 objects, repo2 (gs://b/c): 3 objects". */
+  /**
+   * "read from repo1 (/a)" or, when several were used, "read from repo1 (/a): 40 objects, repo2 (gs://b/c): 3 objects";
+   * then the repositories left out after an error, if any.
+   */
   describeUsage(): string {
     const used = this.usage().filter((u) => u.objectsRead > 0);
-    if (used.length <= 1) return `read from ${used.map((u) => `${u.name} (${u.location})`).join('') || 'no repository'}`;
-    return `read from ${used.map((u) => `${u.name} (${u.location}): ${u.objectsRead} object${u.objectsRead === 1 ? '' : 's'}`).join(', ')}`;
+    const leftOut = this.storage.members.filter((m) => m.leftOut !== undefined);
+    const after = leftOut.length === 0 ? '' : `; left out after an error: ${leftOut.map((m) => `${m.name} (${m.storage.location})`).join(', ')}`;
+    if (used.length <= 1) return `read from ${used.map((u) => `${u.name} (${u.location})`).join('') || 'no repository'}${after}`;
+    return `read from ${used.map((u) => `${u.name} (${u.location}): ${u.objectsRead} object${u.objectsRead === 1 ? '' : 's'}`).join(', ')}${after}`;
   }
 
   /** Removes the temporary copies made while verifying objects. */

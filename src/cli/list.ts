@@ -1,6 +1,6 @@
 import { formatBytes } from '../config/units';
 import { describeGap } from '../archive/archive-gaps';
-import { listRepository, summarizeRepositories, type Point, type RepositorySummary } from '../ops/list';
+import { listRepository, openArchive, summarizeRepositories, type Point, type RepositorySummary } from '../ops/list';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
 import { withReadRepositories } from './repository-option';
@@ -18,17 +18,29 @@ function table(rows: string[][]): string[] {
   );
 }
 
-function repositoriesTable(repositories: RepositorySummary[]): string[][] {
-  return [
-    ['REPOSITORY', 'LOCATION', 'STORAGE CLASS', 'OBJECTS', 'SIZE'],
+/** The "Repositories" block: each repository given, its storage class and what its archive takes up. */
+function repositoriesBlock(repositories: RepositorySummary[]): string[] {
+  const klass = (r: RepositorySummary): string =>
+    r.storageClass === null ? 'default' : `${r.storageClass} (${r.storageClassFrom === 'setting' ? 'setting' : 'objects'})`;
+  const rows = table([
+    ['NAME', 'LOCATION', 'STORAGE CLASS', 'OBJECTS', 'SIZE'],
     ...repositories.map((r) => [
       r.name,
       r.location,
-      r.storageClass ?? '-',
+      klass(r),
       r.objects === undefined ? '?' : String(r.objects),
       r.bytes === undefined ? '?' : formatBytes(r.bytes),
     ]),
-  ];
+  ]);
+  const from = new Set(repositories.map((r) => r.sizeFrom));
+  const sources = [...(from.has('index') ? ["the archive's index"] : []), ...(from.has('manifests') ? ['the segment manifests (no index yet)'] : [])];
+  const lines = ['Repositories', ...rows.map((r) => `  ${r}`)];
+  if (sources.length > 0) lines.push(`  objects and size: segment data and backup objects, as ${sources.join(' or ')} and the backup manifests record them`);
+  for (const r of repositories) {
+    if (r.sizeFrom === 'listing') lines.push(`  ${r.name}: objects and size from a listing: ${r.sizeProblem ?? ''}`);
+    else if (r.sizeProblem) lines.push(`  ${r.name}: size unknown: ${r.sizeProblem}`);
+  }
+  return lines;
 }
 
 export const listCommand: Command = {
@@ -38,15 +50,16 @@ export const listCommand: Command = {
   examples: ['pitr list --repo gs://backups/shop', 'pitr list --repo /var/lib/pitr/shop --json'],
   async run({ options, out }) {
     const { report, repositories } = await withReadRepositories(options, async (set) => {
-      const listed = await listRepository(set.repo);
-      return { report: listed, repositories: await summarizeRepositories(set) };
+      const opened = await openArchive(set.repo);
+      const listed = await listRepository(set.repo, opened);
+      return { report: listed, repositories: await summarizeRepositories(set, opened) };
     });
     if (options.flag('json')) {
       const { repository: _repository, ...doc } = report;
       writeJson(out, { ...doc, repositories });
       return 0;
     }
-    const lines: string[] = repositories.length === 1 ? [`repository ${report.repository}`, ''] : [...table(repositoriesTable(repositories)), ''];
+    const lines: string[] = [...repositoriesBlock(repositories), ''];
     if (report.backups.length === 0) lines.push('backups: none');
     else {
       lines.push(

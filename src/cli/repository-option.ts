@@ -5,7 +5,7 @@ import { RepositorySet } from '../archive/repository-set';
 import type { ParsedOptions } from '../config/parse-args';
 import { parseRepositorySpecs, type RepositorySpec } from '../config/repository-spec';
 import { PitrError } from '../errors';
-import { openStorage } from '../storage/open-storage';
+import { openStorage, type OpenStorageOptions } from '../storage/open-storage';
 
 /** A repository --repo names, opened, with the settings given after its location. */
 export interface ConfiguredRepository {
@@ -20,7 +20,7 @@ export interface ConfiguredRepository {
  */
 export async function repositoriesFrom(options: ParsedOptions, use: 'read' | 'write' = 'read'): Promise<ConfiguredRepository[]> {
   const configured: ConfiguredRepository[] = [];
-  for (const spec of repositorySpecsFrom(options)) configured.push({ spec, repo: await openRepository(options, spec.location, use) });
+  for (const spec of repositorySpecsFrom(options)) configured.push({ spec, repo: await openRepository(options, spec, use) });
   if (use === 'write' && options.isDefault('repo'))
     process.stderr.write(`pitr: no --repo or PITR_REPO given: using the repository at ${configured[0]?.repo.storage.location ?? ''}\n`);
   return configured;
@@ -31,14 +31,17 @@ export async function repositoryNamedBy(options: ParsedOptions, name: 'from' | '
   const value = options.string(name);
   if (value === undefined) throw new PitrError('Usage', `--${name} is required`, 'pitr copy --from REPO --into REPO');
   const [spec] = parseRepositorySpecs([value]);
-  return openRepository(options, (spec as RepositorySpec).location, name === 'into' ? 'write' : 'read');
+  return openRepository(options, spec as RepositorySpec, name === 'into' ? 'write' : 'read');
 }
 
 /** A repository's storage, encrypted when the repository is (or a key is given for a new one): archive/repository-encryption.ts. */
-async function openRepository(options: ParsedOptions, location: string, use: 'read' | 'write'): Promise<Repository> {
-  const endpoint = options.string('gcs-endpoint');
-  const storage = await openStorage(location, endpoint ? { gcsEndpoint: endpoint } : {});
+async function openRepository(options: ParsedOptions, spec: RepositorySpec, use: 'read' | 'write'): Promise<Repository> {
+  const storage = await openStorage(spec.location, storageOptions(spec, options.string('gcs-endpoint')));
   return new Repository(await repositoryStorage(storage, keyringFrom(options), use));
+}
+
+function storageOptions(spec: RepositorySpec, endpoint: string | undefined): OpenStorageOptions {
+  return { ...(endpoint ? { gcsEndpoint: endpoint } : {}), ...(spec.storageClass ? { storageClass: spec.storageClass } : {}) };
 }
 
 /** The first repository --repo (or PITR_REPO) names (see `repositoriesFrom`). */

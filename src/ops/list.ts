@@ -1,4 +1,3 @@
-import type { Repository } from '../archive/repository';
 import type { RepositorySet } from '../archive/repository-set';
 import type { SegmentManifest } from '../archive/segment-manifest';
 import { listBackups } from '../archive/backup-catalog';
@@ -7,6 +6,11 @@ import { isoMicros } from '../pg/pg-time';
 import type { ArchiveGap } from '../archive/archive-gaps';
 import { recoverableWindow, toPoint, type Point } from '../archive/recoverable-window';
 import { ArchiveView, type SegmentSelection } from '../archive/archive-view';
+import type { BackupManifest } from '../archive/backup-manifest';
+import { mapBounded } from '../archive/bounded-map';
+import { IDENTITY_OBJECT, Repository } from '../archive/repository';
+import { messageOf } from '../errors';
+import { archiveSize, listedSize, type RepositorySize } from './repository-size';
 
 export type { Point } from '../archive/recoverable-window';
 export type { ArchiveGap } from '../archive/archive-gaps';
@@ -36,40 +40,71 @@ export interface ListReport {
   ranges: { earliest: Point; latest: Point; backup: string }[];
 }
 
-/** One repository of those `list` was given: where it is, its storage class, and (with several) what it holds. */
+/** One repository of those `list` was given: where it is, its storage class, and what its archive takes up. */
 export interface RepositorySummary {
   name: string;
   location: string;
-  /** The storage-class setting given for it; null when none was. */
+  /** Its storage-class setting; without one, the class its objects report (GCS); null when neither says (a local directory: "default"). */
   storageClass: string | null;
-  /** With several repositories: how many objects it holds and their total size. */
+  /** Where storageClass comes from. */
+  storageClassFrom: 'setting' | 'objects' | null;
+  /** Segment data and backup objects of its own archive and their total size (repository-size.ts); absent when it could not be read. */
   objects?: number;
   bytes?: number;
+  /** 'index' (the catalog and the tail after it), 'manifests' (every segment manifest read: no index yet) or 'listing' (see sizeProblem). */
+  sizeFrom?: RepositorySize['source'];
+  /** Why the repository's own index or manifests could not give its size (then it was listed), or why it is absent. */
+  sizeProblem?: string;
   objectsRead: number;
 }
 
-/** The repositories of the set, each with its size when there are several (a listing of each). */
-export async function summarizeRepositories(set: RepositorySet): Promise<RepositorySummary[]> {
+/** What `listRepository` opened, for `summarizeRepositories` to reuse when there is one repository. */
+export interface OpenedArchive {
+  view: ArchiveView;
+  backups: BackupManifest[];
+}
+
+export async function openArchive(repo: Repository): Promise<OpenedArchive> {
+  const [view, backups] = await Promise.all([ArchiveView.open(repo), listBackups(repo)]);
+  return { view, backups };
+}
+
+/**
+ * The repositories of the set, each with its storage class and size. With one, the size comes from what
+ * the listing opened; with several, each repository's own index and backup manifests are read (a few
+ * objects each, whatever the archive's age), as each copy may hold more or less than the others.
+ */
+export async function summarizeRepositories(set: RepositorySet, opened?: OpenedArchive): Promise<RepositorySummary[]> {
   const read = new Map(set.usage().map((u) => [u.name, u.objectsRead]));
-  const several = set.members.length > 1;
-  const summaries: RepositorySummary[] = [];
-  for (const member of set.members) {
+  const single = set.members.length === 1;
+  return mapBounded(set.members, async (member) => {
+    const reported = member.storageClass ? undefined : await member.storage.stat(IDENTITY_OBJECT).catch(() => null);
+    const storageClass = member.storageClass ?? reported?.storageClass ?? null;
     const summary: RepositorySummary = {
       name: member.name,
       location: member.storage.location,
-      storageClass: member.storageClass ?? null,
+      storageClass,
+      storageClassFrom: member.storageClass ? 'setting' : storageClass ? 'objects' : null,
       objectsRead: read.get(member.name) ?? 0,
     };
-    if (several) {
-      const listed = await member.storage.list('').catch(() => null);
-      if (listed) {
-        summary.objects = listed.objects.length;
-        summary.bytes = listed.objects.reduce((n, o) => n + o.size, 0);
+    try {
+      let size: RepositorySize;
+      try {
+        const own = single && opened ? opened : await openArchive(new Repository(member.storage));
+        size = archiveSize(own.view, own.backups);
+      } catch (error) {
+        // a damaged copy: its own index or manifests cannot be read, its objects can be listed
+        summary.sizeProblem = messageOf(error);
+        size = await listedSize(member.storage);
       }
+      summary.objects = size.objects;
+      summary.bytes = size.bytes;
+      summary.sizeFrom = size.source;
+    } catch (error) {
+      summary.sizeProblem = messageOf(error);
     }
-    summaries.push(summary);
-  }
-  return summaries;
+    return summary;
+  });
 }
 
 /** Segment manifests in LSN order (through the index; `select` keeps only the pages that may hold what is wanted). */
@@ -78,8 +113,9 @@ export async function readSegmentManifests(repo: Repository, select: SegmentSele
 }
 
 /** What the repository holds: backups, the segment chain, its gaps and marks, and the recoverable window. */
-export async function listRepository(repo: Repository): Promise<ListReport> {
-  const manifests = await listBackups(repo);
+export async function listRepository(repo: Repository, opened?: OpenedArchive): Promise<ListReport> {
+  const { view, backups: stored } = opened ?? (await openArchive(repo));
+  const manifests = [...stored];
   manifests.sort((a, b) => {
     const d = parseLsn(a.alignedLsn) - parseLsn(b.alignedLsn);
     return d < 0n ? -1 : d > 0n ? 1 : a.id.localeCompare(b.id);
@@ -95,7 +131,6 @@ export async function listRepository(repo: Repository): Promise<ListReport> {
     rows: m.totals.rows,
   }));
   // the index: summaries of its pages, the tail after them, and only the pages a backup's bound needs
-  const view = await ArchiveView.open(repo);
   const first = view.first;
   const last = view.newest;
   const window = await recoverableWindow(repo, { backups: manifests, view });

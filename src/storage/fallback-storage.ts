@@ -20,6 +20,8 @@ export interface FallbackMember {
   name: string;
   storage: Storage;
   objectsRead: number;
+  /** Why the set stopped using it (an error other than a missing or damaged object), once it has. */
+  leftOut?: string;
 }
 
 /**
@@ -32,12 +34,19 @@ export interface FallbackMember {
  * reaches the reader when another copy is intact. When no copy is intact the first copy that exists is
  * handed out unverified: the reader's own check fails on it exactly as it does with one storage.
  *
+ * A member that fails with anything but a missing or damaged object (permission denied, an endpoint still
+ * unreachable after the driver's retries, a missing bucket) is left out for the rest of the command, with
+ * one warning naming it: what it cannot serve once it will not serve for the next object either, and
+ * asking it again for every object would multiply the driver's retries. When none is left the error is
+ * thrown.
+ *
  * With a single member every call goes straight to it (only counted): one repository costs nothing more.
  */
 export class FallbackStorage implements Storage {
   readonly location: string;
   readonly members: readonly FallbackMember[];
   private spoolDir: Promise<string> | undefined;
+  private lastLeftOut: unknown;
 
   constructor(
     members: readonly { name: string; storage: Storage }[],
@@ -53,6 +62,37 @@ export class FallbackStorage implements Storage {
     return this.members.length === 1 ? this.members[0] : undefined;
   }
 
+  /** The members still in use, in the order given. */
+  private active(): FallbackMember[] {
+    return this.members.filter((m) => m.leftOut === undefined);
+  }
+
+  /** The members to try for the next object; when every one was left out, the error that left out the last. */
+  private usable(): FallbackMember[] {
+    const active = this.active();
+    if (active.length === 0) throw this.lastLeftOut;
+    return active;
+  }
+
+  /**
+   * After `member` failed: a missing object is no news, a damaged one is told and the next member tried;
+   * any other failure leaves the member out from now on (told once, however many reads were under way).
+   */
+  private failed(member: FallbackMember, error: unknown, what: string): void {
+    if (isPitrError(error, 'NotFound')) return;
+    if (isPitrError(error, 'Integrity')) {
+      this.warn(`${describe(member)}: ${what}: ${messageOf(error)}; trying the next repository`);
+      return;
+    }
+    if (member.leftOut !== undefined) return;
+    member.leftOut = messageOf(error);
+    this.lastLeftOut = error;
+    const others = this.active();
+    this.warn(
+      `${describe(member)}: ${what}: ${messageOf(error)}; ${others.length > 0 ? `not using this repository for the rest of this command (reading from ${others.map((m) => m.name).join(', ')})` : 'no repository left to read from'}`,
+    );
+  }
+
   async read(name: string): Promise<Buffer> {
     const single = this.single;
     if (single) {
@@ -63,13 +103,13 @@ export class FallbackStorage implements Storage {
     const check = await this.checkOf(name);
     let firstCopy: { member: FallbackMember; bytes: Buffer } | undefined;
     let firstError: unknown;
-    for (const member of this.members) {
+    for (const member of this.usable()) {
       let bytes: Buffer;
       try {
         bytes = await member.storage.read(name);
       } catch (error) {
         firstError ??= error;
-        if (!isPitrError(error, 'NotFound')) this.warn(`${describe(member)}: cannot read ${name}: ${messageOf(error)}; trying the next repository`);
+        this.failed(member, error, `cannot read ${name}`);
         continue;
       }
       const problem = problemOf(check, bytes);
@@ -109,13 +149,13 @@ export class FallbackStorage implements Storage {
     const check = await this.checkOf(name);
     let firstCopy: FallbackMember | undefined;
     let firstError: unknown;
-    for (const member of this.members) {
+    for (const member of this.usable()) {
       let info: ObjectInfo | null;
       try {
         info = await member.storage.stat(name);
       } catch (error) {
         firstError ??= error;
-        this.warn(`${describe(member)}: cannot read ${name}: ${messageOf(error)}; trying the next repository`);
+        this.failed(member, error, `cannot read ${name}`);
         continue;
       }
       if (!info) continue;
@@ -135,7 +175,7 @@ export class FallbackStorage implements Storage {
         this.warn(`${describe(member)}: ${name} is damaged: its sha256 does not match its manifest; trying the next repository`);
       } catch (error) {
         firstError ??= error;
-        this.warn(`${describe(member)}: cannot read ${name}: ${messageOf(error)}; trying the next repository`);
+        this.failed(member, error, `cannot read ${name}`);
       }
     }
     if (firstCopy) return this.countedStream(firstCopy, name, range);
@@ -203,14 +243,14 @@ export class FallbackStorage implements Storage {
     if (single) return single.storage.stat(name);
     let firstError: unknown;
     let answered = false;
-    for (const member of this.members) {
+    for (const member of this.usable()) {
       try {
         const info = await member.storage.stat(name);
         answered = true;
         if (info) return info;
       } catch (error) {
         firstError ??= error;
-        this.warn(`${describe(member)}: cannot stat ${name}: ${messageOf(error)}; trying the next repository`);
+        this.failed(member, error, `cannot stat ${name}`);
       }
     }
     if (!answered) throw firstError;
@@ -225,13 +265,13 @@ export class FallbackStorage implements Storage {
     const prefixes = new Set<string>();
     let firstError: unknown;
     let answered = false;
-    for (const member of this.members) {
+    for (const member of this.usable()) {
       let listed: ListResult;
       try {
         listed = await member.storage.list(prefix, options);
       } catch (error) {
         firstError ??= error;
-        this.warn(`${describe(member)}: cannot list ${prefix}: ${messageOf(error)}; using the other repositories`);
+        this.failed(member, error, `cannot list ${prefix || '/'}`);
         continue;
       }
       answered = true;

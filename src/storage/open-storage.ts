@@ -6,7 +6,13 @@ import type { Storage } from './storage';
 
 /** REPO is a directory path, a file:// URL, or gs://bucket/prefix. */
 /** The GCS client is loaded only for gs:// repositories: it is large and slows every start. */
-export async function openStorage(repo: string, options: { gcsEndpoint?: string } = {}): Promise<Storage> {
+export interface OpenStorageOptions {
+  gcsEndpoint?: string;
+  /** Storage class of the objects written (gs:// only; the repository's storage-class setting). */
+  storageClass?: string;
+}
+
+export async function openStorage(repo: string, options: OpenStorageOptions = {}): Promise<Storage> {
   if (repo.startsWith('gs://')) {
     const rest = repo.slice('gs://'.length);
     const slash = rest.indexOf('/');
@@ -15,7 +21,7 @@ export async function openStorage(repo: string, options: { gcsEndpoint?: string 
     if (!/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(bucket))
       throw new PitrError('Usage', `invalid bucket name in repository ${repo}`, 'use gs://bucket/prefix with a valid bucket name');
     const { GcsStorage } = await import('./gcs/gcs-storage.js');
-    return new GcsStorage({ bucket, prefix, apiEndpoint: options.gcsEndpoint });
+    return new GcsStorage({ bucket, prefix, apiEndpoint: options.gcsEndpoint, ...(options.storageClass ? { storageClass: options.storageClass } : {}) });
   }
   if (repo.startsWith('file://')) return new LocalStorage(fileURLToPath(repo));
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo))

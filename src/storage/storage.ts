@@ -101,6 +101,8 @@ export interface ObjectInfo {
   md5?: string;
   /** When the object was written, by the storage's clock (see `Storage.now`). */
   modifiedAt?: Date;
+  /** The storage class the object is stored in (GCS: STANDARD, NEARLINE, COLDLINE, ARCHIVE), when the storage has classes. */
+  storageClass?: string;
 }
 
 export interface ListOptions {

@@ -26,6 +26,7 @@ export class FakeGcsServer {
   private readonly log: LoggedRequest[] = [];
   private readonly uploads: Uploads;
   private readonly pageSize: number;
+  private readonly refusedClasses = new Map<string, Set<string>>();
 
   private constructor(
     private readonly server: Server,
@@ -36,6 +37,7 @@ export class FakeGcsServer {
       this.store,
       () => this.url,
       (object) => this.resource(object),
+      (bucket, storageClass) => this.storageClassProblem(bucket, storageClass),
     );
     server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res));
   }
@@ -104,6 +106,18 @@ export class FakeGcsServer {
 
   deleteObject(bucket: string, name: string): boolean {
     return this.store.delete(bucket, name);
+  }
+
+  /** Uploads to `bucket` asking for one of `classes` are refused with a 400, as a bucket whose policy disallows them. */
+  refuseStorageClasses(bucket: string, classes: readonly string[]): void {
+    this.refusedClasses.set(bucket, new Set(classes));
+  }
+
+  /** What a lifecycle SetStorageClass rule does: the class changes, the bytes, digests and generation do not. */
+  setStorageClass(bucket: string, name: string, storageClass: string): void {
+    const object = this.store.get(bucket, name);
+    if (!object) throw new Error(`no object ${bucket}/${name} to change`);
+    object.storageClass = storageClass;
   }
 
   /** Changes an object's bytes while keeping its recorded digests (default: flip the middle byte). */
@@ -217,10 +231,18 @@ export class FakeGcsServer {
     serveMedia(object, req.headers.range, reply);
   }
 
+  private storageClassProblem(bucket: string, storageClass: string): string | undefined {
+    if (!STORAGE_CLASSES.includes(storageClass)) return `Invalid argument: the storage class '${storageClass}' is not valid.`;
+    if (this.refusedClasses.get(bucket)?.has(storageClass)) return `The storage class ${storageClass} is not allowed for objects in bucket ${bucket}.`;
+    return undefined;
+  }
+
   private resource(object: FakeObject): Record<string, unknown> {
     return objectResource(object, this.url);
   }
 }
+
+const STORAGE_CLASSES = ['STANDARD', 'NEARLINE', 'COLDLINE', 'ARCHIVE', 'MULTI_REGIONAL', 'REGIONAL', 'DURABLE_REDUCED_AVAILABILITY'];
 
 /** The rest of `segments` after `prefix`, or undefined when they do not start with it. */
 function after(segments: string[], prefix: string[]): string[] | undefined {

@@ -12,6 +12,8 @@ export interface FakeObject {
   md5Hash: string;
   crc32c: string;
   created: Date;
+  /** As given at upload (default STANDARD); a lifecycle transition changes it, never the bytes or digests. */
+  storageClass: string;
 }
 
 export interface ListPage {
@@ -36,7 +38,7 @@ export class ObjectStore {
   }
 
   /** Stores a new generation; `ifGenerationMatch` 0 means "only if absent", as in GCS. */
-  put(bucket: string, name: string, data: Buffer, opts: { ifGenerationMatch?: number; contentType?: string } = {}): FakeObject {
+  put(bucket: string, name: string, data: Buffer, opts: { ifGenerationMatch?: number; contentType?: string; storageClass?: string } = {}): FakeObject {
     this.checkPrecondition(bucket, name, opts.ifGenerationMatch);
     const object: FakeObject = {
       bucket,
@@ -47,6 +49,7 @@ export class ObjectStore {
       md5Hash: md5Base64(data),
       crc32c: crc32cBase64(data),
       created: new Date(),
+      storageClass: opts.storageClass ?? 'STANDARD',
     };
     this.bucketMap(bucket).set(name, object);
     return object;
@@ -114,7 +117,7 @@ export function objectResource(object: FakeObject, baseUrl: string): Record<stri
     generation: String(object.generation),
     metageneration: '1',
     contentType: object.contentType,
-    storageClass: 'STANDARD',
+    storageClass: object.storageClass,
     size: String(object.data.length),
     md5Hash: object.md5Hash,
     crc32c: object.crc32c,

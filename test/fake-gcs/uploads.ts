@@ -10,6 +10,7 @@ interface ClientMetadata {
   contentType?: string;
   md5Hash?: string;
   crc32c?: string;
+  storageClass?: string;
 }
 
 interface Session {
@@ -41,6 +42,8 @@ export class Uploads {
     private readonly store: ObjectStore,
     private readonly baseUrl: () => string,
     private readonly resource: (object: FakeObject) => unknown,
+    /** Why the bucket refuses this storage class, or undefined when it accepts it. */
+    private readonly storageClassProblem: (bucket: string, storageClass: string) => string | undefined,
   ) {}
 
   multipart(u: UploadRequest): void {
@@ -50,6 +53,7 @@ export class Uploads {
     const metadata = parseMetadata(metaPart.body);
     const name = u.query.name ?? metadata.name;
     if (!name) return u.reply.error(400, 'Required parameter: name', 'required');
+    if (this.refusedClass(u, metadata)) return;
     const data = u.tamper ? flipByte(mediaPart.body) : mediaPart.body;
     this.commit(u, name, data, metadata, generationParam(u.query));
   }
@@ -58,6 +62,7 @@ export class Uploads {
     const metadata = u.body.length > 0 ? parseMetadata(u.body) : {};
     const name = u.query.name ?? metadata.name;
     if (!name) return u.reply.error(400, 'Required parameter: name', 'required');
+    if (this.refusedClass(u, metadata)) return;
     const ifGenerationMatch = generationParam(u.query);
     try {
       this.store.checkPrecondition(u.bucket, name, ifGenerationMatch);
@@ -95,6 +100,13 @@ export class Uploads {
     else this.sessions.delete(u.query.upload_id ?? '');
   }
 
+  /** Answers 400 when the bucket refuses the storage class the client asked for. */
+  private refusedClass(u: UploadRequest, metadata: ClientMetadata): boolean {
+    const problem = metadata.storageClass === undefined ? undefined : this.storageClassProblem(u.bucket, metadata.storageClass);
+    if (problem) u.reply.error(400, problem, 'invalid');
+    return problem !== undefined;
+  }
+
   private incomplete(reply: Reply, session: Session): void {
     const headers: Record<string, string> = session.received > 0 ? { range: `bytes=0-${session.received - 1}` } : {};
     reply.send(308, headers, '');
@@ -107,7 +119,11 @@ export class Uploads {
       return undefined;
     }
     try {
-      const object = this.store.put(u.bucket, name, data, { ifGenerationMatch, contentType: metadata.contentType });
+      const object = this.store.put(u.bucket, name, data, {
+        ifGenerationMatch,
+        contentType: metadata.contentType,
+        ...(metadata.storageClass ? { storageClass: metadata.storageClass } : {}),
+      });
       u.reply.json(200, this.resource(object));
       return object;
     } catch (error) {
@@ -157,7 +173,7 @@ function parseMetadata(body: Buffer): ClientMetadata {
   if (typeof value !== 'object' || value === null) return {};
   const record = value as Record<string, unknown>;
   const text = (key: string): string | undefined => (typeof record[key] === 'string' ? record[key] : undefined);
-  return { name: text('name'), contentType: text('contentType'), md5Hash: text('md5Hash'), crc32c: text('crc32c') };
+  return { name: text('name'), contentType: text('contentType'), md5Hash: text('md5Hash'), crc32c: text('crc32c'), storageClass: text('storageClass') };
 }
 
 function generationParam(query: Record<string, string>): number | undefined {

@@ -106,6 +106,73 @@ test('restore exact from the copy alone, through the storage API', async () => {
   ]);
 });
 
+test('a repository answering 403 to everything but its identity is left out once, and restore is exact from the other', async () => {
+  const denied = (r: { path: string }): boolean => r.path.includes(`/b/${FIRST}/`) && !r.path.endsWith('repository.json');
+  gcs.resetLog();
+  gcs.failNext(1_000_000, { status: 403, message: 'caller does not have storage.objects.get access' }, denied);
+  try {
+    const result = await pitr([
+      'restore',
+      '--repo',
+      `${gsRepo(FIRST)}?name=eu`,
+      '--repo',
+      `${gsRepo(SECOND)}?name=us`,
+      '--target',
+      cluster.url('denied_first'),
+      '--to',
+      'latest',
+      '--json',
+    ]);
+    expect(await fingerprintDatabase(cluster.url('denied_first'))).toEqual(expected);
+    const warnings = errorLines(result).filter((l) => l.startsWith('pitr: warning: '));
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^pitr: warning: eu \(gs:\/\/pitr-first\/shop\): cannot (list|read|stat) .*permission denied.*; not using this repository for the rest of this command \(reading from us\)$/,
+      ),
+    ]);
+    expect(errorLines(result)).toContainEqual(
+      expect.stringMatching(/^pitr: read from us \(gs:\/\/pitr-second\/shop\); left out after an error: eu \(gs:\/\/pitr-first\/shop\)$/),
+    );
+    const used = (JSON.parse(result.stdout) as { repositories: { name: string; objectsRead: number }[] }).repositories;
+    expect(used.map((u) => [u.name, u.objectsRead > 0])).toEqual([
+      ['eu', false],
+      ['us', true],
+    ]);
+    // asked once (or by the few reads already under way when the first answer came), not once per object
+    const refused = gcs.requests.filter((r) => r.fault !== undefined).length;
+    const servedBySecond = gcs.requests.filter((r) => r.path.includes(`/b/${SECOND}/`)).length;
+    expect(refused).toBeGreaterThan(0);
+    expect(refused).toBeLessThanOrEqual(16);
+    expect(servedBySecond).toBeGreaterThan(refused * 2);
+  } finally {
+    gcs.clearFaults();
+  }
+});
+
+test('a repository unreachable after the retries is left out once, and log reads the other without retrying it per object', async () => {
+  const unreachable = (r: { path: string }): boolean => r.path.includes(`/b/${FIRST}/`) && !r.path.endsWith('repository.json');
+  const intact = JSON.parse((await pitr(['log', '--repo', gsRepo(SECOND), '--json'])).stdout) as { entries: unknown[] };
+  gcs.resetLog();
+  gcs.failNext(1_000_000, { status: 503, message: 'Service Unavailable' }, unreachable);
+  try {
+    const result = await pitr(['log', '--repo', `${gsRepo(FIRST)}?name=eu`, '--repo', `${gsRepo(SECOND)}?name=us`, '--json']);
+    expect((JSON.parse(result.stdout) as { entries: unknown[] }).entries).toEqual(intact.entries);
+    const warnings = errorLines(result).filter((l) => l.startsWith('pitr: warning: '));
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^pitr: warning: eu \(gs:\/\/pitr-first\/shop\): cannot .* failed after 8 attempts: .*; not using this repository for the rest of this command \(reading from us\)$/,
+      ),
+    ]);
+    // one round of retries (or a few at once, for the reads already under way), not one per object
+    const refused = gcs.requests.filter((r) => r.fault !== undefined).length;
+    expect(refused).toBeGreaterThanOrEqual(8);
+    expect(refused).toBeLessThanOrEqual(8 * 16);
+    expect(gcs.requests.filter((r) => r.path.includes(`/b/${SECOND}/`)).length).toBeGreaterThan(10);
+  } finally {
+    gcs.clearFaults();
+  }
+});
+
 test('restore exact from two damaged gs:// copies and a local one, with no temporary copy left behind', async () => {
   const segments = names(FIRST, 'segments/', '.lz4');
   const chunks = names(FIRST, 'backups/').filter((n) => n.includes('/data/'));
@@ -164,9 +231,14 @@ test('restore exact from two damaged gs:// copies and a local one, with no tempo
 
   const listed = JSON.parse(
     (await pitr(['list', '--repo', `${gsRepo(FIRST)}?name=eu`, '--repo', `${gsRepo(SECOND)}?name=us&storage-class=NEARLINE`, '--json'])).stdout,
-  ) as { repositories: { name: string; storageClass: string | null; objects: number }[] };
-  expect(listed.repositories.map((r) => [r.name, r.storageClass, r.objects])).toEqual([
-    ['eu', null, gcs.objectNames(FIRST, `${PREFIX}/`).length],
-    ['us', 'NEARLINE', gcs.objectNames(SECOND, `${PREFIX}/`).length],
+  ) as { repositories: { name: string; storageClass: string | null; storageClassFrom: string | null; objects: number }[] };
+  // the class: the setting given, else what the objects report; objects: segment data and backup objects,
+  // as each repository's own manifests record them, or (eu: a damaged manifest) as a listing finds them
+  const dataObjects = (bucket: string): number =>
+    [...names(bucket, 'segments/', '.lz4'), ...names(bucket, 'backups/').filter((n) => /\/(data|schema)\//.test(n))].length;
+  expect(listed.repositories.map((r) => [r.name, r.storageClass, r.storageClassFrom, r.objects])).toEqual([
+    ['eu', 'STANDARD', 'objects', dataObjects(FIRST)],
+    // us lost one segment's data: its manifests still record it (what verify finds missing)
+    ['us', 'NEARLINE', 'setting', dataObjects(SECOND) + 1],
   ]);
 });

@@ -79,7 +79,13 @@ describe('put', () => {
     expect(server.count(on.multipart)).toBe(1);
     expect(server.count(on.resumable)).toBe(0);
     await expect(storage.read('wal/000001')).resolves.toEqual(data);
-    await expect(storage.stat('wal/000001')).resolves.toEqual({ name: 'wal/000001', size: data.length, md5: md5(data), modifiedAt: expect.any(Date) as Date });
+    await expect(storage.stat('wal/000001')).resolves.toEqual({
+      name: 'wal/000001',
+      size: data.length,
+      md5: md5(data),
+      modifiedAt: expect.any(Date) as Date,
+      storageClass: 'STANDARD',
+    });
   });
 
   test('a small file is uploaded and, when consumed, removed', async () => {
@@ -199,7 +205,13 @@ describe('read, stat, list, remove', () => {
     const all = await storage.list('');
     expect(all.objects.map((o) => o.name)).toEqual([...names].sort());
     expect(all.prefixes).toEqual([]);
-    expect(all.objects.find((o) => o.name === 'top')).toEqual({ name: 'top', size: 3, md5: md5(Buffer.from('top')), modifiedAt: expect.any(Date) as Date });
+    expect(all.objects.find((o) => o.name === 'top')).toEqual({
+      name: 'top',
+      size: 3,
+      md5: md5(Buffer.from('top')),
+      modifiedAt: expect.any(Date) as Date,
+      storageClass: 'STANDARD',
+    });
     expect(server.count(on.lists)).toBe(3); // 7 objects, 3 per page
 
     const root = await storage.list('', { delimiter: '/' });

@@ -60,6 +60,20 @@ export function isTransient(error: unknown): boolean {
   return /socket hang up|network timeout|timed? ?out|premature close|ECONNRESET|aborted/i.test(rawMessage(error));
 }
 
+/** The server refused the storage class asked for (GCS answers 400 naming it). */
+export function isStorageClassRefused(error: unknown): boolean {
+  return statusOf(error) === 400 && /storage ?class/i.test(serverMessage(error));
+}
+
+/**
+ * The server's own explanation: `describe`, or, for a resumable upload's GaxiosError (whose message is
+ * only "Request failed with status code N"), the message in the JSON body it answered with.
+ */
+export function serverMessage(error: unknown): string {
+  const inner = field(field(field(field(error, 'response'), 'data'), 'error'), 'message');
+  return typeof inner === 'string' ? describe({ message: inner }) : describe(error);
+}
+
 /** A 404 about the bucket rather than the object (GCS: "The specified bucket does not exist."). */
 export function isBucketMissing(error: unknown): boolean {
   return statusOf(error) === 404 && /bucket does not exist/i.test(describe(error));

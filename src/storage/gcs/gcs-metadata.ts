@@ -22,5 +22,6 @@ export function objectInfo(name: string, metadata: ObjectMetadata): ObjectInfo {
     size: Number(metadata.size),
     ...(metadata.md5Hash ? { md5: metadata.md5Hash } : {}),
     ...(written ? { modifiedAt: new Date(written) } : {}),
+    ...(typeof metadata.storageClass === 'string' && metadata.storageClass ? { storageClass: metadata.storageClass } : {}),
   };
 }

@@ -6,7 +6,7 @@ import type { Bucket, File } from '@google-cloud/storage';
 import { messageOf, PitrError } from '../../errors';
 import type { ListOptions, ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
 import { openBucket } from './gcs-client';
-import { GaveUp, isBucketMissing, isDownloadMismatch, isTransient, statusOf, toPitrError } from './gcs-errors';
+import { GaveUp, isBucketMissing, isDownloadMismatch, isStorageClassRefused, isTransient, serverMessage, statusOf, toPitrError } from './gcs-errors';
 import { fetchMetadata, objectInfo } from './gcs-metadata';
 import { resumingReadStream } from './gcs-read-stream';
 import { retry, retryPolicy, type RetryOptions, type RetryPolicy } from './gcs-retry';
@@ -28,6 +28,11 @@ export interface GcsStorageOptions {
   resumableThresholdBytes?: number;
   /** Bytes per resumable upload request, a multiple of 256 KiB (default 8 MiB). */
   chunkSizeBytes?: number;
+  /**
+   * Storage class of every object this driver creates (the JSON API's `storageClass` on insert); absent:
+   * the bucket's default class. A lifecycle rule may change it later without changing bytes or checksums.
+   */
+  storageClass?: string;
 }
 
 /**
@@ -43,6 +48,7 @@ export class GcsStorage implements Storage {
   private readonly timeoutMs: number;
   private readonly resumableThreshold: number;
   private readonly chunkSize: number;
+  private readonly storageClass: string | undefined;
 
   constructor(options: GcsStorageOptions) {
     if (!/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/.test(options.bucket)) {
@@ -59,6 +65,7 @@ export class GcsStorage implements Storage {
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.resumableThreshold = options.resumableThresholdBytes ?? 8 * MiB;
     this.chunkSize = options.chunkSizeBytes ?? 8 * MiB;
+    this.storageClass = options.storageClass;
     this.bucket = openBucket({
       bucket: options.bucket,
       apiEndpoint: options.apiEndpoint,
@@ -92,11 +99,17 @@ export class GcsStorage implements Storage {
       throw new PitrError('Internal', `cannot read ${what} to upload ${name}: ${messageOf(error)}`);
     }
     const resumable = digest.size > this.resumableThreshold;
-    const plan: UploadPlan = { digest, resumable, chunkSize: this.chunkSize, timeoutMs: this.timeoutMs };
+    const plan: UploadPlan = {
+      digest,
+      resumable,
+      chunkSize: this.chunkSize,
+      timeoutMs: this.timeoutMs,
+      ...(this.storageClass ? { storageClass: this.storageClass } : {}),
+    };
     // An object deleted between our 412 and our stat is simply uploaded again; a few rounds cover any race.
     for (let round = 1; round <= 3; round++) {
       const session: UploadSession = {}; // shared by the attempts, so a retry resumes the same upload
-      const outcome = await this.run(`upload of ${name}`, (attempt) => createAttempt(this.file(name), source, plan, session, attempt));
+      const outcome = await this.run(`upload of ${name}`, (attempt) => createAttempt(this.file(name), source, plan, session, attempt), this.uploadError);
       const result = outcome === 'created' ? 'created' : await this.compareExisting(name, digest);
       if (result === undefined) continue;
       if (result !== 'taken' && source.kind === 'file' && source.consume) await fs.rm(source.path, { force: true });
@@ -239,11 +252,25 @@ export class GcsStorage implements Storage {
     return undefined;
   }
 
-  private async run<T>(what: string, operation: (attempt: number) => Promise<T>): Promise<T> {
+  /** An upload refused because of the storage class asked for (a class the bucket does not allow, e.g. with Autoclass). */
+  private readonly uploadError = (error: unknown, what: string): PitrError | undefined => {
+    if (!this.storageClass || !isStorageClassRefused(error)) return undefined;
+    return new PitrError(
+      'Repository',
+      `${what} in ${this.location} failed: the bucket refuses storage class ${this.storageClass}: ${serverMessage(error)}`,
+      'give the repository a storage class the bucket accepts (storage-class=STANDARD|NEARLINE|COLDLINE|ARCHIVE), or none to use the bucket default; a bucket with Autoclass accepts none',
+    );
+  };
+
+  private async run<T>(
+    what: string,
+    operation: (attempt: number) => Promise<T>,
+    specific?: (error: unknown, what: string) => PitrError | undefined,
+  ): Promise<T> {
     try {
       return await retry(this.policy, operation);
     } catch (error) {
-      throw toPitrError(error, what, this.location);
+      throw specific?.(error, what) ?? toPitrError(error, what, this.location);
     }
   }
 }

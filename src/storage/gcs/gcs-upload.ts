@@ -43,6 +43,8 @@ export interface UploadPlan {
   /** Bytes per resumable request (multiple of 256 KiB); bounded so a request timeout is meaningful. */
   chunkSize: number;
   timeoutMs: number;
+  /** Storage class set on the object at creation (STANDARD, NEARLINE...); absent: the bucket's default. */
+  storageClass?: string;
 }
 
 /**
@@ -55,7 +57,7 @@ export async function uploadOnce(file: File, source: PutSource, plan: UploadPlan
     resumable: plan.resumable,
     validation: false,
     contentType: 'application/octet-stream',
-    metadata: { md5Hash: plan.digest.md5 },
+    metadata: { md5Hash: plan.digest.md5, ...(plan.storageClass ? { storageClass: plan.storageClass } : {}) },
     preconditionOpts: { ifGenerationMatch: 0 },
     timeout: plan.timeoutMs,
   };
