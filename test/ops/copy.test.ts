@@ -237,7 +237,9 @@ test('verify over two repositories names where the good copy of a missing and of
       expect.objectContaining({ repository: b, object: chunk, status: 'corrupt', goodCopy: a }),
     ]),
   );
-  expect(doc.problems).toHaveLength(6); // and the backup that cannot be replayed past the gap
+  // and the backup that cannot be replayed past the gap; whether a's index also names the removed segment
+  // (one more problem, under index/) depends on whether the archiver had folded it into a page yet
+  expect(doc.problems.filter((p) => !(p.object ?? '').startsWith('index/'))).toHaveLength(6);
   const human = await verify([]);
   expect(human.code).toBe(7);
   expect(human.stdout).toMatch(new RegExp(`^missing +${missing} .*; good copy in ${b}$`, 'm'));
