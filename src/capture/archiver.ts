@@ -467,9 +467,7 @@ export class Archiver {
       const previousStored = writer.manifestsStored;
       let markStored = (): void => undefined;
       writer.manifestsStored = new Promise<void>((resolve) => (markStored = resolve));
-      const observer =
-        this.options.observer &&
-        (i === 0 ? this.options.observer : { segmentStored: () => undefined, failed: this.options.observer.failed.bind(this.options.observer) });
+      const observer = this.observerOf(writer, i);
       const deps = {
         repo: writer.target.repo,
         lease: writer.lease,
@@ -491,8 +489,10 @@ export class Archiver {
         // told in chain order: manifests are stored in chain order in each repository
         writer.index.stored(manifest);
         markStored();
-        this.options.observer?.repositoryStored?.(writer.target.name, manifest);
-        this.options.observer?.repositoryUp?.(writer.target.name, true);
+        if (this.several) {
+          this.options.observer?.repositoryStored?.(writer.target.name, manifest);
+          this.options.observer?.repositoryUp?.(writer.target.name, true);
+        }
         if (--entry.waiting > 0) return;
         if (keepSpool) await fs.rm(contents.spooled.path, { force: true }).catch(() => undefined);
         crashPoint('archive:segment-stored'); // stored, not acknowledged: the slot is behind the archive on the next start
@@ -500,6 +500,19 @@ export class Archiver {
         this.acknowledgeStored();
       });
     });
+  }
+
+  /** What one repository's uploads tell the observer: stored segments counted once (the first's), failures each, and which repository is down. */
+  private observerOf(writer: SyncWriter, i: number): ArchiverObserver | undefined {
+    const observer = this.options.observer;
+    if (!observer) return undefined;
+    return {
+      segmentStored: (segment) => (i === 0 ? observer.segmentStored(segment) : undefined),
+      failed: (kind) => {
+        observer.failed(kind);
+        if (this.several) observer.repositoryUp?.(writer.target.name, false);
+      },
+    };
   }
 
   /** Advances the durable position over the prefix of the sealed segments every synchronous repository holds, in seal order. */

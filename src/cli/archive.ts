@@ -46,6 +46,7 @@ export const archiveCommand: Command = {
           source: sourceConnection(sourceUrl, 'pitr status'),
           slotName: slot,
           repo,
+          members: configured.map((c) => ({ name: c.spec.name, repo: c.repo, async: c.spec.async })),
           limits: statusLimitsFrom(options),
           log,
           archiverState: () => archiver?.status.state ?? 'starting',
