@@ -47,6 +47,7 @@ export class AsyncRepositoryFeed implements AsyncReplica {
   private readonly abort = new AbortController();
   private spoolDir: string | undefined;
   private context: ReplicaContext | undefined;
+  private foreign: unknown;
 
   constructor(private readonly options: AsyncFeedOptions) {}
 
@@ -63,7 +64,7 @@ export class AsyncRepositoryFeed implements AsyncReplica {
     try {
       await this.openOnce(context.signal);
     } catch (error) {
-      if (isPitrError(error, 'Repository') || isPitrError(error, 'Busy') || isPitrError(error, 'Interrupted')) throw error;
+      if (this.refusal(error) || isPitrError(error, 'Interrupted')) throw error;
       this.options.log.warn(
         { event: 'repository_down', repository: this.name, error: messageOf(error) },
         `asynchronous repository ${this.name} (${this.options.repo.storage.location}) cannot be written: ${messageOf(error)}; archiving goes on and it catches up later`,
@@ -106,7 +107,11 @@ export class AsyncRepositoryFeed implements AsyncReplica {
     const { repo, log } = this.options;
     const { identity, holder } = this.opened;
     await repo.storage.checkWritable();
-    await repo.claim(identity);
+    await repo.claim(identity).catch((error: unknown) => {
+      // another source's repository: never fed (a storage error while reading it is only "down")
+      if (isPitrError(error, 'Repository') && messageOf(error).includes('belongs to another database')) this.foreign = error;
+      throw error;
+    });
     this.lease = await RepositoryLease.acquire(repo.storage, holder, { ...this.options.lease, log, signal });
     this.lease.startRenewing((error) => {
       log.error(
@@ -118,6 +123,11 @@ export class AsyncRepositoryFeed implements AsyncReplica {
     });
     this.index = new IndexMaintainer(repo, identity, log);
     this.index.start();
+  }
+
+  /** What stops feeding for good: another writer holds the repository, or it is another source's. Storage errors are retried. */
+  private refusal(error: unknown): boolean {
+    return isPitrError(error, 'Busy') || (error !== undefined && error === this.foreign);
   }
 
   private get opened(): ReplicaContext {
@@ -140,7 +150,7 @@ export class AsyncRepositoryFeed implements AsyncReplica {
         attempt = 0;
       } catch (error) {
         if (this.stopped) return;
-        if (isPitrError(error, 'Busy') || isPitrError(error, 'Repository') || isPitrError(error, 'Integrity')) {
+        if (this.refusal(error) || isPitrError(error, 'Integrity')) {
           this.stopped = true;
           this.options.observer?.repositoryUp?.(this.name, false);
           this.options.log.error(
