@@ -1,7 +1,12 @@
 import type { Repository } from '../archive/repository';
 import { messageOf } from '../errors';
 import { formatLsn, parseLsn } from '../pg/lsn';
-import type { StatusReason } from './status';
+
+/** A status reason (status.ts's LagReason; a lag is only ever a warning). */
+export interface LagReason {
+  severity: 'warning';
+  message: string;
+}
 
 /** One of several repositories, as `pitr status` is given them (--repo repeated). */
 export interface StatusMember {
@@ -32,7 +37,7 @@ const seconds = (s: number): string => (s < 10 ? `${s.toFixed(1)}s` : `${Math.ro
  * of them holds. One that cannot be read, or lags by more than `maxLagMs` of commits, is a warning that
  * names it (the archive is degraded: one copy is missing or stale).
  */
-export async function repositoryLag(members: readonly StatusMember[], maxLagMs: number): Promise<{ entries: RepositoryLagEntry[]; reasons: StatusReason[] }> {
+export async function repositoryLag(members: readonly StatusMember[], maxLagMs: number): Promise<{ entries: RepositoryLagEntry[]; reasons: LagReason[] }> {
   const read = await Promise.all(
     members.map(async (m) => {
       try {
@@ -45,7 +50,7 @@ export async function repositoryLag(members: readonly StatusMember[], maxLagMs: 
   );
   const heads = read.flatMap((r) => (r.latest ? [r.latest] : []));
   const newest = heads.reduce<(typeof heads)[number] | undefined>((a, b) => (!a || parseLsn(b.endLsn) > parseLsn(a.endLsn) ? b : a), undefined);
-  const reasons: StatusReason[] = [];
+  const reasons: LagReason[] = [];
   const entries = read.map(({ m, latest, error }): RepositoryLagEntry => {
     const location = m.repo.storage.location;
     const kind = m.async ? 'asynchronous repository' : 'repository';
