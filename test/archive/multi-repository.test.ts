@@ -1,6 +1,7 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { encodeCheckedJson } from '../../src/archive/checked-json';
 import { Repository } from '../../src/archive/repository';
 import { GcsStorage } from '../../src/storage/gcs/gcs-storage';
 import { LocalStorage } from '../../src/storage/local/local-storage';
@@ -320,6 +321,27 @@ test('per-repository retention: prune removes from the repository with the short
   expect(missing.stderr).toMatch(/^pitr: error: prune: repository repo2 has no retention: give it \?retention= or give --retention$/m);
   // what is left in near still restores to its newest point
   await expectExactRestore(near, 'near_after_prune');
+});
+
+test('a repository of another source among them refuses the start, naming it, and nothing is streamed', async () => {
+  const foreign = mkdtempSync(path.join(tmpdir(), 'pitr-multi-foreign-'));
+  scratch.push(foreign);
+  const identity = { format: 1, systemIdentifier: '1234567890123456789', database: 'elsewhere', createdAt: new Date().toISOString() };
+  writeFileSync(path.join(foreign, 'repository.json'), encodeCheckedJson(identity));
+  for (const spec of [`${foreign}?name=other`, `${foreign}?name=other&async`]) {
+    const [row] = await fx.cluster.query<{ lsn: string }>("SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'pitr'");
+    const archiver = startArchiver([`${near}?name=near`, spec]);
+    expect(await archiver.wait()).toBe(5);
+    expect(archiver.stderr).toContain(`repository ${foreign} belongs to another database (system identifier 1234567890123456789, database "elsewhere")`);
+    expect(archiver.lines.some((l) => l.event === 'state' && l.to === 'streaming')).toBe(false);
+    const [after] = await fx.cluster.query<{ lsn: string }>("SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'pitr'");
+    expect(after?.lsn).toBe(row?.lsn);
+  }
+  // near's lease was released on the way out: the next archiver starts at once
+  const next = startArchiver([`${near}?name=near`]);
+  await next.waitForState('streaming', 30_000);
+  expect(next.lines.some((l) => l.event === 'waiting_for_lease')).toBe(false);
+  expect(await next.stop()).toBe(0);
 });
 
 function compareLsn(a: string, b: string): number {
