@@ -39,6 +39,8 @@ beforeAll(async () => {
   await fx.cluster.psql('DELETE FROM items WHERE id <= 5');
   await fx.waitCaughtUp();
   await json('status', ['status', '--source', fx.source, '--repo', fx.repoDir]);
+  await json('status:several', ['status', '--source', fx.source, '--repo', fx.repoDir, '--repo', `${copies.copy(fx.repoDir)}?name=copy&async`]);
+  await json('backup:several', ['backup', '--source', fx.source, '--repo', fx.repoDir, '--repo', path.join(copies.copy(fx.repoDir), 'second')]);
   await json('status:critical', ['status', '--source', fx.source, '--repo', fx.repoDir, '--max-lag', '1ms', '--critical-backup-age', '1ms'], 2);
   expect(await archiver.stop()).toBe(0);
   const log = await json('log', ['log', '--repo', fx.repoDir, '--rows']);
@@ -51,6 +53,7 @@ beforeAll(async () => {
   await json('restore:dry-run', ['restore', '--repo', fx.repoDir, '--target', fx.cluster.url('planned'), '--to', 'mark:before-delete', '--dry-run']);
   await json('drill', ['drill', '--repo', fx.repoDir, '--target', fx.cluster.url('drilled'), '--source', fx.source]);
   await json('prune', ['prune', '--repo', copies.copy(fx.repoDir), '--retention', '1ms']);
+  await json('prune:several', ['prune', '--repo', `${copies.copy(fx.repoDir)}?retention=1ms`, '--repo', copies.copy(fx.repoDir), '--retention', '30d']);
   await json('compact', ['compact', '--repo', copies.copy(fx.repoDir), '--older-than', '1ms']);
   const copied = path.join(copies.copy(fx.repoDir), 'copied');
   await json('copy', ['copy', '--from', fx.repoDir, '--into', copied]);

@@ -91,7 +91,8 @@ export class Repository {
    * before each of the two is written (the writer lease's check). The spool file is consumed by the
    * data put; called again after a failure past that point, the stored data object stands in for it.
    * `beforeManifest` is waited for between the two: the archiver stores manifests in chain order, so a
-   * crash never leaves a segment stored after one that is not.
+   * crash never leaves a segment stored after one that is not. With `keepSpool` the spool file is left
+   * in place (an archiver writing several repositories removes it once every one holds the segment).
    */
   async storeSegment(
     base: string,
@@ -99,10 +100,11 @@ export class Repository {
     manifest: SegmentManifest,
     fence: () => Promise<void> = async () => undefined,
     beforeManifest: () => Promise<void> = async () => undefined,
+    keepSpool = false,
   ): Promise<void> {
     const data = segmentDataName(base);
     await fence();
-    if (await exists(spoolPath)) await this.storage.put(data, { kind: 'file', path: spoolPath, consume: true });
+    if (await exists(spoolPath)) await this.storage.put(data, { kind: 'file', path: spoolPath, consume: !keepSpool });
     else if ((await this.storage.stat(data))?.size !== manifest.storedBytes)
       throw new PitrError('Internal', `the spool file of segment ${base} is gone and its data object is not in ${this.storage.location}`);
     await beforeManifest();

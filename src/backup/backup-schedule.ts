@@ -1,3 +1,4 @@
+import type { BackupManifest } from '../archive/backup-manifest';
 import type { Repository } from '../archive/repository';
 import { newestSlotCreation } from '../archive/slot-creation';
 import { newestBackup } from '../archive/backup-catalog';
@@ -29,6 +30,8 @@ export class BackupSchedule {
     private readonly onFailure: () => void = () => undefined,
     /** The archiver's slot, whose re-creation after a gap calls for a backup at once. */
     private readonly slot?: string,
+    /** After each backup: stores it in the archiver's other repositories. A failure counts as the backup's. */
+    private readonly afterBackup?: (manifest: BackupManifest) => Promise<void>,
   ) {}
 
   start(): void {
@@ -48,7 +51,8 @@ export class BackupSchedule {
         { event: 'scheduled_backup', previous: newest?.id ?? null, afterGap: afterGap ?? null },
         afterGap ? `taking a base backup now: nothing after the gap that ends at ${afterGap} is restorable without one` : 'taking a scheduled base backup',
       );
-      await runBackup({ repo: this.repo, source: this.source, log: this.log, signal: this.abort.signal }, this.options);
+      const manifest = await runBackup({ repo: this.repo, source: this.source, log: this.log, signal: this.abort.signal }, this.options);
+      await this.afterBackup?.(manifest);
     } catch (error) {
       this.log.error({ event: 'scheduled_backup_failed', error: messageOf(error) }, 'scheduled base backup failed; will retry');
       this.onFailure();

@@ -7,6 +7,17 @@ export interface ArchiverObserver {
   segmentStored(segment: StoredSegment): void;
   /** A failure the archiver survives (it retries or carries on). */
   failed(kind: ArchiverFailure): void;
+  /** A segment was sealed (its upload starts): the newest position every repository's lag is measured from. */
+  segmentSealed?(segment: SegmentPosition): void;
+  /** One repository (by its name) durably holds a segment, or could (not) be written just now. */
+  repositoryStored?(repository: string, segment: SegmentPosition): void;
+  repositoryUp?(repository: string, up: boolean): void;
+}
+
+/** Where a segment ends: its end LSN (text) and the commit time of its last transaction (ISO). */
+export interface SegmentPosition {
+  endLsn: string;
+  lastCommitTime: string;
 }
 
 export interface StoredSegment {

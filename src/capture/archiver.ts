@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Client } from 'pg';
 import PQueue from 'p-queue';
 import { performance } from 'node:perf_hooks';
-import { thisProcess } from '../archive/lease-holder';
+import { thisProcess, type LeaseHolder } from '../archive/lease-holder';
 import type { Repository, RepositoryIdentity } from '../archive/repository';
 import { RepositoryLease } from '../archive/repository-lease';
 import { segmentBaseName, type SegmentManifest } from '../archive/segment-manifest';
@@ -27,6 +27,7 @@ import { Condition, closeBounded, waitLogged } from './stop-waits';
 import { StreamAssembler, type SegmentContents } from './stream-assembler';
 import { IndexMaintainer } from '../archive/index-maintainer';
 import { crashPoint } from '../archive/crash-point';
+import type { AsyncReplica, SyncTarget } from './archive-targets';
 
 export interface ArchiverOptions {
   slot: string;
@@ -47,6 +48,25 @@ export interface ArchiverOptions {
   alongside?: readonly { start(): void; stop(): Promise<void> }[];
   /** The repository's writer lease: expiry after this long unrenewed, and whether to take it from a live holder. */
   lease: { ttlMs: number; takeover: boolean };
+  /** Asynchronous repositories, fed once the synchronous ones hold a segment (archive-targets.ts). */
+  replicas?: readonly AsyncReplica[];
+  /**
+   * Brings synchronous repositories whose archive ends before another's level with it before streaming
+   * (ops/target-catch-up.ts: an incremental copy), and answers the one whose end the stream continues.
+   */
+  levelTargets?: (targets: readonly SyncTarget[], log: Logger) => Promise<Repository>;
+}
+
+/** One synchronous repository as the archiver writes it: its lease, index, uploads and manifest order. */
+interface SyncWriter {
+  target: SyncTarget;
+  lease: RepositoryLease;
+  index: IndexMaintainer;
+  uploads: PQueue;
+  /** Uploads inside storeSegment right now: while any may still land, its lease is not released. */
+  storing: { count: number };
+  /** Resolves once the manifest of the newest segment queued is stored here: the next one's manifest waits for it. */
+  manifestsStored: Promise<void>;
 }
 
 /**
@@ -67,18 +87,22 @@ const MAX_PENDING_COMPRESSION_BYTES = 16 * 1024 * 1024;
 const HEARTBEAT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
- * The archiver: slot → segments → repository, acknowledging the slot only with the end LSN of the last
- * transaction whose segment (data and manifest) is durably stored.
+ * The archiver: slot → segments → repositories, acknowledging the slot only with the end LSN of the last
+ * transaction whose segment (data and manifest), and every segment before it, is durably stored in every
+ * synchronous repository. Each synchronous repository is written from the spool file with uploads of its
+ * own (one that is down is retried without holding up the others; the spool file stays until every one
+ * holds the segment); asynchronous ones are fed afterwards (archive-targets.ts).
  */
 export class Archiver {
   private state: ArchiverState = 'starting';
   private stream: ReplicationStream | undefined;
   private assembler!: StreamAssembler;
-  private readonly uploads: PQueue;
-  /** Sealed segments in seal order, each with its upload outcome. */
-  private readonly inFlight: { segment: string; endLsn: Lsn; done: boolean; manifest: SegmentManifest }[] = [];
-  /** The archive's index, told of each segment once it is stored, in chain order. */
-  private index: IndexMaintainer | undefined;
+  /** Sealed segments in seal order; `waiting` counts the synchronous repositories that do not hold it yet. */
+  private readonly inFlight: { segment: string; endLsn: Lsn; done: boolean; waiting: number; manifest: SegmentManifest }[] = [];
+  /** The synchronous repositories, in the order given, once claimed and leased. */
+  private writers: SyncWriter[] = [];
+  /** The synchronous repository read at start (the one with the newest segment): where the archive's end is. */
+  private reference: Repository;
   private sealing: Promise<void> = Promise.resolve();
   /** Seals started whose upload is not queued yet: until then the durable position must not move. */
   private sealsStarting = 0;
@@ -90,11 +114,6 @@ export class Archiver {
   private previous: SegmentManifest['previous'] = null;
   private identity = { systemIdentifier: '', database: '' };
   private owner: RepositoryIdentity | undefined;
-  private lease: RepositoryLease | undefined;
-  /** Uploads inside storeSegment right now: while any may still land, the lease is not released. */
-  private readonly storing = { count: 0 };
-  /** Resolves once the manifest of the newest segment queued is stored: the next one's manifest waits for it. */
-  private manifestsStored: Promise<void> = Promise.resolve();
   private paused = false;
   private fatal: unknown;
   private heartbeatClient: Client | undefined;
@@ -109,13 +128,26 @@ export class Archiver {
   /** Aborted when run() ends: uploads still retrying then are abandoned (never acknowledged), so the process can exit. */
   private readonly abandonUploads = new AbortController();
 
+  private readonly targets: readonly SyncTarget[];
+
+  /** `repos`: one repository, or the synchronous repositories (at least one) in the order given. */
   constructor(
-    private readonly repo: Repository,
+    repos: Repository | readonly SyncTarget[],
     private readonly source: SourceConnection,
     private readonly log: Logger,
     private readonly options: ArchiverOptions,
   ) {
-    this.uploads = new PQueue({ concurrency: options.uploadConcurrency });
+    this.targets = Array.isArray(repos) ? repos : [{ name: 'repo1', repo: repos as Repository }];
+    if (this.targets.length === 0) throw new PitrError('Internal', 'an archiver needs a synchronous repository');
+    this.reference = (this.targets[0] as SyncTarget).repo;
+  }
+
+  private get repo(): Repository {
+    return this.reference;
+  }
+
+  private get several(): boolean {
+    return this.targets.length + (this.options.replicas?.length ?? 0) > 1;
   }
 
   private setState(next: ArchiverState, detail: Record<string, unknown> = {}): void {
@@ -127,27 +159,59 @@ export class Archiver {
   async run(signal: AbortSignal): Promise<void> {
     const system = await identifySystem(this.source.config, this.source.display);
     this.identity = { systemIdentifier: system.systemIdentifier, database: system.database };
-    await this.repo.storage.checkWritable();
-    this.owner = await this.repo.claim(this.identity);
-    this.lease = await RepositoryLease.acquire(this.repo.storage, thisProcess({ command: 'archive', slot: this.options.slot, ...this.identity }), {
-      ...this.options.lease,
-      log: this.log,
-      signal,
-    });
-    // the index is written by the lease holder only, beside the stream
-    this.index = new IndexMaintainer(this.repo, this.identity, this.log);
-    this.index.start();
+    const holder = thisProcess({ command: 'archive', slot: this.options.slot, ...this.identity });
+    const replicas = this.options.replicas ?? [];
     try {
+      // every repository's identity and lease before streaming: one that is another source's, or another writer's, refuses the start
+      for (const target of this.targets) this.writers.push(await this.openWriter(target, holder, signal));
+      for (const replica of replicas) await replica.open({ identity: this.identity, holder, from: (this.targets[0] as SyncTarget).repo, signal });
+      await this.catchUpWriters();
+      // the index is written by the lease holder only, beside the stream
+      for (const writer of this.writers) writer.index.start();
+      for (const replica of replicas) replica.start();
       await this.archive(signal);
     } finally {
-      // a segment whose upload may still land must not meet the next writer's: then the lease expires instead
-      if (this.storing.count > 0) this.lease.stopRenewing();
-      else await this.lease.release();
+      for (const replica of [...replicas].reverse())
+        await waitLogged(this.log, replica.stop(), `asynchronous repository ${replica.name} to stop`, performance.now() + STOP_GRACE_MS);
+      for (const writer of this.writers) {
+        // a segment whose upload may still land must not meet the next writer's: then the lease expires instead
+        if (writer.storing.count > 0) writer.lease.stopRenewing();
+        else await writer.lease.release();
+      }
     }
   }
 
+  private async openWriter(target: SyncTarget, holder: LeaseHolder, signal: AbortSignal): Promise<SyncWriter> {
+    await target.repo.storage.checkWritable();
+    const owner = await target.repo.claim(this.identity);
+    this.owner ??= owner;
+    const lease = await RepositoryLease.acquire(target.repo.storage, holder, { ...this.options.lease, log: this.log, signal });
+    return {
+      target,
+      lease,
+      index: new IndexMaintainer(target.repo, this.identity, this.log),
+      uploads: new PQueue({ concurrency: this.options.uploadConcurrency }),
+      storing: { count: 0 },
+      manifestsStored: Promise.resolve(),
+    };
+  }
+
+  /**
+   * Synchronous repositories whose archive ends before another's (new, or down when an earlier run
+   * stopped) are brought level with the one with the newest segment before streaming, which then
+   * continues every chain from the same segment.
+   */
+  private async catchUpWriters(): Promise<void> {
+    if (this.writers.length === 1) return;
+    if (!this.options.levelTargets) throw new PitrError('Internal', 'several synchronous repositories and no way to level them');
+    this.reference = await this.options.levelTargets(
+      this.writers.map((w) => w.target),
+      this.log,
+    );
+  }
+
   private async archive(signal: AbortSignal): Promise<void> {
-    const lease = this.lease as RepositoryLease;
+    const lease = (this.writers[0] as SyncWriter).lease;
     const latest = await this.repo.latestSegment();
     if (latest) {
       this.durableLsn = parseLsn(latest.endLsn);
@@ -162,6 +226,7 @@ export class Archiver {
       {
         event: 'resume',
         repo: this.repo.storage.location,
+        ...(this.several ? { repositories: this.writers.map((w) => w.target.name) } : {}),
         source: this.source.display,
         slot: this.options.slot,
         from: formatLsn(this.durableLsn),
@@ -171,7 +236,7 @@ export class Archiver {
       'archiver starting',
     );
 
-    lease.startRenewing((error) => this.fail(error));
+    for (const writer of this.writers) writer.lease.startRenewing((error) => this.fail(error));
     const ageTimer = setInterval(() => this.maybeSeal(false), Math.min(100, this.options.segmentAgeMs));
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
     const alongside = this.options.alongside ?? [];
@@ -181,7 +246,7 @@ export class Archiver {
     } finally {
       // after a clean drain nothing is pending; after a fatal error nothing pending may be waited for
       this.abandonUploads.abort();
-      this.uploads.clear();
+      for (const writer of this.writers) writer.uploads.clear();
       const deadline = performance.now() + STOP_GRACE_MS;
       for (const work of [...alongside].reverse())
         await waitLogged(this.log, work.stop(), 'work beside the stream (a scheduled backup or prune) to stop', deadline);
@@ -191,7 +256,7 @@ export class Archiver {
       await closeBounded(this.heartbeatClient?.end());
       // the index is a cache: what it has not written yet is written on the next start
       const waited = new AbortController();
-      await Promise.race([this.index?.close(), delay(5_000, waited.signal)]);
+      await Promise.race([Promise.all(this.writers.map((w) => w.index.close())), delay(5_000, waited.signal)]);
       waited.abort();
       await fs.rm(spoolDir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -387,47 +452,77 @@ export class Archiver {
   }
 
   private enqueueUpload(contents: SegmentContents, timeline: number | null): void {
-    const lease = this.lease as RepositoryLease;
     const base = segmentBaseName(contents.firstCommitLsn, contents.endLsn);
-    const manifest = manifestFor(base, contents, { ...this.identity, previous: this.previous, timeline, fencingToken: lease.token });
+    const context = { ...this.identity, previous: this.previous, timeline };
+    // each repository's manifest carries its own lease's fencing token; the rest is the same everywhere
+    const manifests = this.writers.map((w) => manifestFor(base, contents, { ...context, fencingToken: w.lease.token }));
     this.previous = { name: base, sha256: contents.spooled.sha256 };
-    const entry = { segment: base, endLsn: contents.endLsn, done: false, manifest };
+    const entry = { segment: base, endLsn: contents.endLsn, done: false, waiting: this.writers.length, manifest: manifests[0] as SegmentManifest };
     this.inFlight.push(entry);
+    this.options.observer?.segmentSealed?.(entry.manifest);
     this.applyBackpressure();
-    const previousStored = this.manifestsStored;
-    let markStored = (): void => undefined;
-    this.manifestsStored = new Promise<void>((resolve) => (markStored = resolve));
-    const deps = {
-      repo: this.repo,
-      lease,
-      log: this.log,
-      abandon: this.abandonUploads.signal,
-      inside: this.storing,
-      previousStored,
-      ...(this.options.observer ? { observer: this.options.observer } : {}),
-    };
-    void this.uploads.add(async () => {
-      try {
-        if ((await uploadSegment(contents, manifest, deps)) === 'abandoned') return;
-      } catch (error) {
-        this.fail(error);
-        return;
-      }
-      markStored();
-      crashPoint('archive:segment-stored'); // stored, not acknowledged: the slot is behind the archive on the next start
-      entry.done = true;
-      this.acknowledgeStored();
+    const keepSpool = this.writers.length > 1;
+    this.writers.forEach((writer, i) => {
+      const manifest = manifests[i] as SegmentManifest;
+      const previousStored = writer.manifestsStored;
+      let markStored = (): void => undefined;
+      writer.manifestsStored = new Promise<void>((resolve) => (markStored = resolve));
+      const observer = this.observerOf(writer, i);
+      const deps = {
+        repo: writer.target.repo,
+        lease: writer.lease,
+        log: this.log,
+        abandon: this.abandonUploads.signal,
+        inside: writer.storing,
+        previousStored,
+        keepSpool,
+        ...(this.several ? { repository: writer.target.name } : {}),
+        ...(observer ? { observer } : {}),
+      };
+      void writer.uploads.add(async () => {
+        try {
+          if ((await uploadSegment(contents, manifest, deps)) === 'abandoned') return;
+        } catch (error) {
+          this.fail(error);
+          return;
+        }
+        // told in chain order: manifests are stored in chain order in each repository
+        writer.index.stored(manifest);
+        markStored();
+        if (this.several) {
+          this.options.observer?.repositoryStored?.(writer.target.name, manifest);
+          this.options.observer?.repositoryUp?.(writer.target.name, true);
+        }
+        if (--entry.waiting > 0) return;
+        if (keepSpool) await fs.rm(contents.spooled.path, { force: true }).catch(() => undefined);
+        crashPoint('archive:segment-stored'); // stored, not acknowledged: the slot is behind the archive on the next start
+        entry.done = true;
+        this.acknowledgeStored();
+      });
     });
   }
 
-  /** Advances the durable position over the stored prefix of the sealed segments, in seal order. */
+  /** What one repository's uploads tell the observer: stored segments counted once (the first's), failures each, and which repository is down. */
+  private observerOf(writer: SyncWriter, i: number): ArchiverObserver | undefined {
+    const observer = this.options.observer;
+    if (!observer) return undefined;
+    return {
+      segmentStored: (segment) => (i === 0 ? observer.segmentStored(segment) : undefined),
+      failed: (kind) => {
+        observer.failed(kind);
+        if (this.several) observer.repositoryUp?.(writer.target.name, false);
+      },
+    };
+  }
+
+  /** Advances the durable position over the prefix of the sealed segments every synchronous repository holds, in seal order. */
   private acknowledgeStored(): void {
     let advanced = false;
     while (this.inFlight[0]?.done) {
       const stored = this.inFlight.shift() as { endLsn: Lsn; manifest: SegmentManifest };
       this.storedEndLsn = stored.endLsn;
       if (this.storedEndLsn > this.durableLsn) this.durableLsn = this.storedEndLsn;
-      this.index?.stored(stored.manifest);
+      for (const replica of this.options.replicas ?? []) replica.offer(stored.manifest);
       advanced = true;
     }
     if (advanced) this.sendStatus();
@@ -498,7 +593,7 @@ export class Archiver {
 
   private async finishUploads(): Promise<void> {
     await this.sealing;
-    await this.uploads.onIdle();
+    await Promise.all(this.writers.map((w) => w.uploads.onIdle()));
   }
 
   /** Emits the heartbeat (clock and sequence values) into the stream through a regular session. */

@@ -57,6 +57,10 @@ export interface UploadDeps {
   inside: { count: number };
   /** Resolves once the previous segment's manifest is stored: manifests go in chain order (data objects in parallel). */
   previousStored: Promise<void>;
+  /** Leave the spool file in place: other repositories store the same segment from it. */
+  keepSpool?: boolean;
+  /** The repository's name, in logs, when the archiver writes several. */
+  repository?: string;
 }
 
 /**
@@ -78,12 +82,14 @@ export async function uploadSegment(contents: SegmentContents, manifest: Segment
         manifest,
         () => lease.fence(),
         () => untilOrAbandoned(deps.previousStored, deps.abandon),
+        deps.keepSpool === true,
       );
       await lease.fence();
       log.info(
         {
           event: 'segment_stored',
           segment: manifest.name,
+          ...(deps.repository === undefined ? {} : { repository: deps.repository }),
           transactions: manifest.transactions,
           rawBytes: manifest.rawBytes,
           storedBytes: manifest.storedBytes,
@@ -116,7 +122,14 @@ export async function uploadSegment(contents: SegmentContents, manifest: Segment
       const waitMs = backoffMs(attempt, 500, 30_000);
       deps.observer?.failed('upload');
       log.warn(
-        { event: 'upload_retry', segment: manifest.name, error: messageOf(error), retryInMs: waitMs, attempt: attempt + 1 },
+        {
+          event: 'upload_retry',
+          segment: manifest.name,
+          ...(deps.repository === undefined ? {} : { repository: deps.repository }),
+          error: messageOf(error),
+          retryInMs: waitMs,
+          attempt: attempt + 1,
+        },
         'segment upload failed; retrying',
       );
       await delay(waitMs, deps.abandon);

@@ -2,9 +2,12 @@ import { BackupSchedule } from '../backup/backup-schedule';
 import { Archiver } from '../capture/archiver';
 import { sourceConnection } from '../config/connection';
 import { parseListenAddress } from '../config/listen-address';
+import { AsyncRepositoryFeed } from '../ops/async-repository-feed';
+import { copyBackupInto } from '../ops/copy';
 import { PruneSchedule } from '../ops/prune-schedule';
+import { levelTargets } from '../ops/target-catch-up';
 import type { Command } from './command';
-import { repositoryFrom } from './repository-option';
+import { repositoriesFrom } from './repository-option';
 import { statusLimitsFrom } from './status';
 
 export const archiveCommand: Command = {
@@ -26,7 +29,11 @@ export const archiveCommand: Command = {
     const backupEvery = options.number('backup-every');
     const retentionMs = options.number('retention');
     const slot = options.string('slot');
-    const repo = await repositoryFrom(options, 'write');
+    // several --repo: every synchronous one holds each segment before the slot moves past it; async ones follow
+    const configured = await repositoriesFrom(options, 'write');
+    const synchronous = configured.filter((c) => !c.spec.async);
+    const repo = (synchronous[0] ?? (configured[0] as (typeof configured)[number])).repo;
+    const leaseOptions = { ttlMs: options.number('lease-ttl'), takeover: options.flag('takeover') };
 
     let archiver: Archiver | undefined;
     // Bound before streaming starts, so a busy port fails at once and leaves the slot alone. Loaded only
@@ -39,6 +46,7 @@ export const archiveCommand: Command = {
           source: sourceConnection(sourceUrl, 'pitr status'),
           slotName: slot,
           repo,
+          members: configured.map((c) => ({ name: c.spec.name, repo: c.repo, async: c.spec.async })),
           limits: statusLimitsFrom(options),
           log,
           archiverState: () => archiver?.status.state ?? 'starting',
@@ -46,7 +54,13 @@ export const archiveCommand: Command = {
       : undefined;
     try {
       // pruning starts inside the archiver, once it has checked that the repository is this source's
-      const pruning = retentionMs === undefined ? undefined : new PruneSchedule(repo, retentionMs, log, () => endpoint?.metrics.failed('prune'));
+      // each repository by its own retention (its ?retention=, else --retention)
+      const pruning = configured.flatMap(({ spec, repo: each }) => {
+        const keep = spec.retention ?? retentionMs;
+        const named = configured.length > 1 ? log.child({ repository: spec.name }) : log;
+        return keep === undefined ? [] : [new PruneSchedule(each, keep, named, () => endpoint?.metrics.failed('prune'))];
+      });
+      const others = configured.filter((c) => c.repo !== repo);
       const backups =
         backupEvery === undefined
           ? undefined
@@ -63,19 +77,44 @@ export const archiveCommand: Command = {
               },
               () => endpoint?.metrics.failed('backup'),
               slot,
+              // a backup is complete in a repository once its manifest is there: parts first, copied from the first
+              others.length === 0
+                ? undefined
+                : async (manifest) => {
+                    for (const other of others) await copyBackupInto(repo, other.repo, manifest.id, { transfers: 4, log });
+                  },
             );
-      archiver = new Archiver(repo, source, log, {
-        slot,
-        publication: options.string('publication'),
-        segmentBytes: options.number('segment-size'),
-        segmentAgeMs: options.number('segment-age'),
-        heartbeatMs: options.number('heartbeat'),
-        uploadConcurrency: options.number('upload-concurrency'),
-        ...(spoolDir ? { spoolDir } : {}),
-        ...(endpoint ? { observer: endpoint.metrics } : {}),
-        alongside: [backups, pruning].filter((work) => work !== undefined),
-        lease: { ttlMs: options.number('lease-ttl'), takeover: options.flag('takeover') },
-      });
+      const replicas = configured
+        .filter((c) => c.spec.async)
+        .map(
+          (c) =>
+            new AsyncRepositoryFeed({
+              name: c.spec.name,
+              repo: c.repo,
+              lease: leaseOptions,
+              log,
+              ...(endpoint ? { observer: endpoint.metrics } : {}),
+            }),
+        );
+      archiver = new Archiver(
+        synchronous.map((c) => ({ name: c.spec.name, repo: c.repo })),
+        source,
+        log,
+        {
+          slot,
+          publication: options.string('publication'),
+          segmentBytes: options.number('segment-size'),
+          segmentAgeMs: options.number('segment-age'),
+          heartbeatMs: options.number('heartbeat'),
+          uploadConcurrency: options.number('upload-concurrency'),
+          ...(spoolDir ? { spoolDir } : {}),
+          ...(endpoint ? { observer: endpoint.metrics } : {}),
+          alongside: [backups, ...pruning].filter((work) => work !== undefined),
+          lease: leaseOptions,
+          replicas,
+          levelTargets,
+        },
+      );
       await archiver.run(signal);
     } finally {
       // after the drain: the endpoint shows "draining" until the last segment is stored

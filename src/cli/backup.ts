@@ -4,7 +4,8 @@ import { formatBytes } from '../config/units';
 import { isoMicros } from '../pg/pg-time';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { repositoryFrom } from './repository-option';
+import { copyBackupInto } from '../ops/copy';
+import { repositoriesFrom } from './repository-option';
 
 export const backupCommand: Command = {
   name: 'backup',
@@ -19,8 +20,10 @@ export const backupCommand: Command = {
     const pgDump = options.string('pg-dump');
     const spoolDir = options.string('spool-dir');
     const started = Date.now();
+    const [first, ...others] = await repositoriesFrom(options, 'write');
+    const repo = (first as NonNullable<typeof first>).repo;
     const manifest = await runBackup(
-      { repo: await repositoryFrom(options, 'write'), source, log, signal },
+      { repo, source, log, signal },
       {
         jobs: options.number('jobs'),
         chunkBytes: options.number('chunk-size'),
@@ -28,6 +31,12 @@ export const backupCommand: Command = {
         ...(spoolDir ? { spoolDir } : {}),
       },
     );
+    // several --repo: taken once into the first, then copied (checked, parts before the manifest) into each other
+    const stored = [{ name: (first as NonNullable<typeof first>).spec.name, location: repo.storage.location }];
+    for (const other of others) {
+      await copyBackupInto(repo, other.repo, manifest.id, { transfers: options.number('jobs'), log, signal });
+      stored.push({ name: other.spec.name, location: other.repo.storage.location });
+    }
     const seconds = (Date.now() - started) / 1000;
     if (options.flag('json')) {
       writeJson(out, {
@@ -37,12 +46,14 @@ export const backupCommand: Command = {
         endTime: isoMicros(manifest.endTime),
         seconds,
         ...manifest.totals,
+        ...(others.length > 0 ? { repositories: stored } : {}),
       });
     } else {
       out.write(
         `backup ${manifest.id} complete: aligned at ${manifest.alignedLsn}, ${manifest.totals.tables} tables, ${manifest.totals.rows} rows, ` +
           `${formatBytes(manifest.totals.rawBytes)} copied, ${formatBytes(manifest.totals.storedBytes)} stored, ${seconds.toFixed(1)} s\n`,
       );
+      if (others.length > 0) out.write(`stored in ${stored.map((r) => `${r.name} (${r.location})`).join(', ')}\n`);
     }
     return 0;
   },

@@ -6,7 +6,7 @@ import type { ParsedOptions } from '../config/parse-args';
 import { archiveStatus, STATUS_UNKNOWN, statusExitCode, type StatusLimits, type StatusReport } from '../ops/status';
 import type { Command } from './command';
 import { writeJson } from '../ops/json-document';
-import { repositoryFrom } from './repository-option';
+import { repositoriesFrom } from './repository-option';
 
 const LABEL = { healthy: 'OK', degraded: 'WARNING', broken: 'CRITICAL', unknown: 'UNKNOWN' } as const;
 
@@ -29,6 +29,14 @@ function humanReport(report: StatusReport): string {
   lines.push(`newest backup: ${backup ? `${backup.id}, ended ${backup.endTime}, ${(backup.ageSeconds / 3600).toFixed(1)}h old` : 'none'}`);
   lines.push(`recoverable window: ${pointText(report.window.earliest)} to ${pointText(report.window.latest)}`);
   for (const gap of report.gaps) lines.push(`gap: ${describeGap(gap)}`);
+  for (const r of report.repositories ?? [])
+    lines.push(
+      `repository ${r.name}${r.async ? ' (async)' : ''}: ${
+        r.reachable
+          ? `newest ${r.newest ? `${r.newest.time} (${r.newest.lsn})` : '-'}, lag ${r.lagSeconds === null ? '-' : `${r.lagSeconds.toFixed(1)}s`} / ${r.lagBytes === null ? '-' : formatBytes(r.lagBytes)}`
+          : `unreachable: ${r.error ?? ''}`
+      }, ${r.location}`,
+    );
   for (const reason of report.reasons) lines.push(`reason: ${reason.severity}: ${reason.message}`);
   return lines.join('\n') + '\n';
 }
@@ -58,11 +66,14 @@ export const statusCommand: Command = {
   ],
   errorExitCode: STATUS_UNKNOWN,
   async run({ options, out }) {
+    const configured = await repositoriesFrom(options);
     const report = await archiveStatus({
       source: sourceConnection(options.string('source'), 'pitr status'),
       slotName: options.string('slot'),
-      repo: await repositoryFrom(options),
+      repo: (configured[0] as (typeof configured)[number]).repo,
       limits: statusLimitsFrom(options),
+      // several: the other facts are of the first; each one's lag behind the newest is a reason when too large
+      ...(configured.length > 1 ? { members: configured.map((c) => ({ name: c.spec.name, repo: c.repo, async: c.spec.async })) } : {}),
     });
     if (options.flag('json')) writeJson(out, report);
     else out.write(humanReport(report));

@@ -5,6 +5,7 @@ import type { ListenAddress } from '../config/listen-address';
 import type { Logger } from '../logger';
 import { ArchiveMetrics } from './archive-metrics';
 import { MetricsServer } from './metrics-server';
+import type { StatusMember } from './repository-lag';
 import type { StatusLimits } from './status';
 import { StatusProbe } from './status-probe';
 
@@ -19,6 +20,8 @@ export interface ArchiveEndpointOptions {
   source: SourceConnection;
   slotName: string;
   repo: Repository;
+  /** Several repositories: each one's lag is part of the status (status.ts), and of the metrics. */
+  members?: readonly StatusMember[];
   limits: StatusLimits;
   log: Logger;
   archiverState: () => ArchiverState;
@@ -34,11 +37,18 @@ export interface ArchiveEndpoint {
 /** The HTTP endpoint of `pitr archive --listen`: metrics, health and status, bound before the archiver starts. */
 export async function openArchiveEndpoint(options: ArchiveEndpointOptions): Promise<ArchiveEndpoint> {
   const probe = new StatusProbe(
-    { source: options.source, slotName: options.slotName, repo: options.repo, limits: options.limits },
+    {
+      source: options.source,
+      slotName: options.slotName,
+      repo: options.repo,
+      limits: options.limits,
+      ...(options.members && options.members.length > 1 ? { members: options.members } : {}),
+    },
     { maxAgeMs: STATUS_MAX_AGE_MS, deadlineMs: STATUS_DEADLINE_MS },
     () => metrics.failed('status'), // called on a later scrape, never before metrics exists
   );
   const metrics = new ArchiveMetrics(probe, options.archiverState);
+  if (options.members && options.members.length > 1) metrics.knowRepositories(options.members.map((m) => m.name));
   const server = await MetricsServer.listen(options.address, metrics, probe, options.log);
   return { metrics, address: server.address, close: () => server.close() };
 }

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ArchiverState } from '../capture/archiver';
-import type { ArchiverFailure, ArchiverObserver, StoredSegment } from '../capture/archiver-observer';
+import type { ArchiverFailure, ArchiverObserver, SegmentPosition, StoredSegment } from '../capture/archiver-observer';
+import { parseLsn } from '../pg/lsn';
 import { statusExitCode } from './status';
 import type { StatusProbe } from './status-probe';
 
@@ -17,7 +18,9 @@ const ARCHIVER_STATES: readonly ArchiverState[] = ['starting', 'connecting', 'st
  *
  * Names (docs/runbooks/monitor-rpo.md): pitr_rpo_seconds, pitr_slot_lag_bytes, pitr_archived_segments_total,
  * pitr_archived_transactions_total, pitr_archived_bytes_total, pitr_segment_upload_seconds, pitr_errors_total,
- * pitr_last_backup_age_seconds, pitr_recoverable_window_seconds, pitr_archiver_state, pitr_health.
+ * pitr_last_backup_age_seconds, pitr_recoverable_window_seconds, pitr_archiver_state, pitr_health; with several
+ * repositories, per repository (label `repository`, its name): pitr_repository_up, pitr_repository_lag_bytes,
+ * pitr_repository_lag_seconds, pitr_repository_newest_commit_timestamp_seconds.
  */
 export class ArchiveMetrics implements ArchiverObserver {
   readonly registry = new Registry();
@@ -28,6 +31,9 @@ export class ArchiveMetrics implements ArchiverObserver {
   private readonly errors: Counter<'kind'>;
   /** Commit time (ms since the epoch) of the newest transaction this process stored. */
   private newestStoredCommitMs: number | undefined;
+  /** The newest segment sealed, and per repository the newest it holds and whether it could be written last time. */
+  private sealed: SegmentPosition | undefined;
+  private readonly repositories = new Map<string, { stored?: SegmentPosition; up: boolean }>();
 
   constructor(
     private readonly probe: StatusProbe,
@@ -95,6 +101,39 @@ export class ArchiveMetrics implements ArchiverObserver {
       },
       ['state'],
     );
+    const perRepository = (read: (r: { stored?: SegmentPosition; up: boolean }) => number | undefined) => (gauge: Gauge<string>) => {
+      gauge.reset();
+      for (const [repository, r] of this.repositories) {
+        const value = read(r);
+        if (value !== undefined) gauge.set({ repository }, value);
+      }
+    };
+    this.gauge(
+      'pitr_repository_up',
+      'Per repository of an archiver writing several: 1 when its last write succeeded, 0 while it cannot be written (retried; an asynchronous one catches up later).',
+      perRepository((r) => (r.up ? 1 : 0)),
+      ['repository'],
+    );
+    this.gauge(
+      'pitr_repository_lag_bytes',
+      'Per repository: WAL bytes between the end of the newest segment sealed and the end of the newest segment it holds.',
+      perRepository((r) => (this.sealed && r.stored ? Math.max(0, Number(parseLsn(this.sealed.endLsn) - parseLsn(r.stored.endLsn))) : undefined)),
+      ['repository'],
+    );
+    this.gauge(
+      'pitr_repository_lag_seconds',
+      'Per repository: seconds of commits between the newest segment sealed and the newest segment it holds.',
+      perRepository((r) =>
+        this.sealed && r.stored ? Math.max(0, (Date.parse(this.sealed.lastCommitTime) - Date.parse(r.stored.lastCommitTime)) / 1000) : undefined,
+      ),
+      ['repository'],
+    );
+    this.gauge(
+      'pitr_repository_newest_commit_timestamp_seconds',
+      'Per repository: commit time (Unix seconds) of the newest transaction in the newest segment it holds.',
+      perRepository((r) => (r.stored ? Date.parse(r.stored.lastCommitTime) / 1000 : undefined)),
+      ['repository'],
+    );
     this.gauge(
       'pitr_health',
       'The verdict of `pitr status` (its exit status): 0 healthy, 1 degraded, 2 broken, 3 unknown (could not check); the reasons are on /healthz and /status.',
@@ -114,6 +153,32 @@ export class ArchiveMetrics implements ArchiverObserver {
     this.uploadSeconds.observe(segment.seconds);
     const commitMs = Date.parse(segment.lastCommitTime);
     if (!Number.isNaN(commitMs) && (this.newestStoredCommitMs === undefined || commitMs > this.newestStoredCommitMs)) this.newestStoredCommitMs = commitMs;
+  }
+
+  segmentSealed(segment: SegmentPosition): void {
+    this.sealed = { endLsn: segment.endLsn, lastCommitTime: segment.lastCommitTime };
+  }
+
+  repositoryStored(repository: string, segment: SegmentPosition): void {
+    const r = this.repository(repository);
+    if (!r.stored || parseLsn(segment.endLsn) > parseLsn(r.stored.endLsn)) r.stored = { endLsn: segment.endLsn, lastCommitTime: segment.lastCommitTime };
+    // a repository that caught up from before this process sealed anything: measured against itself until then
+    if (!this.sealed || parseLsn(segment.endLsn) > parseLsn(this.sealed.endLsn)) this.sealed = r.stored;
+  }
+
+  repositoryUp(repository: string, up: boolean): void {
+    this.repository(repository).up = up;
+  }
+
+  /** Tells the metrics which repositories there are before anything was written (so a down one shows from the start). */
+  knowRepositories(names: readonly string[]): void {
+    for (const name of names) this.repository(name);
+  }
+
+  private repository(name: string): { stored?: SegmentPosition; up: boolean } {
+    let r = this.repositories.get(name);
+    if (!r) this.repositories.set(name, (r = { up: true }));
+    return r;
   }
 
   failed(kind: ErrorKindLabel): void {

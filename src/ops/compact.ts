@@ -83,7 +83,8 @@ export async function compactRepository(repo: Repository, options: CompactOption
     !aligned.some((a) => parseLsn(m.firstCommitLsn) < a && a <= parseLsn(m.lastCommitLsn));
 
   const pages = view.source.catalog?.pages ?? [];
-  const spoolDir = options.spoolDir ?? path.join(tmpdir(), `pitr-compact-${process.pid}`);
+  // a directory of its own: an archiver writing several repositories compacts each beside the others
+  const spoolDir = options.spoolDir ?? (await fs.mkdtemp(path.join(tmpdir(), `pitr-compact-${process.pid}-`)));
   await fs.mkdir(spoolDir, { recursive: true });
   try {
     for (const page of pages.slice(0, -1)) {

@@ -87,6 +87,42 @@ export async function copyRepository(from: Repository, to: Repository, options: 
   return { ...report, ok: report.refused.length === 0 && report.differs.length === 0, indexBuilt, seconds: (performance.now() - started) / 1000 };
 }
 
+/**
+ * One complete backup of `from` into `to` (`pitr backup` and scheduled backups with several --repo):
+ * its parts, then its manifest, checked and create-only like `copyRepository`; the identity first when
+ * `to` is new. Only the backup's own objects are listed, however large the repositories.
+ */
+export async function copyBackupInto(from: Repository, to: Repository, id: string, options: CopyOptions): Promise<CopyReport> {
+  const started = performance.now();
+  const identity = await sourceIdentity(from);
+  const prefix = `${BACKUPS_PREFIX}${id}/`;
+  const identityInfo = async (storage: Storage): Promise<ObjectInfo[]> => {
+    const info = await storage.stat(IDENTITY_OBJECT);
+    return info ? [info] : [];
+  };
+  const target = new Map([...(await identityInfo(to.storage)), ...(await to.storage.list(prefix)).objects].map((o) => [o.name, o]));
+  const listing = [...(await identityInfo(from.storage)), ...(await from.storage.list(prefix)).objects];
+  await checkTarget(to, target, identity);
+  const spoolDir = await fs.mkdtemp(path.join(tmpdir(), 'pitr-copy-'));
+  const run = new CopyRun(from.storage, to.storage, target, listing, spoolDir, options);
+  try {
+    await run.copyIdentity();
+    await run.copyBackups();
+  } finally {
+    run.progress.finish();
+    await fs.rm(spoolDir, { recursive: true, force: true });
+  }
+  const report = run.report;
+  const ok = report.refused.length === 0 && report.differs.length === 0 && (await to.storage.stat(`${prefix}${MANIFEST_FILE}`)) !== null;
+  if (!ok)
+    throw new PitrError(
+      'Repository',
+      `backup ${id} could not be stored in ${to.storage.location}: ${[...report.refused, ...report.differs].map((p) => `${p.object}: ${p.detail}`).join('; ') || 'its manifest is not there'}`,
+      `run "pitr copy --from ${from.storage.location} --into ${to.storage.location}" once it can be written`,
+    );
+  return { ...report, ok, indexBuilt: false, seconds: (performance.now() - started) / 1000 };
+}
+
 async function sourceIdentity(from: Repository): Promise<RepositoryIdentity> {
   let identity: RepositoryIdentity | null;
   try {

@@ -8,6 +8,7 @@ import { messageOf } from '../errors';
 import { gapBounds, gapCause, type ArchiveGap } from '../archive/archive-gaps';
 import { recoverableWindow, toPoint, type BackupBoundCache, type Point } from '../archive/recoverable-window';
 import { foreignRepositoryReason, ownerOf, type RepositoryOwner } from './repository-owner';
+import { repositoryLag, type RepositoryLagEntry, type StatusMember } from './repository-lag';
 
 /**
  * The verdict, Nagios-style: healthy (OK), degraded (WARNING), broken (CRITICAL), and unknown (UNKNOWN)
@@ -61,6 +62,8 @@ export interface StatusReport {
   thresholds: StatusThresholds;
   /** The source the repository belongs to (its repository.json); null when it has none, absent when not looked at. */
   repository?: RepositoryOwner | null;
+  /** With several --repo: each one's newest segment and lag (the report's other facts are of the first). */
+  repositories?: RepositoryLagEntry[];
 }
 
 /** The warning limits, and the critical ones next to them (unset: that check is never critical). */
@@ -109,6 +112,8 @@ export interface StatusInput {
   now?: Date;
   /** Kept across calls by a long-running caller (the archiver's endpoint), so backups' bounds are decoded once. */
   boundCache?: BackupBoundCache;
+  /** Several --repo: every one, `repo` (the first) among them, compared by their newest segments. */
+  members?: readonly StatusMember[];
 }
 
 interface RepositoryFacts {
@@ -291,6 +296,9 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     }
   }
 
+  const lag = input.members && input.members.length > 1 ? await repositoryLag(input.members, limits.maxLag) : undefined;
+  if (lag) reasons.push(...lag.reasons);
+
   // stable sort: most severe first, in the order found within a severity
   reasons.sort((a, b) => RANK[a.severity] - RANK[b.severity]);
   return {
@@ -304,6 +312,7 @@ export async function archiveStatus(input: StatusInput): Promise<StatusReport> {
     archiver,
     thresholds: thresholdsOf(limits),
     repository: owner,
+    ...(lag ? { repositories: lag.entries } : {}),
   };
 }
 
