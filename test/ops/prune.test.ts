@@ -182,7 +182,15 @@ test('prune keeps what restores to any point of the window need, beside a runnin
   await load?.stop();
   load = undefined;
   await fx.waitCaughtUp();
-  await sleep(500); // let the last segment seal
+  // the last upload under way (data stored, manifest next) lands before verify reads the repository
+  await pollUntil(
+    async () => {
+      const names = files(fx.repoDir).filter((f) => f.startsWith('segments/'));
+      return names.filter((f) => f.endsWith('.lz4') && !names.includes(`${f.slice(0, -'.lz4'.length)}.json`));
+    },
+    (pending) => pending.length === 0,
+    'every stored segment data object to have its manifest',
+  );
   await verifyClean();
 
   const expected = await fingerprintDatabase(fx.source);
