@@ -265,6 +265,15 @@ test('after a new backup: latest restores the source, the gap stays reported, an
   expect(verified.report.recordedGaps).toEqual([
     { object: expect.stringMatching(/^slots\/pitr\//), status: 'gap', detail: expect.stringContaining(`backup ${newer.id}`) },
   ]);
+  // an upload the live archiver has under way (data stored, manifest next) lands before verify reads
+  await pollUntil(
+    async () => {
+      const names = listFiles(fx.repoDir).filter((f) => f.startsWith('segments/'));
+      return names.filter((f) => f.endsWith('.lz4') && !names.includes(`${f.slice(0, -'.lz4'.length)}.json`));
+    },
+    (pending) => pending.length === 0,
+    'every stored segment data object to have its manifest',
+  );
   const verifiedText = await runPitr(['verify', '--repo', fx.repoDir]);
   expect(verifiedText.stdout).toMatch(/is intact: .*; 1 recorded gap \(a re-created replication slot\): nothing inside can be restored$/m);
 
