@@ -10,6 +10,12 @@ export function listFiles(dir: string, rel = ''): string[] {
   });
 }
 
+/** Segment data objects stored without their manifest yet: uploads a live archiver has under way (data first, manifest next). */
+export function segmentUploadsUnderWay(dir: string): string[] {
+  const names = listFiles(dir).filter((f) => f.startsWith('segments/'));
+  return names.filter((f) => f.endsWith('.lz4') && !names.includes(`${f.slice(0, -'.lz4'.length)}.json`));
+}
+
 /** Copies of a repository for tests to damage, removed together. */
 export class RepoCopies {
   private readonly dirs: string[] = [];

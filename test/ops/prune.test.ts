@@ -9,6 +9,7 @@ import { fingerprintDatabase } from '../harness/fingerprint';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
 import { WriteLoad } from '../harness/write-load';
 import { pollUntil } from '../harness/poll-until';
+import { segmentUploadsUnderWay } from '../harness/repo-files';
 import { restoreOk } from '../restore/restore-helpers';
 
 let fx: ArchiveFixture;
@@ -184,10 +185,7 @@ test('prune keeps what restores to any point of the window need, beside a runnin
   await fx.waitCaughtUp();
   // the last upload under way (data stored, manifest next) lands before verify reads the repository
   await pollUntil(
-    async () => {
-      const names = files(fx.repoDir).filter((f) => f.startsWith('segments/'));
-      return names.filter((f) => f.endsWith('.lz4') && !names.includes(`${f.slice(0, -'.lz4'.length)}.json`));
-    },
+    async () => segmentUploadsUnderWay(fx.repoDir),
     (pending) => pending.length === 0,
     'every stored segment data object to have its manifest',
   );

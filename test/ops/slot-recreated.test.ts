@@ -12,7 +12,7 @@ import { httpGet } from '../harness/http-get';
 import { metricSample } from '../harness/metric-sample';
 import { pollUntil } from '../harness/poll-until';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
-import { listFiles } from '../harness/repo-files';
+import { listFiles, segmentUploadsUnderWay } from '../harness/repo-files';
 import { databaseFingerprints, errorLines, restoreFails, restoreOk } from '../restore/restore-helpers';
 
 /**
@@ -267,10 +267,7 @@ test('after a new backup: latest restores the source, the gap stays reported, an
   ]);
   // an upload the live archiver has under way (data stored, manifest next) lands before verify reads
   await pollUntil(
-    async () => {
-      const names = listFiles(fx.repoDir).filter((f) => f.startsWith('segments/'));
-      return names.filter((f) => f.endsWith('.lz4') && !names.includes(`${f.slice(0, -'.lz4'.length)}.json`));
-    },
+    async () => segmentUploadsUnderWay(fx.repoDir),
     (pending) => pending.length === 0,
     'every stored segment data object to have its manifest',
   );
