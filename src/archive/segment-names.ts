@@ -30,3 +30,12 @@ export function liveSegmentNames(names: readonly string[]): string[] {
   }
   return superseded.size === 0 ? [...names] : names.filter((n) => !superseded.has(n));
 }
+
+/**
+ * Segment data beyond the newest manifest: an upload the archiver has under way (data is stored before
+ * its manifest), or the remains of one a crash cut short, which the next archiver stores again. Neither
+ * is part of the archive yet, and neither is a problem.
+ */
+export function uploadUnderWay(name: string, newestManifestBase: string): boolean {
+  return name.endsWith('.lz4') && name.slice(0, -'.lz4'.length) > newestManifestBase;
+}

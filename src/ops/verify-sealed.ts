@@ -2,7 +2,7 @@ import { decodeCheckedJson } from '../archive/checked-json';
 import { IDENTITY_OBJECT, type Repository } from '../archive/repository';
 import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE } from '../archive/backup-manifest';
 import { SEGMENTS_PREFIX, segmentDataName } from '../archive/segment-manifest';
-import { liveSegmentNames, segmentRangeOfName } from '../archive/segment-names';
+import { liveSegmentNames, segmentRangeOfName, uploadUnderWay } from '../archive/segment-names';
 import { formatLsn } from '../pg/lsn';
 import { isPitrError, messageOf } from '../errors';
 import type { StorageEncryption } from '../storage/storage';
@@ -73,11 +73,13 @@ export async function verifySealedRepository(
   const segmentNames = objects.map((o) => o.name).filter((n) => n.startsWith(SEGMENTS_PREFIX));
   const live = liveSegmentNames(segmentNames.filter((n) => n.endsWith('.json')));
   const liveSet = new Set(live);
+  const manifestNames = segmentNames.filter((n) => n.endsWith('.json'));
+  const newest = manifestNames.length > 0 ? (manifestNames[manifestNames.length - 1] as string).slice(0, -'.json'.length) : '';
   for (const name of segmentNames) {
     const base = name.replace(/\.(json|lz4)$/, '');
     if (name.endsWith('.json') && liveSet.has(name) && !names.has(segmentDataName(base)))
       report(segmentDataName(base), 'missing', `object does not exist (its manifest ${name} is present)`);
-    if (name.endsWith('.lz4') && !names.has(`${base}.json`)) report(name, 'unreferenced', 'segment data without a manifest: not part of the archive');
+    if (name.endsWith('.lz4') && !names.has(`${base}.json`) && !uploadUnderWay(name, newest)) report(name, 'unreferenced', 'segment data without a manifest: not part of the archive');
   }
   let previous: { name: string; end: bigint } | undefined;
   for (const name of live) {

@@ -11,7 +11,7 @@ import { decodePgoutput } from '../archive/pgoutput-decoder';
 import { isPitrError, messageOf } from '../errors';
 import { SLOTS_PREFIX, slotCreationName, type SlotCreation } from '../archive/slot-creation';
 import { verifyIndex } from './verify-index';
-import { liveSegmentNames } from '../archive/segment-names';
+import { liveSegmentNames, uploadUnderWay } from '../archive/segment-names';
 import { archiveGaps, followsDirectly, gapPointText, type ArchiveGap } from '../archive/archive-gaps';
 import { unreplayableChanges } from './schema-change-check';
 import { verifySealedRepository } from './verify-sealed';
@@ -295,8 +295,10 @@ class Verifier {
       else if (this.deep) await this.checkSegmentDeep(manifest);
       else await this.checkPart(segmentDataName(base), manifest);
     }
+    const newest = jsonNames.length > 0 ? (jsonNames[jsonNames.length - 1] as string).slice(0, -'.json'.length) : '';
     for (const object of objects) {
       if (referenced.has(object.name)) continue;
+      if (uploadUnderWay(object.name, newest)) continue;
       this.report(
         object.name,
         'unreferenced',
@@ -407,3 +409,4 @@ class Verifier {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+

@@ -150,6 +150,12 @@ test('verify catches damaged and missing objects and reports them all', async ()
   const listed = JSON.parse((await runPitr(['list', '--repo', unmanifested, '--json'])).stdout) as ListReport;
   expect(listed.gaps).toEqual([expect.objectContaining({ before: next })]);
 
+  // data beyond the newest manifest is an upload under way (data is stored before its manifest): not a problem
+  const newest = segments[segments.length - 1] as string;
+  const underWay = copyRepo();
+  unlinkSync(path.join(underWay, `${newest}.json`));
+  expect((await verify(underWay)).report.problems).not.toEqual(expect.arrayContaining([problem(`${newest}.lz4`, 'unreferenced')]));
+
   // a flipped byte in a backup chunk: corrupt
   const chunkRepo = copyRepo();
   const chunk = files(chunkRepo).find((f) => f.startsWith(`backups/${backupId}/data/`)) as string;
