@@ -4,7 +4,7 @@
  * is rebuilt; `pitr compact` merges old segments losslessly; and a SIGKILL at each step of compaction and
  * of index maintenance leaves an archive that restores exactly and verifies clean once the command ran again.
  */
-import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -20,12 +20,20 @@ let expected: Fingerprints;
 let copies: string;
 let restores = 0;
 
-/** Transactions each sealed into a segment of its own (the archiver seals every 50 ms). */
-async function transactions(client: Client, from: number, count: number): Promise<void> {
+/**
+ * Transactions each sealed into a segment of its own: after each, until the archiver has stored one more
+ * segment (a fixed sleep gave fewer segments on a loaded machine, and then fewer index pages than compaction needs).
+ */
+async function transactions(client: Client, from: number, count: number, archiving: () => boolean = () => true): Promise<void> {
   for (let i = from; i < from + count; i++) {
+    const stored = segmentFiles(fx.repoDir).length;
     await client.query('INSERT INTO items VALUES ($1::integer, md5($1::text)) ON CONFLICT (id) DO UPDATE SET v = items.v || $2::text', [i % 150, String(i)]);
     if (i % 7 === 0) await client.query('UPDATE totals SET n = n + 1 WHERE k = $1', [i % 3]);
-    await new Promise((r) => setTimeout(r, 70)); // longer than the segment age: one segment each
+    const deadline = Date.now() + 30_000;
+    while (segmentFiles(fx.repoDir).length === stored && archiving()) {
+      if (Date.now() > deadline) throw new Error(`no segment stored for transaction ${i} within 30 s`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 }
 
@@ -46,7 +54,9 @@ async function caughtUp(): Promise<void> {
 }
 
 const segmentFiles = (repo: string): string[] =>
-  readdirSync(path.join(repo, 'segments'), { recursive: true, encoding: 'utf8' }).filter((n) => n.endsWith('.json'));
+  existsSync(path.join(repo, 'segments'))
+    ? readdirSync(path.join(repo, 'segments'), { recursive: true, encoding: 'utf8' }).filter((n) => n.endsWith('.json'))
+    : [];
 
 function copyRepo(): string {
   const dir = mkdtempSync(path.join(copies, 'repo-'));
@@ -187,7 +197,8 @@ test.each(['index:page-stored', 'index:catalog-stored'])(
       const crashing = fx.startArchiver(['--segment-age', '50ms', '--heartbeat', '60s'], { PITR_TEST_CRASH_AT: step });
       await crashing.waitForState('streaming');
       let i = 1000;
-      while (crashing.child.exitCode === null && crashing.child.signalCode === null && i < 1100) await transactions(client, i++, 1);
+      const alive = (): boolean => crashing.child.exitCode === null && crashing.child.signalCode === null;
+      while (alive() && i < 1100) await transactions(client, i++, 1, alive);
       expect(await crashing.stop()).toBe(null); // killed by its own SIGKILL
       const archiver = fx.startArchiver(['--segment-age', '50ms', '--heartbeat', '60s']);
       await archiver.waitForState('streaming');
