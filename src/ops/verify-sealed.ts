@@ -79,7 +79,8 @@ export async function verifySealedRepository(
     const base = name.replace(/\.(json|lz4)$/, '');
     if (name.endsWith('.json') && liveSet.has(name) && !names.has(segmentDataName(base)))
       report(segmentDataName(base), 'missing', `object does not exist (its manifest ${name} is present)`);
-    if (name.endsWith('.lz4') && !names.has(`${base}.json`) && !uploadUnderWay(name, newest)) report(name, 'unreferenced', 'segment data without a manifest: not part of the archive');
+    if (name.endsWith('.lz4') && !names.has(`${base}.json`) && !uploadUnderWay(name, newest))
+      report(name, 'unreferenced', 'segment data without a manifest: not part of the archive');
   }
   let previous: { name: string; end: bigint } | undefined;
   for (const name of live) {
