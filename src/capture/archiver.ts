@@ -55,12 +55,18 @@ export interface ArchiverOptions {
    * (ops/target-catch-up.ts: an incremental copy), and answers the one whose end the stream continues.
    */
   levelTargets?: (targets: readonly SyncTarget[], log: Logger) => Promise<Repository>;
+  /**
+   * Brings a synchronous repository that could not be reached at start level with `from` as it was when
+   * streaming began (`through`: its newest segment then), once it can be reached (ops/target-catch-up.ts).
+   */
+  levelLateTarget?: (from: SyncTarget, into: SyncTarget, through: string | null, log: Logger) => Promise<void>;
 }
 
 /** One synchronous repository as the archiver writes it: its lease, index, uploads and manifest order. */
 interface SyncWriter {
   target: SyncTarget;
-  lease: RepositoryLease;
+  /** Undefined while a repository that could not be reached at start is tried again (joinLate): its uploads wait, paused. */
+  lease: RepositoryLease | undefined;
   index: IndexMaintainer;
   uploads: PQueue;
   /** Uploads inside storeSegment right now: while any may still land, its lease is not released. */
@@ -161,39 +167,107 @@ export class Archiver {
     this.identity = { systemIdentifier: system.systemIdentifier, database: system.database };
     const holder = thisProcess({ command: 'archive', slot: this.options.slot, ...this.identity });
     const replicas = this.options.replicas ?? [];
+    const late: SyncWriter[] = [];
+    let joining: Promise<void>[] = [];
     try {
-      // every repository's identity and lease before streaming: one that is another source's, or another writer's, refuses the start
-      for (const target of this.targets) this.writers.push(await this.openWriter(target, holder, signal));
-      for (const replica of replicas) await replica.open({ identity: this.identity, holder, from: (this.targets[0] as SyncTarget).repo, signal });
-      await this.catchUpWriters();
+      // every repository's identity and lease before streaming: one that is another source's, or another
+      // writer's, refuses the start; one that cannot be reached joins later while the others take the stream
+      for (const target of this.targets) {
+        const writer = this.newWriter(target);
+        try {
+          writer.lease = await this.acquire(target, holder, signal);
+        } catch (error) {
+          if (refusesStart(error) || this.targets.length === 1) throw error;
+          this.reportDown(target, error, 'it joins once it can be reached; until then the slot does not advance');
+          late.push(writer);
+        }
+        this.writers.push(writer);
+      }
+      const opened = this.writers.filter((w) => w.lease !== undefined);
+      if (opened.length === 0) throw new PitrError('Repository', 'no synchronous repository can be written', 'see the warnings above for each one');
+      // the first writer is one that is open: its manifest is the one observers and the index are told of
+      this.writers = [...opened, ...late];
+      const from = (opened[0] as SyncWriter).target;
+      for (const replica of replicas) await replica.open({ identity: this.identity, holder, from: from.repo, signal });
+      await this.catchUpWriters(opened);
+      const through = (await this.reference.latestSegment())?.name ?? null;
+      const reference = opened.find((w) => w.target.repo === this.reference)?.target ?? from;
       // the index is written by the lease holder only, beside the stream
-      for (const writer of this.writers) writer.index.start();
+      for (const writer of opened) writer.index.start();
       for (const replica of replicas) replica.start();
+      joining = late.map((writer) => this.joinLate(writer, reference, through, holder, signal));
       await this.archive(signal);
     } finally {
+      this.abandonUploads.abort(); // a late repository still being tried gives up
+      await Promise.all(joining);
       for (const replica of [...replicas].reverse())
         await waitLogged(this.log, replica.stop(), `asynchronous repository ${replica.name} to stop`, performance.now() + STOP_GRACE_MS);
       for (const writer of this.writers) {
         // a segment whose upload may still land must not meet the next writer's: then the lease expires instead
-        if (writer.storing.count > 0) writer.lease.stopRenewing();
-        else await writer.lease.release();
+        if (writer.storing.count > 0) writer.lease?.stopRenewing();
+        else await writer.lease?.release();
       }
     }
   }
 
-  private async openWriter(target: SyncTarget, holder: LeaseHolder, signal: AbortSignal): Promise<SyncWriter> {
-    await target.repo.storage.checkWritable();
-    const owner = await target.repo.claim(this.identity);
-    this.owner ??= owner;
-    const lease = await RepositoryLease.acquire(target.repo.storage, holder, { ...this.options.lease, log: this.log, signal });
+  private newWriter(target: SyncTarget): SyncWriter {
     return {
       target,
-      lease,
+      lease: undefined,
       index: new IndexMaintainer(target.repo, this.identity, this.log),
-      uploads: new PQueue({ concurrency: this.options.uploadConcurrency }),
+      uploads: new PQueue({ concurrency: this.options.uploadConcurrency, autoStart: false }),
       storing: { count: 0 },
       manifestsStored: Promise.resolve(),
     };
+  }
+
+  /** The repository claimed as this source's archive (or refused), and its writer lease taken. */
+  private async acquire(target: SyncTarget, holder: LeaseHolder, signal: AbortSignal): Promise<RepositoryLease> {
+    await target.repo.storage.checkWritable();
+    const owner = await target.repo.claim(this.identity);
+    this.owner ??= owner;
+    return RepositoryLease.acquire(target.repo.storage, holder, { ...this.options.lease, log: this.log, signal });
+  }
+
+  private reportDown(target: SyncTarget, error: unknown, then: string): void {
+    this.log.warn(
+      { event: 'repository_down', repository: target.name, error: messageOf(error) },
+      `synchronous repository ${target.name} (${target.repo.storage.location}) cannot be written: ${messageOf(error)}; ${then}`,
+    );
+    this.options.observer?.repositoryUp?.(target.name, false);
+  }
+
+  /**
+   * A synchronous repository that could not be reached at start, tried again with backoff while the
+   * others take the stream (its uploads queue up, paused, and hold the slot as any synchronous
+   * repository's do; backpressure bounds them). Once reached: claimed and leased as at start, brought level
+   * with the archive as it was when streaming began (`through`), then its queued uploads run. A refusal
+   * (another source's, another writer's, a diverged archive) stops the archiver.
+   */
+  private async joinLate(writer: SyncWriter, from: SyncTarget, through: string | null, holder: LeaseHolder, signal: AbortSignal): Promise<void> {
+    const { target } = writer;
+    const stop = this.abandonUploads.signal;
+    for (let attempt = 0; !stop.aborted; attempt++) {
+      await delay(backoffMs(attempt, 1_000, 30_000), stop).catch(() => undefined); // it was just tried
+      if (stop.aborted) return;
+      try {
+        writer.lease ??= await this.acquire(target, holder, signal);
+        if (!this.options.levelLateTarget) throw new PitrError('Internal', 'a late synchronous repository and no way to level it');
+        await this.options.levelLateTarget(from, target, through, this.log);
+        writer.lease.startRenewing((error) => this.fail(error));
+        writer.index.start();
+        writer.uploads.start();
+        this.log.info({ event: 'repository_joined', repository: target.name }, `synchronous repository ${target.name} joined the stream`);
+        return;
+      } catch (error) {
+        if (stop.aborted) return;
+        if (refusesStart(error)) {
+          this.fail(error);
+          return;
+        }
+        this.reportDown(target, error, 'trying again');
+      }
+    }
   }
 
   /**
@@ -201,17 +275,18 @@ export class Archiver {
    * stopped) are brought level with the one with the newest segment before streaming, which then
    * continues every chain from the same segment.
    */
-  private async catchUpWriters(): Promise<void> {
-    if (this.writers.length === 1) return;
+  private async catchUpWriters(writers: readonly SyncWriter[]): Promise<void> {
+    this.reference = (writers[0] as SyncWriter).target.repo;
+    if (writers.length === 1) return;
     if (!this.options.levelTargets) throw new PitrError('Internal', 'several synchronous repositories and no way to level them');
     this.reference = await this.options.levelTargets(
-      this.writers.map((w) => w.target),
+      writers.map((w) => w.target),
       this.log,
     );
   }
 
   private async archive(signal: AbortSignal): Promise<void> {
-    const lease = (this.writers[0] as SyncWriter).lease;
+    const lease = (this.writers[0] as SyncWriter).lease as RepositoryLease;
     const latest = await this.repo.latestSegment();
     if (latest) {
       this.durableLsn = parseLsn(latest.endLsn);
@@ -236,7 +311,11 @@ export class Archiver {
       'archiver starting',
     );
 
-    for (const writer of this.writers) writer.lease.startRenewing((error) => this.fail(error));
+    for (const writer of this.writers) {
+      if (!writer.lease) continue; // a late one starts when it joins
+      writer.lease.startRenewing((error) => this.fail(error));
+      writer.uploads.start();
+    }
     const ageTimer = setInterval(() => this.maybeSeal(false), Math.min(100, this.options.segmentAgeMs));
     const heartbeatTimer = setInterval(() => void this.heartbeat(), this.options.heartbeatMs);
     const alongside = this.options.alongside ?? [];
@@ -454,32 +533,33 @@ export class Archiver {
   private enqueueUpload(contents: SegmentContents, timeline: number | null): void {
     const base = segmentBaseName(contents.firstCommitLsn, contents.endLsn);
     const context = { ...this.identity, previous: this.previous, timeline };
-    // each repository's manifest carries its own lease's fencing token; the rest is the same everywhere
-    const manifests = this.writers.map((w) => manifestFor(base, contents, { ...context, fencingToken: w.lease.token }));
+    // each repository's manifest carries its own lease's fencing token (a late one's: once it joined); the rest is the same everywhere
+    const manifestOf = (writer: SyncWriter): SegmentManifest => manifestFor(base, contents, { ...context, fencingToken: leaseOf(writer).token });
     this.previous = { name: base, sha256: contents.spooled.sha256 };
-    const entry = { segment: base, endLsn: contents.endLsn, done: false, waiting: this.writers.length, manifest: manifests[0] as SegmentManifest };
+    const first = manifestOf(this.writers[0] as SyncWriter);
+    const entry = { segment: base, endLsn: contents.endLsn, done: false, waiting: this.writers.length, manifest: first };
     this.inFlight.push(entry);
     this.options.observer?.segmentSealed?.(entry.manifest);
     this.applyBackpressure();
     const keepSpool = this.writers.length > 1;
     this.writers.forEach((writer, i) => {
-      const manifest = manifests[i] as SegmentManifest;
       const previousStored = writer.manifestsStored;
       let markStored = (): void => undefined;
       writer.manifestsStored = new Promise<void>((resolve) => (markStored = resolve));
       const observer = this.observerOf(writer, i);
-      const deps = {
-        repo: writer.target.repo,
-        lease: writer.lease,
-        log: this.log,
-        abandon: this.abandonUploads.signal,
-        inside: writer.storing,
-        previousStored,
-        keepSpool,
-        ...(this.several ? { repository: writer.target.name } : {}),
-        ...(observer ? { observer } : {}),
-      };
       void writer.uploads.add(async () => {
+        const manifest = i === 0 ? first : manifestOf(writer);
+        const deps = {
+          repo: writer.target.repo,
+          lease: leaseOf(writer),
+          log: this.log,
+          abandon: this.abandonUploads.signal,
+          inside: writer.storing,
+          previousStored,
+          keepSpool,
+          ...(this.several ? { repository: writer.target.name } : {}),
+          ...(observer ? { observer } : {}),
+        };
         try {
           if ((await uploadSegment(contents, manifest, deps)) === 'abandoned') return;
         } catch (error) {
@@ -620,4 +700,17 @@ export class Archiver {
   get status(): { state: ArchiverState; durableLsn: string; host: string } {
     return { state: this.state, durableLsn: formatLsn(this.durableLsn), host: hostname() };
   }
+}
+
+/** A synchronous writer's lease: every upload runs after its repository was opened (late ones' queues start paused). */
+function leaseOf(writer: SyncWriter): RepositoryLease {
+  if (!writer.lease) throw new PitrError('Internal', `repository ${writer.target.name} written before it was opened`);
+  return writer.lease;
+}
+
+/** What refuses a synchronous repository outright rather than waiting for it: another source's, another writer's, a key problem, a diverged archive. */
+function refusesStart(error: unknown): boolean {
+  if (!(error instanceof PitrError)) return false;
+  if (error.kind === 'Repository') return messageOf(error).includes('belongs to another');
+  return error.kind !== 'Connection';
 }

@@ -5,7 +5,7 @@ import { parseListenAddress } from '../config/listen-address';
 import { AsyncRepositoryFeed } from '../ops/async-repository-feed';
 import { copyBackupInto } from '../ops/copy';
 import { PruneSchedule } from '../ops/prune-schedule';
-import { levelTargets } from '../ops/target-catch-up';
+import { levelLateTarget, levelTargets } from '../ops/target-catch-up';
 import type { Command } from './command';
 import { repositoriesFrom } from './repository-option';
 import { statusLimitsFrom } from './status';
@@ -113,6 +113,7 @@ export const archiveCommand: Command = {
           lease: leaseOptions,
           replicas,
           levelTargets,
+          levelLateTarget,
         },
       );
       await archiver.run(signal);

@@ -34,6 +34,8 @@ export interface CopyOptions {
   transfers: number;
   log: Logger;
   signal?: AbortSignal;
+  /** Segments after this one (by name) are left out: an archiver joining a repository late copies the archive as it was when streaming began, the stream brings the rest. */
+  segmentsThrough?: string;
 }
 
 export interface CopyProblem {
@@ -71,7 +73,10 @@ export async function copyRepository(from: Repository, to: Repository, options: 
   const identity = await sourceIdentity(from);
   // the target is listed before the source: what the source gains meanwhile is copied, never taken as present
   const target = new Map((await to.storage.list('')).objects.map((o) => [o.name, o]));
-  const listing = (await from.storage.list('')).objects.filter((o) => isCopied(o.name));
+  const through = options.segmentsThrough;
+  const listing = (await from.storage.list('')).objects.filter(
+    (o) => isCopied(o.name) && (through === undefined || !o.name.startsWith(SEGMENTS_PREFIX) || o.name.replace(/\.(json|lz4)$/, '') <= through),
+  );
   await checkTarget(to, target, identity);
   const spoolDir = await fs.mkdtemp(path.join(tmpdir(), 'pitr-copy-'));
   const run = new CopyRun(from.storage, to.storage, target, listing, spoolDir, options);

@@ -21,22 +21,44 @@ export async function levelTargets(targets: readonly SyncTarget[], log: Logger):
   const newest = ends.reduce((a, b) => (b.end > a.end ? b : a));
   for (const { target, end } of ends) {
     if (end >= newest.end) continue;
-    log.info(
-      { event: 'repository_catching_up', repository: target.name, from: newest.target.name, newest: newest.name },
-      `repository ${target.name} ends before ${newest.target.name}: copying what it lacks before streaming`,
-    );
-    const report = await copyRepository(newest.target.repo, target.repo, { transfers: 4, log });
-    const latest = await target.repo.latestSegment();
-    if (!report.ok || latest?.name !== newest.name)
-      throw new PitrError(
-        'Repository',
-        `repository ${target.name} (${target.repo.storage.location}) could not be brought level with ${newest.target.name}: ${report.refused.length + report.differs.length} object(s) not copied, ${report.heldBack} held back`,
-        `see the errors above; "pitr verify" over both repositories with --repair, or "pitr copy --from ${newest.target.repo.storage.location} --into ${target.repo.storage.location}"`,
-      );
-    log.info(
-      { event: 'repository_caught_up', repository: target.name, copied: report.copied.objects, bytes: report.copied.bytes },
-      `repository ${target.name} caught up (${report.copied.objects} objects copied)`,
-    );
+    await copyLevel(newest.target, target, newest.name, log, 'before streaming');
   }
   return newest.target.repo;
+}
+
+/**
+ * A synchronous repository that could not be reached when the archiver started, joining once it can: it
+ * receives by copy the archive as it was when streaming began (`through`: the newest segment then, or null
+ * for none), and the segments sealed since come from the stream. One that holds more than that (it was
+ * written while the others were not) cannot continue the same chain: an integrity error, naming both.
+ */
+export async function levelLateTarget(from: SyncTarget, into: SyncTarget, through: string | null, log: Logger): Promise<void> {
+  const latest = await into.repo.latestSegment();
+  if (latest && (through === null || latest.name > through))
+    throw new PitrError(
+      'Integrity',
+      `repository ${into.name} (${into.repo.storage.location}) holds segment ${latest.name}, newer than ${through ?? 'anything'} in ${from.name}, where this archiver's stream continues: the two archives have diverged`,
+      `stop the archiver and start it with both repositories reachable (it continues from the newer one), or take ${into.name} out of the set`,
+    );
+  if (latest?.name === through) return;
+  await copyLevel(from, into, through, log, 'while the stream goes on', through ?? '');
+}
+
+async function copyLevel(from: SyncTarget, into: SyncTarget, newest: string | null, log: Logger, when: string, segmentsThrough?: string): Promise<void> {
+  log.info(
+    { event: 'repository_catching_up', repository: into.name, from: from.name, newest },
+    `repository ${into.name} ends before ${from.name}: copying what it lacks ${when}`,
+  );
+  const report = await copyRepository(from.repo, into.repo, { transfers: 4, log, ...(segmentsThrough === undefined ? {} : { segmentsThrough }) });
+  const latest = await into.repo.latestSegment();
+  if (!report.ok || (latest?.name ?? null) !== newest)
+    throw new PitrError(
+      'Repository',
+      `repository ${into.name} (${into.repo.storage.location}) could not be brought level with ${from.name}: ${report.refused.length + report.differs.length} object(s) not copied, ${report.heldBack} held back`,
+      `see the errors above; "pitr verify" over both repositories with --repair, or "pitr copy --from ${from.repo.storage.location} --into ${into.repo.storage.location}"`,
+    );
+  log.info(
+    { event: 'repository_caught_up', repository: into.name, copied: report.copied.objects, bytes: report.copied.bytes },
+    `repository ${into.name} caught up (${report.copied.objects} objects copied)`,
+  );
 }

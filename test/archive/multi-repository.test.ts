@@ -208,6 +208,41 @@ test('a synchronous repository down for a while: the other still receives the st
   await expectExactRestore(near, 'near_after_outage');
 });
 
+test('a synchronous repository unreachable at start: the other takes the stream, the slot waits, it joins once reachable (copied level as of the start) and restores exactly', async () => {
+  const late = mkdtempSync(path.join(tmpdir(), 'pitr-multi-late-'));
+  scratch.push(late);
+  takeDown(late);
+  const archiver = startArchiver([`${near}?name=near`, `${late}?name=late`]);
+  await archiver.waitFor((l) => l.event === 'repository_down' && l.repository === 'late');
+  await archiver.waitForState('streaming');
+  await writeSome();
+  await writeSome();
+  const after = await insertLsn();
+  const nearRepo = new Repository(new LocalStorage(near));
+  await pollUntil(
+    () => nearRepo.latestSegment(),
+    (latest) => latest !== null && compareLsn(latest.endLsn, after) >= 0,
+    'near to hold the segments written while late cannot be reached',
+  );
+  expect(await slotConfirmedBefore(after)).toBe(true);
+  expect(archiver.child.exitCode).toBeNull();
+
+  const seen = archiver.lines.length;
+  bringUp(late);
+  await archiver.waitFor((l) => l.event === 'repository_joined' && l.repository === 'late', 90_000, seen);
+  await fx.waitCaughtUp(90_000);
+  await writeSome();
+  await fx.waitCaughtUp();
+  expect(await archiver.stop()).toBe(0);
+  expect(archiver.lines.filter((l) => l.event === 'fatal')).toEqual([]);
+  const segments = (dir: string): string[] =>
+    listFiles(dir)
+      .filter((f) => f.startsWith('segments/'))
+      .sort();
+  expect(segments(late)).toEqual(segments(near));
+  await expectExactRestore(late, 'late_joined');
+});
+
 test('an asynchronous repository down for a while: the slot advances anyway, status and metrics name its lag, it catches up and restores exactly', async () => {
   const drSpec = `${dr}?async&name=dr`;
   const archiver = startArchiver([`${near}?name=near`, drSpec], ['--listen', '127.0.0.1:0']);
@@ -323,7 +358,7 @@ test('per-repository retention: prune removes from the repository with the short
   await expectExactRestore(near, 'near_after_prune');
 });
 
-test('a repository of another source among them refuses the start, naming it, and nothing is streamed', async () => {
+test('a repository of another source among them refuses the start, naming it, and nothing is streamed; reached only later, it stops the archiver', async () => {
   const foreign = mkdtempSync(path.join(tmpdir(), 'pitr-multi-foreign-'));
   scratch.push(foreign);
   const identity = { format: 1, systemIdentifier: '1234567890123456789', database: 'elsewhere', createdAt: new Date().toISOString() };
@@ -337,6 +372,13 @@ test('a repository of another source among them refuses the start, naming it, an
     const [after] = await fx.cluster.query<{ lsn: string }>("SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'pitr'");
     expect(after?.lsn).toBe(row?.lsn);
   }
+  // one that could not be reached at start and turns out to be another source's stops the archiver once reached
+  takeDown(foreign);
+  const archiver = startArchiver([`${near}?name=near`, `${foreign}?name=other`]);
+  await archiver.waitForState('streaming');
+  bringUp(foreign);
+  expect(await archiver.wait()).toBe(5);
+  expect(archiver.stderr).toContain(`repository ${foreign} belongs to another database (system identifier 1234567890123456789, database "elsewhere")`);
   // near's lease was released on the way out: the next archiver starts at once
   const next = startArchiver([`${near}?name=near`]);
   await next.waitForState('streaming', 30_000);
