@@ -179,7 +179,14 @@ export class AsyncRepositoryFeed implements AsyncReplica {
     this.queue = [];
     // offers from now on are queued; the copy below takes everything stored before them
     this.behind = false;
-    const report = await copyRepository(from, repo, { transfers: 4, log, signal: this.abort.signal });
+    // only what follows its newest segment is listed: a catch-up costs what it copies, not the archive's length
+    const newestHeld = (await repo.latestSegment())?.name;
+    const report = await copyRepository(from, repo, {
+      transfers: 4,
+      log,
+      signal: this.abort.signal,
+      ...(newestHeld === undefined ? {} : { segmentsAfter: newestHeld }),
+    });
     if (!report.ok || report.heldBack > 0)
       throw new Error(`catching up from ${from.storage.location} left ${report.refused.length + report.differs.length + report.heldBack} object(s) behind`);
     log.info(

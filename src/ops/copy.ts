@@ -6,6 +6,7 @@ import { ArchiveView } from '../archive/archive-view';
 import { BACKUPS_PREFIX, MANIFEST_FILE, STARTED_FILE, type BackupManifest } from '../archive/backup-manifest';
 import { decodeCheckedJson } from '../archive/checked-json';
 import { rebuildIndex } from '../archive/index-builder';
+import { IndexMaintainer } from '../archive/index-maintainer';
 import { PAGE_FANOUT } from '../archive/index-format';
 import { IDENTITY_OBJECT, type Repository, type RepositoryIdentity } from '../archive/repository';
 import { SEGMENTS_PREFIX, segmentDataName, type SegmentManifest } from '../archive/segment-manifest';
@@ -34,6 +35,12 @@ export interface CopyOptions {
   transfers: number;
   log: Logger;
   signal?: AbortSignal;
+  /**
+   * Segments up to this one (by name) are neither listed nor copied: an archiver's catch-up of a repository
+   * whose archive ends there lists only what follows, however long the archive (holes before it are repaired
+   * by "pitr verify --repair", not here).
+   */
+  segmentsAfter?: string;
   /** Segments after this one (by name) are left out: an archiver joining a repository late copies the archive as it was when streaming began, the stream brings the rest. */
   segmentsThrough?: string;
 }
@@ -66,16 +73,47 @@ const isCopied = (name: string): boolean =>
   name === IDENTITY_OBJECT || name.startsWith(SEGMENTS_PREFIX) || name.startsWith(SLOTS_PREFIX) || name.startsWith(BACKUPS_PREFIX);
 const IGNORED_IN_EMPTY_TARGET = ['lease/', '.probe/', '.tmp/'];
 
+/**
+ * `after` when the source's first segment after it names it as its predecessor (the source's chain goes on
+ * from there), else undefined: then everything is listed (compaction in the source merged segments across
+ * it, or the chains differ there), and the copy takes what the target lacks wherever it is.
+ */
+async function continuesFrom(from: Repository, after: string | undefined): Promise<string | undefined> {
+  if (after === undefined) return undefined;
+  const { objects } = await from.storage.list(SEGMENTS_PREFIX, { startAfter: `${after}.lz4` });
+  const next = objects.map((o) => o.name).find((n) => n.endsWith('.json'));
+  if (next === undefined) return (await from.storage.stat(`${after}.json`)) ? after : undefined;
+  const manifest = await from.readSegmentManifest(next).catch(() => undefined);
+  return manifest?.previous?.name === after ? after : undefined;
+}
+
+/**
+ * The objects a copy considers: everything under the copied prefixes, or, with `segmentsAfter`, the
+ * segments after it only (the rest whole: identity, slot records and backups are few). `everything`: the
+ * target's other objects too, which tell an empty location from a foreign one.
+ */
+async function listCopied(storage: Storage, segmentsAfter: string | undefined, everything = false): Promise<ObjectInfo[]> {
+  if (segmentsAfter === undefined) return (await storage.list('')).objects.filter((o) => everything || isCopied(o.name));
+  const [identity, slots, backups, segments] = await Promise.all([
+    storage.stat(IDENTITY_OBJECT),
+    storage.list(SLOTS_PREFIX),
+    storage.list(BACKUPS_PREFIX),
+    storage.list(SEGMENTS_PREFIX, { startAfter: `${segmentsAfter}.lz4` }),
+  ]);
+  return [...(identity ? [identity] : []), ...slots.objects, ...backups.objects, ...segments.objects];
+}
+
 export async function copyRepository(from: Repository, to: Repository, options: CopyOptions): Promise<CopyReport> {
   const started = performance.now();
   if (from.storage.location === to.storage.location)
     throw new PitrError('Usage', `--from and --into name the same repository (${from.storage.location})`, 'copy into another location');
   const identity = await sourceIdentity(from);
   // the target is listed before the source: what the source gains meanwhile is copied, never taken as present
-  const target = new Map((await to.storage.list('')).objects.map((o) => [o.name, o]));
+  const after = await continuesFrom(from, options.segmentsAfter);
+  const target = new Map((await listCopied(to.storage, after, true)).map((o) => [o.name, o]));
   const through = options.segmentsThrough;
-  const listing = (await from.storage.list('')).objects.filter(
-    (o) => isCopied(o.name) && (through === undefined || !o.name.startsWith(SEGMENTS_PREFIX) || o.name.replace(/\.(json|lz4)$/, '') <= through),
+  const listing = (await listCopied(from.storage, after)).filter(
+    (o) => through === undefined || !o.name.startsWith(SEGMENTS_PREFIX) || o.name.replace(/\.(json|lz4)$/, '') <= through,
   );
   await checkTarget(to, target, identity);
   const spoolDir = await fs.mkdtemp(path.join(tmpdir(), 'pitr-copy-'));
@@ -172,6 +210,13 @@ async function buildIndex(to: Repository, identity: RepositoryIdentity, log: Log
     const view = await ArchiveView.open(to);
     const indexed = view.source.catalog?.pages.reduce((n, p) => n + p.segments, 0) ?? 0;
     if (view.count - indexed < PAGE_FANOUT) return false;
+    if (view.source.kind === 'index') {
+      // an index that is sound: extended by the pages of what follows it, as the archiver does
+      const maintainer = new IndexMaintainer(to, identity, log);
+      maintainer.start();
+      await maintainer.close();
+      return true;
+    }
     await rebuildIndex(to, identity, await view.all(), log);
     return true;
   } catch (error) {

@@ -19,9 +19,9 @@ export async function levelTargets(targets: readonly SyncTarget[], log: Logger):
     }),
   );
   const newest = ends.reduce((a, b) => (b.end > a.end ? b : a));
-  for (const { target, end } of ends) {
+  for (const { target, end, name } of ends) {
     if (end >= newest.end) continue;
-    await copyLevel(newest.target, target, newest.name, log, 'before streaming');
+    await copyLevel(newest.target, target, newest.name, log, 'before streaming', { after: name });
   }
   return newest.target.repo;
 }
@@ -41,15 +41,31 @@ export async function levelLateTarget(from: SyncTarget, into: SyncTarget, throug
       `stop the archiver and start it with both repositories reachable (it continues from the newer one), or take ${into.name} out of the set`,
     );
   if (latest?.name === through) return;
-  await copyLevel(from, into, through, log, 'while the stream goes on', through ?? '');
+  await copyLevel(from, into, through, log, 'while the stream goes on', { after: latest?.name ?? null, through: through ?? '' });
 }
 
-async function copyLevel(from: SyncTarget, into: SyncTarget, newest: string | null, log: Logger, when: string, segmentsThrough?: string): Promise<void> {
+/**
+ * The copy of what `into` lacks from `from`, up to `newest`: only the segments after `into`'s newest
+ * (`after`) are listed, so that a catch-up costs what it copies, not the archive's length.
+ */
+async function copyLevel(
+  from: SyncTarget,
+  into: SyncTarget,
+  newest: string | null,
+  log: Logger,
+  when: string,
+  segments: { after: string | null; through?: string },
+): Promise<void> {
   log.info(
     { event: 'repository_catching_up', repository: into.name, from: from.name, newest },
     `repository ${into.name} ends before ${from.name}: copying what it lacks ${when}`,
   );
-  const report = await copyRepository(from.repo, into.repo, { transfers: 4, log, ...(segmentsThrough === undefined ? {} : { segmentsThrough }) });
+  const report = await copyRepository(from.repo, into.repo, {
+    transfers: 4,
+    log,
+    ...(segments.after === null ? {} : { segmentsAfter: segments.after }),
+    ...(segments.through === undefined ? {} : { segmentsThrough: segments.through }),
+  });
   const latest = await into.repo.latestSegment();
   if (!report.ok || (latest?.name ?? null) !== newest)
     throw new PitrError(

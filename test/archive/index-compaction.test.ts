@@ -8,7 +8,11 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
+import { Repository } from '../../src/archive/repository';
+import { createLogger } from '../../src/logger';
+import { copyRepository } from '../../src/ops/copy';
 import type { ListReport } from '../../src/ops/list';
+import { LocalStorage } from '../../src/storage/local/local-storage';
 import type { VerifyReport } from '../../src/ops/verify';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase, type Fingerprints } from '../harness/fingerprint';
@@ -187,6 +191,42 @@ test.each(['compact:segment-stored', 'compact:page-stored', 'compact:catalog-sto
   },
   120_000,
 );
+
+/** A copy of the archive as a repository lagging behind holds it: every segment after the `keep`-th gone, and no index. */
+function behindBy(keep: number): string {
+  const repo = copyRepo();
+  const manifests = segmentFiles(repo).sort();
+  for (const name of manifests.slice(keep)) {
+    rmSync(path.join(repo, 'segments', name));
+    rmSync(path.join(repo, 'segments', name.replace(/\.json$/, '.lz4')));
+  }
+  rmSync(path.join(repo, 'index'), { recursive: true, force: true });
+  return repo;
+}
+
+const local = (dir: string): Repository => new Repository(new LocalStorage(dir));
+const quiet = createLogger('silent');
+
+test("a catch-up copy lists only what follows the lagging repository's newest segment; where the source compacted across it, the whole archive", async () => {
+  const from = copyRepo();
+  const total = segmentFiles(from).length;
+  const behind = behindBy(40);
+  const newest = (await local(behind).latestSegment())?.name as string;
+  const caughtUp = await copyRepository(local(from), local(behind), { transfers: 4, log: quiet, segmentsAfter: newest });
+  expect([caughtUp.ok, caughtUp.copied.objects >= 2 * (total - 40)]).toEqual([true, true]);
+  expect(caughtUp.present.objects).toBeLessThan(40); // the segments it held were not even listed
+  expect(segmentFiles(behind).sort()).toEqual(segmentFiles(from).sort());
+  await restoreExactly(behind);
+
+  // the source merged old segments, across where the lagging repository ends: its chain goes on elsewhere
+  const lagging = behindBy(40);
+  expect((await runPitr(['compact', '--repo', from, '--older-than', '0s', '--log-level', 'warn'])).code).toBe(0);
+  const merged = await copyRepository(local(from), local(lagging), { transfers: 4, log: quiet, segmentsAfter: newest });
+  expect(merged.ok).toBe(true);
+  expect((await list(lagging)).gaps).toEqual([]);
+  await restoreExactly(lagging);
+  expect(await restored(lagging, 'mark:halfway')).toEqual(await restored(fx.repoDir, 'mark:halfway'));
+});
 
 test.each(['index:page-stored', 'index:catalog-stored'])(
   'kill -9 of the archiver at %s: the next archiver completes the index; list, verify and restore are exact',
