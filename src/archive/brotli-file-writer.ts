@@ -1,7 +1,5 @@
-import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
 import zlib from 'node:zlib';
-import type { WrittenFile } from './lz4-file-writer';
+import { CompressedFileWriter } from './compressed-file-writer';
 
 /**
  * Brotli quality of backup chunks. Measured on COPY text (scripts/bench-backup.ts): quality 1 compresses
@@ -12,51 +10,25 @@ export const BROTLI_QUALITY = 1;
 
 /**
  * Writes a byte stream to a local file as one Brotli stream (`brotli -d` reads it), hashing what is
- * stored. Same contract as Lz4FileWriter: `write` copies its input into a buffer of `chunkBytes`,
- * full buffers go to the compressor (which runs on the thread pool), `pendingBytes` and `drain` let
- * callers apply backpressure, and memory stays at a few buffers whatever the size of the stream.
+ * stored. Full buffers go to the compressor, which runs on the thread pool; a buffer it has taken is
+ * used again (fresh large buffers cost page faults and collections).
  */
-export class BrotliFileWriter {
-  private chunk: Buffer;
-  private used = 0;
-  private rawTotal = 0;
-  private stored = 0;
+export class BrotliFileWriter extends CompressedFileWriter {
   private queuedOutput = 0;
-  private readonly sha = createHash('sha256');
-  private readonly md5 = createHash('md5');
   private readonly compressor: zlib.BrotliCompress;
   private readonly ended: Promise<void>;
-  private writes: Promise<void>;
-  private handle: fs.FileHandle | undefined;
-  private failure: unknown;
   private lastInput: Promise<void> = Promise.resolve();
   private readonly free: Buffer[] = [];
 
-  /** Synchronous so a writer can start inside a stream callback; the file opens on the write chain. */
-  constructor(
-    readonly path: string,
-    private readonly chunkBytes = 1 << 20,
-    quality = BROTLI_QUALITY,
-  ) {
-    this.chunk = Buffer.allocUnsafe(chunkBytes);
-    this.writes = fs.open(path, 'wx').then((handle) => {
-      this.handle = handle;
-    });
-    this.writes.catch((error: unknown) => (this.failure ??= error));
+  constructor(path: string, chunkBytes = 1 << 20, quality = BROTLI_QUALITY) {
+    super(path, chunkBytes);
     this.compressor = zlib.createBrotliCompress({
       chunkSize: 256 * 1024,
       params: { [zlib.constants.BROTLI_PARAM_QUALITY]: quality, [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT },
     });
     this.compressor.on('data', (out: Buffer) => {
-      this.sha.update(out);
-      this.md5.update(out);
-      this.stored += out.length;
       this.queuedOutput += out.length;
-      this.writes = this.writes.then(async () => {
-        await (this.handle as fs.FileHandle).write(out);
-        this.queuedOutput -= out.length;
-      });
-      this.writes.catch((error: unknown) => (this.failure ??= error));
+      this.append(out, () => (this.queuedOutput -= out.length));
     });
     this.ended = new Promise((resolve, reject) => {
       this.compressor.on('end', resolve);
@@ -68,34 +40,14 @@ export class BrotliFileWriter {
     this.ended.catch(() => undefined);
   }
 
-  /** Bytes written so far, uncompressed. */
-  get rawBytes(): number {
-    return this.rawTotal + this.used;
-  }
-
-  /** Bytes handed on and not yet compressed and in the file. */
   get pendingBytes(): number {
     return this.compressor.writableLength + this.queuedOutput;
   }
 
-  /** Copies `data` in (the caller may reuse its buffer afterwards). */
-  write(data: Buffer): void {
-    if (this.failure) throw this.failure;
-    let offset = 0;
-    while (offset < data.length) {
-      if (this.used === this.chunk.length) this.flushChunk();
-      const n = Math.min(data.length - offset, this.chunk.length - this.used);
-      data.copy(this.chunk, this.used, offset, offset + n);
-      this.used += n;
-      offset += n;
-    }
-  }
-
-  private flushChunk(): void {
+  protected flushChunk(): void {
     if (this.used === 0) return;
     const full = this.chunk;
-    // the callback runs once the compressor has taken this input and pushed out what it made of it;
-    // then the buffer is free again (fresh large buffers cost page faults and collections)
+    // the callback runs once the compressor has taken this input and pushed out what it made of it
     this.lastInput = new Promise<void>((resolve) =>
       this.compressor.write(full.subarray(0, this.used), () => {
         if (this.free.length < 4) this.free.push(full);
@@ -107,29 +59,16 @@ export class BrotliFileWriter {
     this.used = 0;
   }
 
-  /** Resolves once what was handed on so far is compressed and in the file (for backpressure). */
-  async drain(): Promise<void> {
-    await this.lastInput;
-    await this.writes;
-    if (this.failure) throw this.failure;
+  protected inputTaken(): Promise<void> {
+    return this.lastInput;
   }
 
-  async finish(): Promise<WrittenFile> {
-    this.flushChunk();
+  protected async endInput(): Promise<void> {
     this.compressor.end();
     await this.ended;
-    await this.writes;
-    if (this.failure) throw this.failure;
-    await (this.handle as fs.FileHandle).close();
-    this.handle = undefined;
-    return { path: this.path, rawBytes: this.rawTotal, storedBytes: this.stored, sha256: this.sha.digest('hex'), md5: this.md5.digest('base64') };
   }
 
-  async discard(): Promise<void> {
+  protected abortInput(): void {
     this.compressor.destroy();
-    await this.writes.catch(() => undefined);
-    await this.handle?.close().catch(() => undefined);
-    this.handle = undefined;
-    await fs.rm(this.path, { force: true });
   }
 }

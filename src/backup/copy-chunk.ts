@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 import { BrotliFileWriter } from '../archive/brotli-file-writer';
-import type { WrittenFile } from '../archive/lz4-file-writer';
+import type { WrittenFile } from '../archive/compressed-file-writer';
 import { copyOut } from '../pg/copy-out-query';
 
 const MAX_PENDING = 8 * 1024 * 1024;
