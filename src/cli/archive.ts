@@ -46,7 +46,12 @@ export const archiveCommand: Command = {
           source: sourceConnection(sourceUrl, 'pitr status'),
           slotName: slot,
           repo,
-          members: configured.map((c) => ({ name: c.spec.name, repo: c.repo, async: c.spec.async })),
+          members: configured.map((c) => ({
+            name: c.spec.name,
+            repo: c.repo,
+            async: c.spec.async,
+            ...(c.spec.storageClass ? { storageClass: c.spec.storageClass } : {}),
+          })),
           limits: statusLimitsFrom(options),
           log,
           archiverState: () => archiver?.status.state ?? 'starting',

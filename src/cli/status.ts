@@ -35,7 +35,7 @@ function humanReport(report: StatusReport): string {
         r.reachable
           ? `newest ${r.newest ? `${r.newest.time} (${r.newest.lsn})` : '-'}, lag ${r.lagSeconds === null ? '-' : `${r.lagSeconds.toFixed(1)}s`} / ${r.lagBytes === null ? '-' : formatBytes(r.lagBytes)}`
           : `unreachable: ${r.error ?? ''}`
-      }, ${r.location}`,
+      }, ${r.storageClass ?? 'default class'}, ${r.objects === null ? '-' : `${r.objects} objects`}, ${r.bytes === null ? '-' : formatBytes(r.bytes)}, ${r.location}`,
     );
   for (const reason of report.reasons) lines.push(`reason: ${reason.severity}: ${reason.message}`);
   return lines.join('\n') + '\n';
@@ -73,7 +73,16 @@ export const statusCommand: Command = {
       repo: (configured[0] as (typeof configured)[number]).repo,
       limits: statusLimitsFrom(options),
       // several: the other facts are of the first; each one's lag behind the newest is a reason when too large
-      ...(configured.length > 1 ? { members: configured.map((c) => ({ name: c.spec.name, repo: c.repo, async: c.spec.async })) } : {}),
+      ...(configured.length > 1
+        ? {
+            members: configured.map((c) => ({
+              name: c.spec.name,
+              repo: c.repo,
+              async: c.spec.async,
+              ...(c.spec.storageClass ? { storageClass: c.spec.storageClass } : {}),
+            })),
+          }
+        : {}),
     });
     if (options.flag('json')) writeJson(out, report);
     else out.write(humanReport(report));

@@ -119,3 +119,21 @@ test('list over a local repository and its COLDLINE copy: each with its class an
     expect.stringMatching(/^ {2}objects and size: segment data and backup objects, as .* and the backup manifests record them$/),
   ]);
 });
+
+test("status over a local repository and its COLDLINE copy shows each one's class and size, as list does", async () => {
+  const local = `${fx.repoDir}?name=disk`;
+  const cold = `gs://${BUCKET}/cold?name=cold&storage-class=COLDLINE`;
+  const listed = JSON.parse((await pitr(['list', '--repo', local, '--repo', cold, '--json'])).stdout) as Listed;
+  const status = await pitr(['status', '--source', fx.source, '--repo', local, '--repo', cold, '--json']);
+  const report = JSON.parse(status.stdout) as { repositories: { name: string; storageClass: string | null; objects: number; bytes: number }[] };
+  expect(report.repositories.map(({ name, storageClass, objects, bytes }) => ({ name, storageClass, objects, bytes }))).toEqual(
+    listed.repositories.map(({ name, storageClass, objects, bytes }) => ({ name, storageClass, objects, bytes })),
+  );
+  const human = (await pitr(['status', '--source', fx.source, '--repo', local, '--repo', cold])).stdout;
+  expect(human).toMatch(
+    new RegExp(`^repository disk: newest .*, default class, ${listed.repositories[0]?.objects} objects, [\\d.]+ [kMG]?B, ${fx.repoDir}$`, 'm'),
+  );
+  expect(human).toMatch(
+    new RegExp(`^repository cold: newest .*, COLDLINE, ${listed.repositories[1]?.objects} objects, [\\d.]+ [kMG]?B, gs://${BUCKET}/cold$`, 'm'),
+  );
+});
