@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { decodeCheckedJson } from '../archive/checked-json';
 import { isPitrError, messageOf } from '../errors';
-import type { ObjectInfo, Storage } from '../storage/storage';
+import type { ObjectInfo, PutSource, Storage } from '../storage/storage';
 
 /**
  * How an object read from one repository is checked before it is stored in another: against the
@@ -56,7 +56,9 @@ export async function readChecked(from: Storage, name: string, check: ObjectChec
     if (isPitrError(error, 'Integrity')) return { ok: false, outcome: { status: 'refused', detail: messageOf(error) } };
     throw error;
   }
-  const wrong = await whyWrong(file, check, hash.digest('hex'), bytes, name);
+  // checked JSON documents are small (manifests, records): read whole to check
+  const content = check.kind === 'checked-json' ? await fs.readFile(file) : Buffer.alloc(0);
+  const wrong = whyWrong(check, hash.digest('hex'), bytes, name, () => content);
   if (wrong) {
     await fs.rm(file, { force: true });
     return { ok: false, outcome: { status: 'refused', detail: wrong } };
@@ -64,16 +66,41 @@ export async function readChecked(from: Storage, name: string, check: ObjectChec
   return { ok: true, file, bytes };
 }
 
-async function whyWrong(file: string, check: ObjectCheck, sha256: string, bytes: number, name: string): Promise<string | undefined> {
+/**
+ * Objects up to this size are copied through memory (one read, one write) rather than a spool file:
+ * manifests, records and most segments, whose copy is then a few system calls.
+ */
+const IN_MEMORY_BYTES = 4 * 1024 * 1024;
+
+/** Reads a small object whole and checks it; the bytes, or why they are not copied. */
+async function readCheckedBytes(
+  from: Storage,
+  name: string,
+  check: ObjectCheck,
+  onBytes?: (n: number) => void,
+): Promise<{ ok: true; data: Buffer } | { ok: false; outcome: CopyOutcome }> {
+  let data: Buffer;
+  try {
+    data = await from.read(name);
+  } catch (error) {
+    if (isPitrError(error, 'NotFound')) return { ok: false, outcome: { status: 'gone' } };
+    if (isPitrError(error, 'Integrity')) return { ok: false, outcome: { status: 'refused', detail: messageOf(error) } };
+    throw error;
+  }
+  onBytes?.(data.length);
+  const wrong = whyWrong(check, createHash('sha256').update(data).digest('hex'), data.length, name, () => data);
+  return wrong ? { ok: false, outcome: { status: 'refused', detail: wrong } } : { ok: true, data };
+}
+
+function whyWrong(check: ObjectCheck, sha256: string, bytes: number, name: string, content: () => Buffer): string | undefined {
   if (check.kind === 'digest') {
     if (sha256 !== check.sha256) return `sha256 ${sha256} does not match its manifest (${check.sha256})`;
     if (bytes !== check.bytes) return `${bytes} bytes, its manifest says ${check.bytes}`;
     return undefined;
   }
-  // checked JSON documents are small (manifests, records): read whole to check
   let doc: Record<string, unknown>;
   try {
-    doc = decodeCheckedJson<Record<string, unknown>>(await fs.readFile(file), name);
+    doc = decodeCheckedJson<Record<string, unknown>>(content(), name);
   } catch (error) {
     return messageOf(error).replace(`object ${name} is corrupt: `, '');
   }
@@ -103,17 +130,27 @@ export interface CopyArgs {
 export async function copyObject(args: CopyArgs): Promise<CopyOutcome> {
   const { from, to, name, check, present } = args;
   if (present) return compareExisting(args, present);
+  if (args.source && args.source.size <= IN_MEMORY_BYTES) {
+    const read = await readCheckedBytes(from, name, check, args.onBytes);
+    return read.ok ? store(to, name, { kind: 'buffer', data: read.data }, read.data.length) : read.outcome;
+  }
   const read = await readChecked(from, name, check, args.spoolDir, args.onBytes);
   if (!read.ok) return read.outcome;
   try {
-    const result = await to.put(name, { kind: 'file', path: read.file, consume: true });
-    return result === 'created' ? { status: 'copied', bytes: read.bytes } : { status: 'present', bytes: read.bytes };
+    return await store(to, name, { kind: 'file', path: read.file, consume: true }, read.bytes);
+  } finally {
+    await fs.rm(read.file, { force: true });
+  }
+}
+
+async function store(to: Storage, name: string, source: PutSource, bytes: number): Promise<CopyOutcome> {
+  try {
+    const result = await to.put(name, source);
+    return result === 'created' ? { status: 'copied', bytes } : { status: 'present', bytes };
   } catch (error) {
     // stored meanwhile by someone else (an archiver writing the target too) with other bytes
     if (isPitrError(error, 'Integrity')) return { status: 'differs', detail: messageOf(error) };
     throw error;
-  } finally {
-    await fs.rm(read.file, { force: true });
   }
 }
 

@@ -70,3 +70,11 @@ test('an owned file is kept when its bytes could not be stored, for the retry', 
   await expect(storage.put('seg/1.lz4', { kind: 'file', path: file, consume: true })).rejects.toMatchObject({ kind: 'Integrity' });
   expect(readdirSync(dir)).toContain('spool');
 });
+
+test('a directory removed after a put into it (an emptied folder, a repository moved away and back) is made again by the next put', async () => {
+  await storage.put('segments/00000000/a.json', { kind: 'buffer', data: Buffer.from('a') });
+  rmSync(path.join(dir, 'segments'), { recursive: true });
+  rmSync(path.join(dir, '.tmp'), { recursive: true });
+  expect(await storage.put('segments/00000000/b.json', { kind: 'buffer', data: Buffer.from('b') })).toBe('created');
+  expect((await storage.read('segments/00000000/b.json')).toString()).toBe('b');
+});

@@ -40,8 +40,25 @@ export class LocalStorage implements Storage {
     return this.link(name, { kind: 'buffer', data });
   }
 
-  /** Stages the bytes and links them to `name`: link() fails when the name exists, so nothing is replaced. */
+  /**
+   * Directories made (or found) by this instance: a put into one of them makes none. One removed since (a
+   * repository moved away, a directory emptied and removed) fails the put once; then they are all made again.
+   */
+  private readonly madeDirs = new Set<string>();
+
   private async link(name: string, source: PutSource): Promise<PutResult | 'taken'> {
+    try {
+      return await this.linkOnce(name, source);
+    } catch (error) {
+      const code = ((error as { cause?: NodeJS.ErrnoException }).cause ?? (error as NodeJS.ErrnoException)).code;
+      if (this.madeDirs.size === 0 || (code !== 'ENOENT' && code !== 'ENOTDIR')) throw error;
+      this.madeDirs.clear();
+      return this.linkOnce(name, source);
+    }
+  }
+
+  /** Stages the bytes and links them to `name`: link() fails when the name exists, so nothing is replaced. */
+  private async linkOnce(name: string, source: PutSource): Promise<PutResult | 'taken'> {
     const target = this.file(name);
     await this.mkdirp(path.dirname(target));
     const tmp = await this.stage(source);
@@ -66,8 +83,18 @@ export class LocalStorage implements Storage {
     await this.mkdirp(dir);
     const tmp = path.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`);
     try {
-      if (source.kind === 'buffer') await fs.writeFile(tmp, source.data);
-      else if (source.consume) await fs.link(source.path, tmp).catch(() => fs.copyFile(source.path, tmp));
+      if (source.kind === 'buffer') {
+        // one handle: written, flushed, closed
+        const handle = await fs.open(tmp, 'wx');
+        try {
+          await handle.writeFile(source.data);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        return tmp;
+      }
+      if (source.consume) await fs.link(source.path, tmp).catch(() => fs.copyFile(source.path, tmp));
       else await fs.copyFile(source.path, tmp);
       const handle = await fs.open(tmp, 'r+');
       try {
@@ -177,11 +204,14 @@ export class LocalStorage implements Storage {
   }
 
   private async mkdirp(dir: string): Promise<void> {
+    if (this.madeDirs.has(dir)) return;
     try {
       await fs.mkdir(dir, { recursive: true });
     } catch (error) {
       throw this.wrap(error, `cannot create directory ${dir}`);
     }
+    if (this.madeDirs.size > 10_000) this.madeDirs.clear();
+    this.madeDirs.add(dir);
   }
 
   private wrap(error: unknown, what: string, name?: string): PitrError {
