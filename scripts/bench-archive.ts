@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PgCluster } from '../test/harness/pg-cluster';
-import { PITR_BIN, archiveUntil } from './bench-util';
+import { PITR_BIN, archiveUntil, buildBacklog } from './bench-util';
 
 const execFileAsync = promisify(execFile);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 1_000_000);
@@ -50,27 +50,10 @@ async function main(): Promise<void> {
     await execFileAsync(process.execPath, [PITR_BIN, 'init', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn']);
     await cluster.query("SELECT pg_create_logical_replication_slot('recv', 'pgoutput')");
 
-    // Backlog: transactions of 1,000 changes, half inserts, a quarter updates, a quarter deletes.
-    const perTxn = 1000;
-    const txns = Math.ceil(CHANGES / perTxn);
-    console.log(`building a backlog of ${txns * perTxn} row changes in ${txns} transactions...`);
-    await cluster.query(`CREATE PROCEDURE load(txns int) LANGUAGE plpgsql AS $$
-      DECLARE base bigint;
-      BEGIN
-        FOR t IN 0 .. txns - 1 LOOP
-          base := t * 500;
-          INSERT INTO bench SELECT base + g, g, md5(g::text) FROM generate_series(1, 500) g;
-          UPDATE bench SET n = n + 1 WHERE id > base AND id <= base + 250;
-          DELETE FROM bench WHERE id > base + 250 AND id <= base + 500;
-          COMMIT;
-        END LOOP;
-      END $$`);
-    await cluster.query('CALL load($1)', [txns]);
-    const backlogEnd = await currentLsn(cluster);
+    const { changes, end: backlogEnd } = await buildBacklog(cluster, CHANGES);
 
     const recvSeconds = await recvlogicalUntil(cluster, 'recv', backlogEnd);
     const archive = await archiveUntil(cluster, repo, backlogEnd);
-    const changes = txns * perTxn;
     console.log(`backlog: ${changes} changes`);
     console.log(`  pg_recvlogical (pgoutput to /dev/null): ${recvSeconds.toFixed(2)} s, ${Math.round(changes / recvSeconds)} changes/s`);
     console.log(

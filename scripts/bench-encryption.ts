@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import { ObjectOpener, ObjectSealer } from '../src/storage/encrypted/sealed-streams';
 import { parseKeyring } from '../src/storage/encrypted/keyring';
 import { PgCluster } from '../test/harness/pg-cluster';
-import { PITR_BIN, reapedChildrenCpu, samplePeakRss, waitSlot } from './bench-util';
+import { PITR_BIN, benchFingerprint as fingerprint, reapedChildrenCpu, samplePeakRss, waitSlot } from './bench-util';
 
 const execFileAsync = promisify(execFile);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 500_000);
@@ -79,15 +79,6 @@ async function timedRestore(target: PgCluster, side: Side, db: string): Promise<
   const peakMb = rss.stop();
   if (code !== 0) throw new Error(`pitr restore (${side.name}) exited with ${code}`);
   return { seconds, peakMb, cpu: reapedChildrenCpu() - cpu0 };
-}
-
-async function fingerprint(cluster: PgCluster, database: string): Promise<string> {
-  const [row] = await cluster.query<{ n: string; md5: string | null }>(
-    `SELECT count(*)::text AS n, md5(string_agg(t::text, E'\\n' ORDER BY id)) AS md5 FROM public.bench t`,
-    [],
-    database,
-  );
-  return `${row?.n} rows, md5 ${row?.md5 ?? '-'}`;
 }
 
 async function storedMb(repo: string): Promise<number> {

@@ -83,20 +83,64 @@ export async function waitSlot(cluster: PgCluster, slot: string, lsn: string): P
   }
 }
 
-/** Runs `pitr archive` until its slot has confirmed `lsn`; returns seconds and the peak RSS (VmHWM) in MB. */
-export async function archiveUntil(cluster: PgCluster, repo: string, lsn: string): Promise<{ seconds: number; peakMb: number }> {
+/**
+ * Runs `pitr archive` into `repo` (or every repository of a list, as repeated --repo) until `slot` has
+ * confirmed `lsn` (`extraArgs` given to it too); returns seconds and the peak RSS (VmHWM) in MB.
+ */
+export async function archiveUntil(
+  cluster: PgCluster,
+  repo: string | string[],
+  lsn: string,
+  slot = 'pitr',
+  extraArgs: string[] = [],
+): Promise<{ seconds: number; peakMb: number }> {
+  const repos = typeof repo === 'string' ? [repo] : repo;
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [PITR_BIN, 'archive', '--source', cluster.url(), '--repo', repo, '--log-level', 'warn'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const args = [PITR_BIN, 'archive', '--source', cluster.url(), '--slot', slot, ...repos.flatMap((r) => ['--repo', r]), ...extraArgs, '--log-level', 'warn'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
   const rss = samplePeakRss(child.pid, 50);
   const exited = new Promise<number | null>((r) => child.on('close', r));
-  const reached = await Promise.race([waitSlot(cluster, 'pitr', lsn).then(() => true), exited.then(() => false)]);
+  const reached = await Promise.race([waitSlot(cluster, slot, lsn).then(() => true), exited.then(() => false)]);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const peakMb = rss.stop();
-  if (!reached) throw new Error(`pitr archive exited with ${await exited} before the slot reached ${lsn}`);
+  if (!reached) throw new Error(`pitr archive exited with ${await exited} before slot ${slot} reached ${lsn}`);
   child.kill('SIGTERM');
   const code = await exited;
   if (code !== 0) throw new Error(`pitr archive exited with ${code} after SIGTERM`);
   return { seconds, peakMb };
+}
+
+/**
+ * The archive benchmarks' backlog, in table `bench (id bigint PRIMARY KEY, n int, v text)`: transactions
+ * of 1,000 row changes (500 inserts, 250 updates, 250 deletes), enough of them for `changes`. Returns
+ * the changes made and the WAL position after the last.
+ */
+export async function buildBacklog(cluster: PgCluster, changes: number): Promise<{ changes: number; txns: number; end: string }> {
+  const perTxn = 1000;
+  const txns = Math.ceil(changes / perTxn);
+  console.log(`building a backlog of ${txns * perTxn} row changes in ${txns} transactions...`);
+  await cluster.query(`CREATE PROCEDURE load(txns int) LANGUAGE plpgsql AS $$
+    DECLARE base bigint;
+    BEGIN
+      FOR t IN 0 .. txns - 1 LOOP
+        base := t * 500;
+        INSERT INTO bench SELECT base + g, g, md5(g::text) FROM generate_series(1, 500) g;
+        UPDATE bench SET n = n + 1 WHERE id > base AND id <= base + 250;
+        DELETE FROM bench WHERE id > base + 250 AND id <= base + 500;
+        COMMIT;
+      END LOOP;
+    END $$`);
+  await cluster.query('CALL load($1)', [txns]);
+  const [row] = await cluster.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+  return { changes: txns * perTxn, txns, end: (row as { lsn: string }).lsn };
+}
+
+/** Row count and md5 of table `bench` in `database`: a restore equals the source when these do. */
+export async function benchFingerprint(cluster: PgCluster, database: string): Promise<string> {
+  const [row] = await cluster.query<{ n: string; md5: string | null }>(
+    `SELECT count(*)::text AS n, md5(string_agg(t::text, E'\\n' ORDER BY id)) AS md5 FROM public.bench t`,
+    [],
+    database,
+  );
+  return `${row?.n} rows, md5 ${row?.md5 ?? '-'}`;
 }

@@ -31,6 +31,7 @@ beforeAll(async () => {
     "CREATE TABLE items (id int PRIMARY KEY, v text); ALTER TABLE items REPLICA IDENTITY FULL; INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 20) g;",
   );
   await json('init', ['init', '--source', fx.source, '--repo', fx.repoDir]);
+  await json('init:several', ['init', '--source', fx.source, '--repo', fx.repoDir, '--repo', `${path.join(copies.copy(fx.repoDir), 'second')}?name=second`]);
   const archiver = fx.startArchiver();
   await archiver.waitForState('streaming');
   await json('backup', ['backup', '--source', fx.source, '--repo', fx.repoDir]);

@@ -13,9 +13,16 @@ import { formatLsn } from '../pg/lsn';
 import { formatUnixMicros } from '../pg/pg-time';
 import { withClient, withTransaction } from '../pg/with-client';
 
+/** One repository init prepares, by the name output gives it. */
+export interface InitRepository {
+  name: string;
+  repo: Repository;
+}
+
 export interface InitInput {
   source: SourceConnection;
-  repo: Repository;
+  /** Every repository given, in order: each is checked before any is changed, then each is claimed. */
+  repos: InitRepository[];
   slot: string;
   publication: string;
   /** --apply-fixes: apply the fixes of failed checks that take effect at once, then check again. */
@@ -42,6 +49,16 @@ export interface InitSummary {
   slotCreation: SlotCreation | null;
   gap: { from: { lsn: string; time: string } | null; to: { lsn: string; time: string } } | null;
   warnings: string[];
+  /** With several repositories only: each one, in the order given (the fields above tell the first). */
+  repositories?: InitRepositorySummary[];
+}
+
+/** What init did in one of several repositories. */
+export interface InitRepositorySummary {
+  name: string;
+  location: string;
+  slotCreation: SlotCreation | null;
+  gap: InitSummary['gap'];
 }
 
 export interface InitResult {
@@ -51,52 +68,65 @@ export interface InitResult {
 }
 
 /**
- * Checks the source (applying the table fixes when asked), checks that the repository may take this
+ * Checks the source (applying the table fixes when asked), checks that every repository may take this
  * source's archive, and prepares the source idempotently: publication, DDL capture and the slot, whose
  * creation is recorded in the repository. Refuses with SourceConfig when a check fails.
  */
 export function initSource(input: InitInput): Promise<InitResult> {
-  const { source, repo, slot, publication, log } = input;
+  const { source, repos, slot, publication, log } = input;
   return withClient(source, async (client) => {
     await passChecks(client, input);
     const facts = await sourceFacts(client);
     const system = await identifySystem(source.config, source.display);
-    await repo.storage.checkWritable();
-    const existing = await repo.identity();
-    if (existing && (existing.systemIdentifier !== system.systemIdentifier || existing.database !== system.database)) await repo.claim(system); // throws the clear error
-    // read before the slot exists: nothing can be archived for it in between
-    const latest = await checkNewWriter(repo, { system, display: source.display }, slot, input.takeover, log);
-    const hadBackups = (await newestBackup(repo)) !== undefined;
-    let record: SlotCreation | undefined;
+    const owner = { systemIdentifier: system.systemIdentifier, database: system.database };
+    // every repository checked before any is changed: one that belongs to another source refuses the whole init
+    const checked: { name: string; repo: Repository; latest: Awaited<ReturnType<typeof checkNewWriter>>; hadBackups: boolean }[] = [];
+    for (const { name, repo } of repos) {
+      await repo.storage.checkWritable();
+      const existing = await repo.identity();
+      if (existing && (existing.systemIdentifier !== system.systemIdentifier || existing.database !== system.database)) await repo.claim(owner); // throws the clear error
+      // read before the slot exists: nothing can be archived for it in between
+      const latest = await checkNewWriter(repo, { system, display: source.display }, slot, input.takeover, log);
+      checked.push({ name, repo, latest, hadBackups: (await newestBackup(repo)) !== undefined });
+    }
+    // each repository records the slot's creation against its own newest segment (an async one may lag)
+    const records = new Map<Repository, SlotCreation>();
     const result = await prepareSource(
       client,
       { slot, publication },
       log,
       () => connectSource(source.config, source.display),
       async (created) => {
-        await repo.claim({ systemIdentifier: system.systemIdentifier, database: system.database });
-        record = newSlotCreation({
-          slot,
-          systemIdentifier: system.systemIdentifier,
-          database: system.database,
-          consistentPoint: formatLsn(created.consistentPoint),
-          createdAt: formatUnixMicros(created.createdAt),
-          latestSegment: latestSegmentOf(latest),
-        });
-        await storeSlotCreation(repo, record);
+        for (const { repo, latest } of checked) {
+          await repo.claim(owner);
+          const record = newSlotCreation({
+            slot,
+            ...owner,
+            consistentPoint: formatLsn(created.consistentPoint),
+            createdAt: formatUnixMicros(created.createdAt),
+            latestSegment: latestSegmentOf(latest),
+          });
+          await storeSlotCreation(repo, record);
+          records.set(repo, record);
+        }
       },
     );
-    await repo.claim({ systemIdentifier: system.systemIdentifier, database: system.database });
-    const backupCommand = `pitr backup --source ${source.display} --repo ${repo.storage.location}`;
-    const gap = record ? slotGap(record, hadBackups, backupCommand) : null;
+    for (const { repo } of checked) await repo.claim(owner);
+    const backupCommand = `pitr backup --source ${source.display} ${repos.map(({ repo }) => `--repo ${repo.storage.location}`).join(' ')}`;
     const warnings: string[] = [];
-    if (gap) warnings.push(gap.warning);
+    const prepared = checked.map(({ name, repo, hadBackups }) => {
+      const record = records.get(repo);
+      const gap = record ? slotGap(record, hadBackups, backupCommand) : null;
+      if (gap) warnings.push(repos.length > 1 ? `repository ${name}: ${gap.warning}` : gap.warning);
+      return { name, location: repo.storage.location, slotCreation: record ?? null, gap: gap && { from: gap.from, to: gap.to } };
+    });
     if (facts.largeObjects > 0)
       warnings.push(`${facts.largeObjects} large object(s) found: large objects are not carried by logical decoding and are not archived`);
     for (const warning of warnings) log.warn({ event: 'warning' }, warning);
+    const first = prepared[0] as InitRepositorySummary;
     const summary: InitSummary = {
       source: source.display,
-      repository: repo.storage.location,
+      repository: first.location,
       systemIdentifier: system.systemIdentifier,
       database: system.database,
       serverVersion: facts.serverVersion,
@@ -104,9 +134,10 @@ export function initSource(input: InitInput): Promise<InitResult> {
       publication,
       created: result.created,
       existing: result.existing,
-      slotCreation: record ?? null,
-      gap: gap && { from: gap.from, to: gap.to },
+      slotCreation: first.slotCreation,
+      gap: first.gap,
       warnings,
+      ...(prepared.length > 1 ? { repositories: prepared } : {}),
     };
     log.info({ event: 'initialized', ...summary }, 'source prepared');
     return { summary, backupCommand };
