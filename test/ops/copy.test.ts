@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { encodeCheckedJson } from '../../src/archive/checked-json';
+import { parseLsn } from '../../src/pg/lsn';
 import type { CopyReport } from '../../src/ops/copy';
 import { FakeGcsServer, on } from '../fake-gcs/fake-gcs-server';
 import { ArchiveFixture } from '../harness/archive-fixture';
@@ -210,10 +211,14 @@ test('verify over two repositories names where the good copy of a missing and of
   const data = listFiles(a)
     .filter((n) => n.startsWith('segments/') && n.endsWith('.lz4'))
     .sort();
-  const missing = data[Math.floor(data.length / 2)] as string;
+  // a whole segment gone from a, after the backup (which then cannot be replayed past it): its verify
+  // sees a gap in the chain, which b's copy fills
+  const backupManifest = listFiles(a).find((n) => /^backups\/[^/]+\/manifest\.json$/.test(n)) as string;
+  const aligned = parseLsn((JSON.parse(readFileSync(path.join(a, backupManifest), 'utf8')) as { alignedLsn: string }).alignedLsn);
+  const afterBackup = data.slice(0, -1).filter((n) => BigInt(`0x${path.basename(n).slice(0, 16)}`) > aligned);
+  const whole = afterBackup[0] as string;
+  const missing = data.filter((n) => n !== whole)[Math.floor(data.length / 2)] as string;
   unlinkSync(path.join(a, missing));
-  // a whole segment gone from a: its verify sees a gap in the chain, which b's copy fills
-  const whole = data[1] as string;
   const wholeManifest = whole.replace(/\.lz4$/, '.json');
   unlinkSync(path.join(a, whole));
   unlinkSync(path.join(a, wholeManifest));
