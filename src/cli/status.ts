@@ -12,6 +12,12 @@ const LABEL = { healthy: 'OK', degraded: 'WARNING', broken: 'CRITICAL', unknown:
 
 const pointText = (p: Point | null): string => (p ? `${p.time} (${p.lsn})` : '-');
 
+/** A repository's objects and size as `list` gives them; said in words when unknown (unreadable), never a bare "-, -". */
+function sizeText(objects: number | null, bytes: number | null): string {
+  if (objects === null && bytes === null) return 'objects and size unknown';
+  return `${objects === null ? 'objects unknown' : `${objects} objects`}, ${bytes === null ? 'size unknown' : formatBytes(bytes)}`;
+}
+
 function humanReport(report: StatusReport): string {
   const { slot, backup } = report;
   const reasons = report.reasons.map((r) => r.message);
@@ -35,7 +41,7 @@ function humanReport(report: StatusReport): string {
         r.reachable
           ? `newest ${r.newest ? `${r.newest.time} (${r.newest.lsn})` : '-'}, lag ${r.lagSeconds === null ? '-' : `${r.lagSeconds.toFixed(1)}s`} / ${r.lagBytes === null ? '-' : formatBytes(r.lagBytes)}`
           : `unreachable: ${r.error ?? ''}`
-      }, ${r.storageClass ?? 'default class'}, ${r.objects === null ? '-' : `${r.objects} objects`}, ${r.bytes === null ? '-' : formatBytes(r.bytes)}, ${r.location}`,
+      }, ${r.storageClass ?? 'default class'}, ${sizeText(r.objects, r.bytes)}, ${r.location}`,
     );
   for (const reason of report.reasons) lines.push(`reason: ${reason.severity}: ${reason.message}`);
   return lines.join('\n') + '\n';

@@ -266,7 +266,7 @@ test('an asynchronous repository down for a while: the slot advances anyway, sta
   const report = JSON.parse(status.stdout) as {
     health: string;
     reasons: { message: string }[];
-    repositories: { name: string; reachable: boolean; async: boolean }[];
+    repositories: { name: string; reachable: boolean; async: boolean; error?: string }[];
   };
   expect(report.health).toBe('degraded');
   expect(report.reasons.map((r) => r.message)).toContainEqual(expect.stringMatching(/^asynchronous repository dr \(.*\) (unreachable|holds no segments)/));
@@ -274,6 +274,11 @@ test('an asynchronous repository down for a while: the slot advances anyway, sta
     ['near', false],
     ['dr', true],
   ]);
+  // the text names what it could not tell, not a bare "-, -"
+  const text = await pitr(['status', '--source', fx.source, '--repo', `${near}?name=near`, '--repo', drSpec], 1);
+  expect(text.stdout.split('\n')).toContainEqual(
+    `repository dr (async): unreachable: ${report.repositories[1]?.error ?? ''}, default class, objects and size unknown, ${dr}`,
+  );
   const metrics = async (): Promise<string> => (await httpGet(port, '/metrics')).body;
   expect(metricSample(await metrics(), 'pitr_repository_up', 'repository="dr"')).toBe(0);
   expect(metricSample(await metrics(), 'pitr_repository_up', 'repository="near"')).toBe(1);
