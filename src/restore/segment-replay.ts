@@ -64,7 +64,11 @@ class LaneFailed extends Error {
   }
 }
 
-/** What one segment contributed since its last commit point. */
+/**
+ * What a run of one segment's transactions contributed since its last commit point: a run is serial
+ * (every change on the first lane) or parallel, and a segment holding schema changes or TRUNCATE
+ * switches between the two at the transactions that hold them.
+ */
 interface SegmentTally {
   segment: SegmentManifest;
   serial: boolean;
@@ -130,6 +134,8 @@ export class SegmentReplay {
   /** Inside an extension's script (between its marker and the extension command's record): its rows are made again by the command. */
   private extensionScript = 0;
   private tally: SegmentTally | undefined;
+  /** The segment holds schema changes or TRUNCATE, and there are several lanes: each transaction is judged on its own. */
+  private mixed = false;
   private group: CommitGroup | undefined;
   private transaction: OpenTransaction | undefined;
   private applying = false;
@@ -166,10 +172,16 @@ export class SegmentReplay {
         this.throwIfLaneFailed();
         if (item.kind === 'start') await this.startSegment(item.segment);
         else if (item.kind === 'records') {
-          const { data, starts, ends, count } = item.frame;
+          const { frame } = item;
+          const { data, starts, ends, count } = frame;
           for (let i = 0; i < count; i++) {
-            const waiting = this.record(data, starts[i] as number, ends[i] as number);
+            const start = starts[i] as number;
+            const waiting = this.record(data, start, ends[i] as number);
             if (waiting) await waiting;
+            if (this.mixed && this.applying && data[start] === Tag.Begin) {
+              const serial = holdsSerialWork(frame, i) !== false;
+              if (serial !== (this.tally as SegmentTally).serial) await this.switchRun(serial);
+            }
             // let the lanes hear their answers and send their next statements
             if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLanes();
           }
@@ -213,36 +225,57 @@ export class SegmentReplay {
     await this.progress;
   }
 
+  /**
+   * A segment without schema changes and TRUNCATE runs parallel (on one lane, serial); one holding them
+   * starts parallel too, and each of its transactions that holds one runs serial (switchRun).
+   */
   private async startSegment(segment: SegmentManifest): Promise<void> {
-    const serial = this.lanes.length === 1 || segment.ddl !== 0 || segment.changes?.truncate !== 0;
-    // DDL and TRUNCATE take locks the other lanes' open transactions could hold: nothing runs beside them
-    if (this.lanes.length > 1 && (serial || this.tally?.serial)) {
-      this.commitGroup();
-      await this.barrier();
-    }
-    this.tally = { segment, serial, transactions: 0, changes: 0, last: undefined };
+    const several = this.lanes.length > 1;
+    this.mixed = several && (segment.ddl !== 0 || segment.changes?.truncate !== 0);
+    if (several && this.tally?.serial) await this.barrier(); // the serial run before committed at its segment's end
+    this.tally = { segment, serial: !several, transactions: 0, changes: 0, last: undefined };
+  }
+
+  /**
+   * Between two transactions of a segment: ends the current run (a serial one commits on the first lane,
+   * a parallel one commits its group) and waits for every lane, since DDL and TRUNCATE take locks the
+   * other lanes' open transactions could hold and a parallel run must see what the serial one did.
+   */
+  private async switchRun(serial: boolean): Promise<void> {
+    const tally = this.tally as SegmentTally;
+    this.router.flushAll();
+    this.endRun(tally, true);
+    await this.barrier();
+    this.tally = { segment: tally.segment, serial, transactions: 0, changes: 0, last: undefined };
   }
 
   private endSegment(): void {
     const tally = this.tally as SegmentTally;
     this.router.flushAll();
     if (!this.stopped || tally.last) this.input.onSegmentRead?.(tally.segment);
+    this.endRun(tally, false);
+  }
+
+  /** A run's commit point: a serial run commits now; a parallel one joins the group, committed now when `now` or when the group is full. */
+  private endRun(tally: SegmentTally, now: boolean): void {
     const { segment } = tally;
-    if (!tally.last) return;
-    if (tally.serial) {
+    if (tally.last && tally.serial) {
       const last = appliedCommit(tally.last);
       const log = (): void => this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn }, 'segment applied');
       this.commitPoint().then(log, () => undefined);
       return;
     }
-    const group = this.group ?? { segment, last: tally.last, transactions: 0, changes: 0, segments: 0, startedAt: Date.now() };
-    this.group = group;
-    group.segment = segment;
-    group.last = tally.last;
-    group.transactions += tally.transactions;
-    group.changes += tally.changes;
-    group.segments++;
-    if (group.segments >= GROUP_SEGMENTS || group.changes >= GROUP_CHANGES || Date.now() - group.startedAt >= GROUP_MS) this.commitGroup();
+    if (tally.last) {
+      const group = this.group ?? { segment, last: tally.last, transactions: 0, changes: 0, segments: 0, startedAt: Date.now() };
+      this.group = group;
+      group.segment = segment;
+      group.last = tally.last;
+      group.transactions += tally.transactions;
+      group.changes += tally.changes;
+      group.segments++;
+    }
+    const group = this.group;
+    if (group && (now || group.segments >= GROUP_SEGMENTS || group.changes >= GROUP_CHANGES || Date.now() - group.startedAt >= GROUP_MS)) this.commitGroup();
   }
 
   /** Commits the parallel segments applied since the last commit, then records the restore's progress. */
@@ -532,6 +565,22 @@ export class SegmentReplay {
     }
     return lane;
   }
+}
+
+/**
+ * Whether the transaction whose Begin is record `i` of `frame` holds a schema change or a TRUNCATE,
+ * judged from the records up to its Commit; undefined when it does not end in this frame.
+ */
+function holdsSerialWork(frame: RecordFrame, i: number): boolean | undefined {
+  const { data, starts, ends, count } = frame;
+  for (let j = i + 1; j < count; j++) {
+    const start = starts[j] as number;
+    const tag = data[start];
+    if (tag === Tag.Commit) return false;
+    if (tag === Tag.Truncate) return true;
+    if (tag === Tag.Message && (decodePgoutput(data.subarray(start, ends[j] as number)) as LogicalMessage).prefix === MessagePrefix.Ddl) return true;
+  }
+  return undefined;
 }
 
 function heartbeatSequences(message: LogicalMessage): HeartbeatSequences {

@@ -3,7 +3,9 @@
  * churn (keys changed, deleted and inserted again, rows updated many times in one transaction),
  * a secondary UNIQUE whose values rotate between rows (no reordering allowed there), a composite key,
  * unchanged TOAST values, a table without a key, and a table slow to apply (its connection falls
- * behind the others, which commit their share of later segments first). Restores with --jobs 1 and --jobs 3, to the end
+ * behind the others, which commit their share of later segments first), and in every round a TRUNCATE
+ * among other changes and a schema change between transactions (so most segments mix transactions
+ * that run serial with ones that run in parallel). Restores with --jobs 1 and --jobs 3, to the end
  * and to a point in the middle, and one killed with SIGKILL mid-replay and run again, must all equal
  * the source at that point.
  */
@@ -46,7 +48,11 @@ async function round(client: Client, r: number): Promise<void> {
         INSERT INTO slow SELECT base + t * 20 + g, md5(g::text) FROM generate_series(1, 20) g;
         INSERT INTO notes VALUES ('n' || (t % 3), t), ('n' || (t % 3), t);   -- duplicates, no key
         DELETE FROM notes WHERE ctid = (SELECT ctid FROM notes WHERE tag = 'n' || ((t + 1) % 3) LIMIT 1);
+        -- a TRUNCATE among a transaction's other changes, and a schema change of its own between two
+        -- transactions: the segments holding them run serial only there
+        IF t = 30 THEN TRUNCATE notes; INSERT INTO notes VALUES ('truncated', ${r}); END IF;
         COMMIT;
+        IF t = 19 THEN EXECUTE format('ALTER TABLE slow ADD COLUMN r%s int DEFAULT %s', ${r}, ${r}); COMMIT; END IF;
       END LOOP;
     END $$`);
 }
