@@ -10,9 +10,12 @@ export interface ReplayRelation {
   sql: string;
   /** schema.name as archived, for messages. */
   name: string;
-  /** Columns of the replica identity key (flag bit 1), in column order. */
+  /**
+   * Columns rows are matched on: the replica identity key's (flag bit 1), in column order; with
+   * REPLICA IDENTITY FULL, the target's primary key, whose values the full old row carries.
+   */
   keyIndexes: number[];
-  /** No usable key (REPLICA IDENTITY FULL, or none): changed one row at a time, by ctid. */
+  /** No usable key (REPLICA IDENTITY FULL without a primary key on the target, or none): changed one row at a time, by ctid. */
   rowByRow: boolean;
   /** False when `--tables` leaves the table out. */
   wanted: boolean;
@@ -21,8 +24,11 @@ export interface ReplayRelation {
 }
 
 export function replayRelation(message: RelationMessage, target: TargetTable | undefined, wanted: boolean): ReplayRelation {
-  const keyIndexes = message.columns.map((c, i) => ((c.flags & 1) === 1 ? i : -1)).filter((i) => i >= 0);
-  const rowByRow = message.replicaIdentity === 'f' || keyIndexes.length === 0;
+  const full = message.replicaIdentity === 'f';
+  const primaryKey = full ? (target?.primaryKey ?? []).map((name) => message.columns.findIndex((c) => c.name === name)) : [];
+  const byPrimaryKey = primaryKey.length > 0 && primaryKey.every((i) => i >= 0);
+  const keyIndexes = byPrimaryKey ? primaryKey.sort((a, b) => a - b) : message.columns.map((c, i) => ((c.flags & 1) === 1 ? i : -1)).filter((i) => i >= 0);
+  const rowByRow = (full && !byPrimaryKey) || keyIndexes.length === 0;
   return {
     message,
     target,

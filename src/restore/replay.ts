@@ -10,10 +10,11 @@ import { holdTriggers } from './trigger-guard';
 /*
  * Terminology:
  *   lane     one connection to the target with its queue of statements (ApplyLane)
- *   serial   a segment holding DDL or TRUNCATE: applied whole on the first lane, in one transaction
- *            with the restore's progress, while the other lanes are idle
- *   parallel any other segment: each table's changes go to one lane (the same for the whole restore),
- *            in the source's order; each lane commits its share when the segment's checksum passed
+ *   serial   a transaction holding DDL or TRUNCATE (with its neighbours of the same kind): applied on
+ *            the first lane, committed with the restore's progress, while the other lanes are idle
+ *   parallel any other transaction: each table's changes go to one lane (the same for the whole
+ *            restore), in the source's order; each lane commits its share when the segment's checksum
+ *            passed
  */
 
 /**

@@ -22,7 +22,7 @@ import { ddlAction } from '../archive/ddl-action';
 import { positionText, type ChangePosition } from './ddl-replay';
 import { deferred } from './deferred';
 import { throwIfInterrupted } from './interrupted';
-import { RawChange } from './raw-change';
+import { RawChange, ValueKind } from './raw-change';
 import { readAhead } from './read-ahead';
 import { RecordSpool } from './record-spool';
 import type { HeartbeatSequences, ReplayInput, ReplayResult } from './replay-input';
@@ -451,7 +451,7 @@ export class SegmentReplay {
     if (applied !== undefined && (this.transaction as OpenTransaction).commitLsn <= applied) return; // committed before an interruption
     const lane = this.laneFor(change.relationId);
     lane.load += end - start;
-    if (relation.rowByRow && change.tag !== Tag.Insert) {
+    if (change.tag !== Tag.Insert && (relation.rowByRow || keyNotCarried(change, relation))) {
       this.router.flush(change.relationId);
       const message = decodePgoutput(data.subarray(start, end)) as UpdateMessage | DeleteMessage;
       this.push(lane, { kind: 'row', relation, message });
@@ -532,7 +532,12 @@ export class SegmentReplay {
     for (const [id, relation] of this.relations) {
       if (!relation.wanted) continue;
       const target = this.targetOf(id, relation.message);
-      if (target !== relation.target || target?.sql !== relation.target?.sql || target?.keyOnlyUnique !== relation.target?.keyOnlyUnique)
+      if (
+        target !== relation.target ||
+        target?.sql !== relation.target?.sql ||
+        target?.keyOnlyUnique !== relation.target?.keyOnlyUnique ||
+        target?.primaryKey.join() !== relation.target?.primaryKey.join()
+      )
         this.relations.set(id, replayRelation(relation.message, target, true));
     }
     for (const held of this.held.count > 0 ? this.held.drain() : []) {
@@ -565,6 +570,12 @@ export class SegmentReplay {
     }
     return lane;
   }
+}
+
+/** A REPLICA IDENTITY FULL change matched by the target's primary key whose old row lacks a key value (TOASTed, unchanged): matched row by row instead. */
+function keyNotCarried(change: RawChange, relation: ReplayRelation): boolean {
+  if (relation.message.replicaIdentity !== 'f' || !change.hasOld) return false;
+  return relation.keyIndexes.some((i) => change.old.kinds[i] === ValueKind.Unchanged);
 }
 
 /**

@@ -2,6 +2,7 @@
  * Replay over several connections, with batches gathered across transactions: a workload of key
  * churn (keys changed, deleted and inserted again, rows updated many times in one transaction),
  * a secondary UNIQUE whose values rotate between rows (no reordering allowed there), a composite key,
+ * REPLICA IDENTITY FULL on a table with a primary key (matched by the key, a TOASTed value unchanged as the key moves),
  * unchanged TOAST values, a table without a key, and a table slow to apply (its connection falls
  * behind the others, which commit their share of later segments first), and in every round a TRUNCATE
  * among other changes and a schema change between transactions (so most segments mix transactions
@@ -48,6 +49,13 @@ async function round(client: Client, r: number): Promise<void> {
         INSERT INTO slow SELECT base + t * 20 + g, md5(g::text) FROM generate_series(1, 20) g;
         INSERT INTO notes VALUES ('n' || (t % 3), t), ('n' || (t % 3), t);   -- duplicates, no key
         DELETE FROM notes WHERE ctid = (SELECT ctid FROM notes WHERE tag = 'n' || ((t + 1) % 3) LIMIT 1);
+        -- REPLICA IDENTITY FULL with a primary key: matched by the key, in batches; a hot row, a TOASTed
+        -- body left unchanged while the key moves, deletes and inserts
+        UPDATE fullpk SET hits = hits + 1 WHERE id = 1;
+        UPDATE fullpk SET id = id + 100000, hits = hits + 1 WHERE id = ${r} * 100 + t;
+        UPDATE fullpk SET body = body || t WHERE id = 2 AND t % 9 = 0;
+        DELETE FROM fullpk WHERE id = ${r} * 100 + t + 100000 AND t % 4 = 0;
+        INSERT INTO fullpk VALUES (${r} * 100 + t, t, 'short ' || t);
         -- a TRUNCATE among a transaction's other changes, and a schema change of its own between two
         -- transactions: the segments holding them run serial only there
         IF t = 30 THEN TRUNCATE notes; INSERT INTO notes VALUES ('truncated', ${r}); END IF;
@@ -70,7 +78,11 @@ beforeAll(async () => {
     CREATE TABLE slow (id int PRIMARY KEY, v text);
     CREATE INDEX slow_costly ON slow ((md5(repeat(v, 3000))));
     CREATE TABLE notes (tag text, n int);
-    ALTER TABLE notes REPLICA IDENTITY FULL;`);
+    ALTER TABLE notes REPLICA IDENTITY FULL;
+    CREATE TABLE fullpk (id int PRIMARY KEY, hits int NOT NULL, body text);
+    ALTER TABLE fullpk REPLICA IDENTITY FULL;
+    INSERT INTO fullpk SELECT g, 0, repeat(md5(g::text), 400) FROM generate_series(1, 2) g;
+    INSERT INTO fullpk SELECT g, 0, repeat(md5(g::text), 400) FROM generate_series(100, 1399) g;`);
   const init = await fx.init(['--log-level', 'warn']);
   if (init.code !== 0) throw new Error(`pitr init failed:\n${init.stderr}`);
   const archiver = fx.startArchiver();
