@@ -59,6 +59,9 @@ export class ApplyLane {
   private aborted = false;
   /** Bytes of changes routed to this lane so far, counted as they are read (to share tables out evenly). */
   load = 0;
+  /** Nanoseconds spent applying changes, in all and per table (archived name): where a replay's time went. */
+  busyNs = 0n;
+  readonly tableNs = new Map<string, bigint>();
 
   constructor(
     readonly client: Client,
@@ -107,8 +110,10 @@ export class ApplyLane {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
+      const started = process.hrtime.bigint();
       try {
         await this.run(job);
+        this.account(job, process.hrtime.bigint() - started);
       } catch (error) {
         const failure = describeFailure(job, error);
         this.failure = { error: failure, segment: job.segment };
@@ -120,6 +125,12 @@ export class ApplyLane {
     }
     this.running = false;
     this.wake();
+  }
+
+  private account(job: LaneJob, ns: bigint): void {
+    this.busyNs += ns;
+    const relation = job.kind === 'batch' ? job.batch.relation : job.kind === 'row' ? job.relation : undefined;
+    if (relation) this.tableNs.set(relation.name, (this.tableNs.get(relation.name) ?? 0n) + ns);
   }
 
   private dropQueue(error: unknown): void {

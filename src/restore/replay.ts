@@ -38,13 +38,35 @@ export async function replaySegments(input: ReplayInput): Promise<ReplayResult> 
       lanes.push(new ApplyLane(client, columns, input.tables !== undefined, input.log, input.signal));
     }
     const replay = new SegmentReplay(input, lanes, await replayStart(input));
-    return await replay.run(segments, input.plan.lookAhead);
+    const started = process.hrtime.bigint();
+    const result = await replay.run(segments, input.plan.lookAhead);
+    logConnections(input, lanes, process.hrtime.bigint() - started);
+    return result;
   } finally {
     for (const lane of lanes) {
       await lane.rollback();
       await lane.client.end().catch(() => undefined);
     }
   }
+}
+
+const seconds = (ns: bigint): number => Math.round(Number(ns) / 1e6) / 1e3;
+
+/**
+ * How busy each connection was, and with which tables (the five costliest): a connection busy nearly
+ * all the replay while the others wait shows one table holding the restore back, which more --jobs
+ * cannot help (a table's changes stay on one connection, in order).
+ */
+function logConnections(input: ReplayInput, lanes: readonly ApplyLane[], elapsedNs: bigint): void {
+  const connections = lanes.map((lane, i) => ({
+    connection: i + 1,
+    busySeconds: seconds(lane.busyNs),
+    tables: [...lane.tableNs]
+      .sort((a, b) => (a[1] < b[1] ? 1 : a[1] > b[1] ? -1 : 0))
+      .slice(0, 5)
+      .map(([table, ns]) => ({ table, seconds: seconds(ns) })),
+  }));
+  input.log.info({ event: 'replay_connections', replaySeconds: seconds(elapsedNs), connections }, 'time each replay connection spent applying changes');
 }
 
 /**

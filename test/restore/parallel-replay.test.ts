@@ -125,6 +125,29 @@ test.each([1, 3])('--to latest with --jobs %i equals the source', async (jobs) =
   await expectRestored(`latest_${jobs}`, 'latest', jobs, end);
 });
 
+test('the log says how long each connection spent applying, and on which tables', async () => {
+  const args = [...restoreArgs(fx, 'logged_3', 'latest', ['--jobs', '3']), '--log-level', 'info'];
+  const run = await runPitr(args, {}, 100_000);
+  expect(run.code).toBe(0);
+  const lines = run.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          event?: string;
+          replaySeconds?: number;
+          connections?: { connection: number; busySeconds: number; tables: { table: string; seconds: number }[] }[];
+        },
+    );
+  const logged = lines.find((l) => l.event === 'replay_connections');
+  expect(logged?.connections?.map((c) => c.connection)).toEqual([1, 2, 3]);
+  const tables = (logged?.connections ?? []).flatMap((c) => c.tables.map((t) => t.table));
+  // the costliest table is named (the others may fall outside a connection's five)
+  expect(tables).toContain('public.slow');
+  for (const c of logged?.connections ?? []) expect(c.busySeconds).toBeLessThanOrEqual((logged?.replaySeconds ?? 0) + 0.001);
+});
+
 test('a point in the middle with --jobs 3 equals the source then', async () => {
   await expectRestored('middle_3', middle.time, 3, middle.fingerprints);
 });
