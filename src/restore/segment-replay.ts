@@ -265,17 +265,21 @@ export class SegmentReplay {
       this.commitPoint().then(log, () => undefined);
       return;
     }
-    if (tally.last) {
-      const group = this.group ?? { segment, last: tally.last, transactions: 0, changes: 0, segments: 0, startedAt: Date.now() };
-      this.group = group;
-      group.segment = segment;
-      group.last = tally.last;
-      group.transactions += tally.transactions;
-      group.changes += tally.changes;
-      group.segments++;
-    }
+    if (tally.last) this.joinGroup(tally, tally.last);
     const group = this.group;
     if (group && (now || group.segments >= GROUP_SEGMENTS || group.changes >= GROUP_CHANGES || Date.now() - group.startedAt >= GROUP_MS)) this.commitGroup();
+  }
+
+  /** Adds a parallel run's transactions to the open commit group (opened by it when there is none). */
+  private joinGroup(tally: SegmentTally, last: OpenTransaction): void {
+    const { segment } = tally;
+    const group = this.group ?? { segment, last, transactions: 0, changes: 0, segments: 0, startedAt: Date.now() };
+    this.group = group;
+    group.segment = segment;
+    group.last = last;
+    group.transactions += tally.transactions;
+    group.changes += tally.changes;
+    group.segments++;
   }
 
   /** Commits the parallel segments applied since the last commit, then records the restore's progress. */
