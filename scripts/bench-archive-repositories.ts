@@ -59,12 +59,12 @@ function punchHoles(repo: string, every: number): number {
   let removed = 0;
   let seen = 0;
   const root = path.join(repo, 'segments');
-  for (const group of readdirSync(root).sort())
-    for (const name of readdirSync(path.join(root, group)).sort()) {
-      if (!name.endsWith('.lz4') || ++seen % every !== 0) continue;
-      rmSync(path.join(root, group, name));
-      removed++;
-    }
+  const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.lz4'));
+  for (const file of files.sort((x, y) => (path.basename(x) < path.basename(y) ? -1 : 1))) {
+    if (++seen % every !== 0) continue;
+    rmSync(path.join(root, file));
+    removed++;
+  }
   return removed;
 }
 

@@ -32,6 +32,7 @@ import { FakeGcsServer } from '../test/fake-gcs/fake-gcs-server';
 import { PgCluster } from '../test/harness/pg-cluster';
 import { HEARTBEAT_LSN_STEP, writeHeartbeatSegments } from '../test/harness/heartbeat-segments';
 import { PITR_BIN, waitSlot } from './bench-util';
+import { localPathOf } from '../src/storage/local/local-layout';
 
 const SIZES = (process.env.BENCH_SEGMENTS ?? '2000,100000').split(',').map(Number);
 const RUNS = 3;
@@ -114,8 +115,9 @@ async function heartbeatSegmentsAfter(repoDir: string, after: SegmentManifest, c
       count,
       spoolDir,
       store: async (name, data) => {
-        mkdirSync(path.dirname(path.join(repoDir, name)), { recursive: true });
-        writeFileSync(path.join(repoDir, name), data);
+        const file = path.join(repoDir, ...localPathOf(name));
+        mkdirSync(path.dirname(file), { recursive: true });
+        writeFileSync(file, data);
       },
     });
   } finally {

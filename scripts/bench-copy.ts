@@ -31,6 +31,7 @@ import { FakeGcsServer } from '../test/fake-gcs/fake-gcs-server';
 import { HEARTBEAT_LSN_STEP, writeHeartbeatSegments } from '../test/harness/heartbeat-segments';
 import { PgCluster } from '../test/harness/pg-cluster';
 import { archiveUntil, PITR_BIN } from './bench-util';
+import { localPathOf } from '../src/storage/local/local-layout';
 
 const SEGMENTS = Number(process.env.BENCH_SEGMENTS ?? 3000);
 const TRANSFERS = process.env.BENCH_TRANSFERS;
@@ -116,8 +117,9 @@ async function appendSegments(repoDir: string, count: number): Promise<void> {
       count,
       spoolDir,
       store: async (name, data) => {
-        mkdirSync(path.dirname(path.join(repoDir, name)), { recursive: true });
-        writeFileSync(path.join(repoDir, name), data);
+        const file = path.join(repoDir, ...localPathOf(name));
+        mkdirSync(path.dirname(file), { recursive: true });
+        writeFileSync(file, data);
       },
     });
   } finally {

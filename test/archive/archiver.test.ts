@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import path from 'node:path';
 import { Client } from 'pg';
 import { TYPE_ZOO_COLUMNS, TYPE_ZOO_INSERT_SQL, TYPE_ZOO_SETUP_SQL } from '../fixtures/type-zoo';
 import { ArchiveFixture, valueText } from '../harness/archive-fixture';
 import { DECODING_SESSION_OPTIONS } from '../../src/pg/session-settings';
 import type { InsertMessage, UpdateMessage, LogicalMessage } from '../../src/archive/pgoutput-decoder';
+import { objectFile } from '../harness/repo-files';
 
 let fx: ArchiveFixture;
 
@@ -105,7 +105,7 @@ test('every type-zoo value, interleaved transactions, DDL and unchanged TOAST ar
   // segments are plain LZ4 frames: the standard lz4 tool reads them
   const names = await fx.repository().segmentManifestNames();
   const largest = (await Promise.all(names.map((n) => fx.repository().readSegmentManifest(n)))).sort((x, y) => y.rawBytes - x.rawBytes)[0];
-  const raw = execFileSync('lz4', ['-dc', path.join(fx.repoDir, `${largest?.name}.lz4`)], { maxBuffer: 1 << 28 });
+  const raw = execFileSync('lz4', ['-dc', objectFile(fx.repoDir, `${largest?.name}.lz4`)], { maxBuffer: 1 << 28 });
   expect(raw.length).toBe(largest?.rawBytes);
   expect(raw.subarray(0, 8).toString()).toBe('PITRSEG1');
 

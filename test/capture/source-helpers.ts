@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { SegmentManifest } from '../../src/archive/segment-manifest';
 import type { PgCluster } from '../harness/pg-cluster';
 import type { PitrProcess } from '../harness/pitr-process';
 import { pollUntil } from '../harness/poll-until';
-import { listFiles } from '../harness/repo-files';
+import { listFiles, objectFile } from '../harness/repo-files';
 
 /** The archiver's exit code, or an error naming what it logged last when it has not exited in `ms` (a hang, not a slow exit). */
 export async function exitWithin(archiver: PitrProcess, ms: number): Promise<number | null> {
@@ -24,7 +23,7 @@ export function segmentManifests(repoDir: string): SegmentManifest[] {
   return listFiles(repoDir)
     .filter((f) => f.startsWith('segments/') && f.endsWith('.json'))
     .sort()
-    .map((f) => JSON.parse(readFileSync(path.join(repoDir, f), 'utf8')) as SegmentManifest);
+    .map((f) => JSON.parse(readFileSync(objectFile(repoDir, f), 'utf8')) as SegmentManifest);
 }
 
 export interface SlotState {

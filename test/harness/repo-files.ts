@@ -1,13 +1,19 @@
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { localPathOf, objectNameOfPath } from '../../src/storage/local/local-layout';
 
-/** Every file under `dir`, relative to it, '/'-separated. */
+/** The object name of every file under a local repository `dir` (a segment's file in its fan-out folder by its object name). */
 export function listFiles(dir: string, rel = ''): string[] {
   return readdirSync(path.join(dir, rel), { withFileTypes: true }).flatMap((e) => {
     const name = rel ? `${rel}/${e.name}` : e.name;
-    return e.isDirectory() ? listFiles(dir, name) : [name];
+    return e.isDirectory() ? listFiles(dir, name) : [objectNameOfPath(name)];
   });
+}
+
+/** The file that holds object `name` in the local repository `dir`. */
+export function objectFile(dir: string, name: string): string {
+  return path.join(dir, ...localPathOf(name));
 }
 
 /** Segment data objects stored without their manifest yet: uploads a live archiver has under way (data first, manifest next). */

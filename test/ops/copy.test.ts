@@ -9,7 +9,7 @@ import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase } from '../harness/fingerprint';
 import { PitrProcess, runPitr, type RunResult } from '../harness/pitr-process';
 import { pollUntil } from '../harness/poll-until';
-import { listFiles, RepoCopies } from '../harness/repo-files';
+import { listFiles, RepoCopies, objectFile } from '../harness/repo-files';
 
 /**
  * `pitr copy` between local and gs:// repositories (the fake GCS server): into an empty repository and
@@ -144,7 +144,7 @@ test('a corrupt segment in the source is refused: nothing after it in the chain,
     .filter((n) => n.startsWith('segments/') && n.endsWith('.lz4'))
     .sort();
   const damaged = data[Math.floor(data.length / 2)] as string;
-  const file = path.join(source, damaged);
+  const file = objectFile(source, damaged);
   const bytes = readFileSync(file);
   bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0xff;
   writeFileSync(file, bytes);
@@ -218,10 +218,10 @@ test('verify over two repositories names where the good copy of a missing and of
   const afterBackup = data.slice(0, -1).filter((n) => BigInt(`0x${path.basename(n).slice(0, 16)}`) > aligned);
   const whole = afterBackup[0] as string;
   const missing = data.filter((n) => n !== whole)[Math.floor(data.length / 2)] as string;
-  unlinkSync(path.join(a, missing));
+  unlinkSync(objectFile(a, missing));
   const wholeManifest = whole.replace(/\.lz4$/, '.json');
-  unlinkSync(path.join(a, whole));
-  unlinkSync(path.join(a, wholeManifest));
+  unlinkSync(objectFile(a, whole));
+  unlinkSync(objectFile(a, wholeManifest));
   const chunk = listFiles(b).find((n) => /^backups\/[^/]+\/data\/.+\.copy\.br$/.test(n)) as string;
   const file = path.join(b, chunk);
   const bytes = readFileSync(file);

@@ -5,7 +5,7 @@ import type { BackupManifest } from '../../src/archive/backup-manifest';
 import type { DrillReport } from '../../src/ops/drill';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr } from '../harness/pitr-process';
-import { listFiles, RepoCopies } from '../harness/repo-files';
+import { listFiles, RepoCopies, objectFile } from '../harness/repo-files';
 
 let fx: ArchiveFixture;
 const copies = new RepoCopies('pitr-drill-');
@@ -106,10 +106,10 @@ test('a drill over a damaged repository fails with the error and drops the scrat
     .filter((f) => f.startsWith('segments/') && f.endsWith('.lz4'))
     .sort()
     .pop() as string;
-  const bytes = readFileSync(path.join(corrupt, segment));
+  const bytes = readFileSync(objectFile(corrupt, segment));
   const at = Math.floor(bytes.length / 2);
   bytes[at] = (bytes[at] as number) ^ 0xff;
-  writeFileSync(path.join(corrupt, segment), bytes);
+  writeFileSync(objectFile(corrupt, segment), bytes);
   const flipped = await runPitr(['drill', '--repo', corrupt, '--target', fx.cluster.url('drill_corrupt'), '--json']);
   expect(flipped.code).toBe(7);
   expect(JSON.parse(flipped.stdout)).toMatchObject({ error: { kind: 'Integrity', message: expect.stringMatching(/corrupt|sha256/) as string } });
@@ -118,7 +118,7 @@ test('a drill over a damaged repository fails with the error and drops the scrat
   // a deleted backup chunk: the load fails
   const missing = copyRepo();
   const chunk = files(missing).find((f) => f.startsWith('backups/') && f.includes('/data/')) as string;
-  unlinkSync(path.join(missing, chunk));
+  unlinkSync(objectFile(missing, chunk));
   const gone = await runPitr(['drill', '--repo', missing, '--target', fx.cluster.url('drill_missing'), '--json']);
   expect(gone.code).toBe(9);
   expect(JSON.parse(gone.stdout)).toMatchObject({ error: { kind: 'NotFound', message: expect.stringContaining(chunk) as string } });

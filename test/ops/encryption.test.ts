@@ -7,7 +7,7 @@ import type { RepositoryIdentity } from '../../src/archive/repository';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase, type Fingerprints } from '../harness/fingerprint';
 import { runPitr, type RunResult } from '../harness/pitr-process';
-import { listFiles, RepoCopies } from '../harness/repo-files';
+import { listFiles, RepoCopies, objectFile } from '../harness/repo-files';
 
 /**
  * Encryption at rest, through the CLI against a real cluster: archive and backup into an encrypted
@@ -44,7 +44,7 @@ async function pitr(args: string[], env: NodeJS.ProcessEnv, expectedCode = 0): P
 const restoreArgs = (repo: string, db: string): string[] => ['restore', '--repo', repo, '--target', fx.cluster.url(db), '--to', 'latest'];
 const errorLine = (result: RunResult): string => result.stderr.split('\n').find((l) => l.startsWith('pitr: error: ')) ?? result.stderr;
 const keyIdOf = (repo: string, object: string): string => {
-  const bytes = readFileSync(path.join(repo, object));
+  const bytes = readFileSync(objectFile(repo, object));
   return bytes.toString('ascii', 10, 10 + (bytes[9] as number));
 };
 
@@ -97,7 +97,7 @@ test('on disk: repository.json plaintext and marked encrypted, every other objec
   const files = listFiles(fx.repoDir).filter((f) => !f.startsWith('.tmp'));
   expect(files.some((f) => f.startsWith('backups/') && f.includes('/data/'))).toBe(true);
   for (const file of files) {
-    const bytes = readFileSync(path.join(fx.repoDir, file));
+    const bytes = readFileSync(objectFile(fx.repoDir, file));
     expect([file, bytes.includes(Buffer.from(CANARY))]).toEqual([file, false]);
     if (file === 'repository.json' || file.startsWith('lease/')) continue;
     expect([file, bytes.subarray(0, 8).toString('ascii')]).toEqual([file, 'PITRAES1']);
@@ -154,8 +154,8 @@ test('verify without the key checks envelopes and the chain by name: a deleted s
   const damaged = copies.copy(fx.repoDir);
   const deleted = segmentData[1] as string;
   const flipped = segmentData[3] as string;
-  rmSync(path.join(damaged, deleted));
-  const file = path.join(damaged, flipped);
+  rmSync(objectFile(damaged, deleted));
+  const file = objectFile(damaged, flipped);
   const bytes = readFileSync(file);
   bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] as number) ^ 0x01;
   writeFileSync(file, bytes);
@@ -179,9 +179,9 @@ test('verify without the key checks envelopes and the chain by name: a deleted s
     ]),
   );
   // restore stops on the damaged segment with an integrity error naming it
-  rmSync(path.join(damaged, deleted.replace(/\.lz4$/, '.json')));
+  rmSync(objectFile(damaged, deleted.replace(/\.lz4$/, '.json')));
   const onlyFlipped = copies.copy(fx.repoDir);
-  writeFileSync(path.join(onlyFlipped, flipped), bytes);
+  writeFileSync(objectFile(onlyFlipped, flipped), bytes);
   const restore = await pitr(restoreArgs(onlyFlipped, 'flipped'), both, 7);
   expect(errorLine(restore)).toMatch(new RegExp(`^pitr: error: .*${flipped.replace(/\.lz4$/, '')}.* is corrupt`));
 });

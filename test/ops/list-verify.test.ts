@@ -6,7 +6,7 @@ import type { Problem, VerifyReport } from '../../src/ops/verify';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr } from '../harness/pitr-process';
 import { WriteLoad } from '../harness/write-load';
-import { listFiles, RepoCopies } from '../harness/repo-files';
+import { listFiles, RepoCopies, objectFile } from '../harness/repo-files';
 import { ArchiveView } from '../../src/archive/archive-view';
 import { Repository } from '../../src/archive/repository';
 import { LocalStorage } from '../../src/storage/local/local-storage';
@@ -117,7 +117,7 @@ test('verify catches damaged and missing objects and reports them all', async ()
 
   // a flipped byte in a segment: corrupt (shallow by its sha256, deep too)
   const flipped = copyRepo();
-  flipByte(path.join(flipped, `${middle}.lz4`));
+  flipByte(objectFile(flipped, `${middle}.lz4`));
   for (const extra of [[], ['--deep']]) {
     const { code, report } = await verify(flipped, extra);
     expect(code).toBe(7);
@@ -131,12 +131,12 @@ test('verify catches damaged and missing objects and reports them all', async ()
 
   // a deleted segment: missing
   const deleted = copyRepo();
-  unlinkSync(path.join(deleted, `${middle}.lz4`));
+  unlinkSync(objectFile(deleted, `${middle}.lz4`));
   expect(await verify(deleted)).toEqual({ code: 7, report: expect.objectContaining({ problems: [problem(`${middle}.lz4`, 'missing')] }) });
 
   // a deleted segment manifest: its data is unreferenced, and the chain has a gap
   const unmanifested = copyRepo();
-  unlinkSync(path.join(unmanifested, `${middle}.json`));
+  unlinkSync(objectFile(unmanifested, `${middle}.json`));
   const gap = await verify(unmanifested);
   expect(gap.code).toBe(7);
   expect(gap.report.problems).toEqual(expect.arrayContaining([problem(`${middle}.lz4`, 'unreferenced'), problem(`${next}.json`, 'gap')]));
@@ -153,7 +153,7 @@ test('verify catches damaged and missing objects and reports them all', async ()
   // data beyond the newest manifest is an upload under way (data is stored before its manifest): not a problem
   const newest = segments[segments.length - 1] as string;
   const underWay = copyRepo();
-  unlinkSync(path.join(underWay, `${newest}.json`));
+  unlinkSync(objectFile(underWay, `${newest}.json`));
   expect((await verify(underWay)).report.problems).not.toEqual(expect.arrayContaining([problem(`${newest}.lz4`, 'unreferenced')]));
 
   // a flipped byte in a backup chunk: corrupt
@@ -185,18 +185,18 @@ test('verify --since checks only the segments with commits from then on and the 
 
   // damage before the range goes unseen, damage inside it is reported
   const before = copyRepo();
-  flipByte(path.join(before, `${segments[middle] as string}.lz4`));
+  flipByte(objectFile(before, `${segments[middle] as string}.lz4`));
   expect((await verify(before, ['--since', since])).code).toBe(0);
   const inside = copyRepo();
   const damaged = segments[middle + 1] as string;
-  flipByte(path.join(inside, `${damaged}.lz4`));
+  flipByte(objectFile(inside, `${damaged}.lz4`));
   expect(await verify(inside, ['--since', since])).toEqual({
     code: 7,
     report: expect.objectContaining({ problems: [problem(`${damaged}.lz4`, 'corrupt')] }),
   });
   // a missing segment manifest inside the range breaks the chain there
   const gap = copyRepo();
-  unlinkSync(path.join(gap, `${damaged}.json`));
+  unlinkSync(objectFile(gap, `${damaged}.json`));
   const gapped = await verify(gap, ['--since', since]);
   expect(gapped.code).toBe(7);
   expect(gapped.report.problems).toEqual(expect.arrayContaining([problem(`${damaged}.lz4`, 'unreferenced')]));

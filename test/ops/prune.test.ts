@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ListReport } from '../../src/ops/list';
 import type { PruneReport } from '../../src/ops/prune';
@@ -9,7 +9,7 @@ import { fingerprintDatabase } from '../harness/fingerprint';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
 import { WriteLoad } from '../harness/write-load';
 import { pollUntil } from '../harness/poll-until';
-import { segmentUploadsUnderWay } from '../harness/repo-files';
+import { listFiles, segmentUploadsUnderWay } from '../harness/repo-files';
 import { restoreOk } from '../restore/restore-helpers';
 
 let fx: ArchiveFixture;
@@ -17,13 +17,7 @@ let archiver: PitrProcess;
 let load: WriteLoad | undefined;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Every file under `dir`, relative to it, '/'-separated. */
-function files(dir: string, rel = ''): string[] {
-  return readdirSync(path.join(dir, rel), { withFileTypes: true }).flatMap((e) => {
-    const name = rel ? `${rel}/${e.name}` : e.name;
-    return e.isDirectory() ? files(dir, name) : [name];
-  });
-}
+const files = (dir: string): string[] => listFiles(dir);
 
 const segmentBases = (): string[] =>
   files(fx.repoDir)

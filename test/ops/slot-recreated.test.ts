@@ -12,7 +12,7 @@ import { httpGet } from '../harness/http-get';
 import { metricSample } from '../harness/metric-sample';
 import { pollUntil } from '../harness/poll-until';
 import { runPitr, type PitrProcess } from '../harness/pitr-process';
-import { listFiles, segmentUploadsUnderWay } from '../harness/repo-files';
+import { listFiles, segmentUploadsUnderWay, objectFile } from '../harness/repo-files';
 import { databaseFingerprints, errorLines, restoreFails, restoreOk } from '../restore/restore-helpers';
 
 /**
@@ -57,7 +57,7 @@ const segmentManifests = (): SegmentManifest[] =>
   listFiles(fx.repoDir)
     .filter((f) => f.startsWith('segments/') && f.endsWith('.json'))
     .sort()
-    .map((f) => JSON.parse(readFileSync(path.join(fx.repoDir, f), 'utf8')) as SegmentManifest);
+    .map((f) => JSON.parse(readFileSync(objectFile(fx.repoDir, f), 'utf8')) as SegmentManifest);
 const insert = (from: number, to: number): Promise<unknown> =>
   fx.cluster.query(`INSERT INTO items (id, note) SELECT g, 'row ' || g FROM generate_series(${from}, ${to}) g`);
 /** Starts the archiver and waits until it streams. */

@@ -1,9 +1,8 @@
 import { statSync } from 'node:fs';
-import path from 'node:path';
 import { FakeGcsServer } from '../fake-gcs/fake-gcs-server';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr, type PitrProcess, type RunResult } from '../harness/pitr-process';
-import { listFiles } from '../harness/repo-files';
+import { listFiles, objectFile } from '../harness/repo-files';
 
 /**
  * Storage classes end to end: `pitr copy` into a gs:// repository with storage-class= writes every object
@@ -89,7 +88,7 @@ test('list over a local repository and its COLDLINE copy: each with its class an
       storageClass: null,
       storageClassFrom: null,
       objects: localData.length,
-      bytes: localData.reduce((n, f) => n + statSync(path.join(fx.repoDir, f)).size, 0),
+      bytes: localData.reduce((n, f) => n + statSync(objectFile(fx.repoDir, f)).size, 0),
       sizeFrom: expect.stringMatching(/^(index|manifests)$/) as string,
       objectsRead: expect.any(Number) as number,
     },

@@ -5,7 +5,7 @@ import { decodeCheckedJson, encodeCheckedJson } from '../../src/archive/checked-
 import type { BackupManifest } from '../../src/archive/backup-manifest';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { runPitr, type RunResult } from '../harness/pitr-process';
-import { listFiles, RepoCopies } from '../harness/repo-files';
+import { listFiles, RepoCopies, objectFile } from '../harness/repo-files';
 
 /** A damaged base backup ends a restore with the corruption exit code (7) naming the object, never "internal error". */
 let fx: ArchiveFixture;
@@ -50,10 +50,10 @@ function expectCorruption(result: RunResult, object: string): void {
 test('a flipped byte in a backup chunk: the checksum stops the load (exit 7), naming the chunk', async () => {
   const repo = copies.copy(fx.repoDir);
   const { file } = chunkOf(repo);
-  const bytes = readFileSync(path.join(repo, file));
+  const bytes = readFileSync(objectFile(repo, file));
   const at = Math.floor(bytes.length / 2);
   bytes[at] = (bytes[at] as number) ^ 0xff;
-  writeFileSync(path.join(repo, file), bytes);
+  writeFileSync(objectFile(repo, file), bytes);
   expectCorruption(await restore(repo, 'flipped'), file);
 });
 
@@ -61,7 +61,7 @@ test('a chunk whose checksum matches but whose compressed stream is damaged: the
   // the manifest is re-sealed over the damaged bytes, so only the decoder can tell
   const repo = copies.copy(fx.repoDir);
   const { file, manifestFile } = chunkOf(repo);
-  const bytes = readFileSync(path.join(repo, file));
+  const bytes = readFileSync(objectFile(repo, file));
   const damaged = Buffer.concat([bytes.subarray(0, 12), Buffer.alloc(64, 0xa5)]);
   writeFileSync(path.join(repo, file), damaged);
   const manifest = decodeCheckedJson<BackupManifest>(readFileSync(path.join(repo, manifestFile)), manifestFile);

@@ -13,6 +13,7 @@ import { ArchiveFixture, valueText } from '../harness/archive-fixture';
 import { fingerprintDatabase, type Fingerprints } from '../harness/fingerprint';
 import { PitrProcess, runPitr } from '../harness/pitr-process';
 import { databaseFingerprints, describeDifference, errorLines, restoreArgs, shellLine } from './restore-helpers';
+import { objectFile } from '../harness/repo-files';
 
 /** Batches of small transactions, each batch sealed into its own segment(s): a replay of many segments. */
 const BATCHES = 24;
@@ -193,7 +194,7 @@ function segmentAt(fraction: number): { segment: string; firstId: number; ids: n
  * from the segment on, and what was applied is a prefix of the history (ledger ids 1..max, no gaps).
  */
 async function expectStopsAtCorruptSegment(db: string, segment: string, firstId: number, corrupt: (original: Buffer) => Buffer): Promise<void> {
-  const file = path.join(fx.repoDir, `${segment}.lz4`);
+  const file = objectFile(fx.repoDir, `${segment}.lz4`);
   const original = readFileSync(file);
   const mode = statSync(file).mode;
   chmodSync(file, 0o644);

@@ -6,7 +6,7 @@ import type { SegmentManifest } from '../../src/archive/segment-manifest';
 import { ArchiveFixture } from '../harness/archive-fixture';
 import { fingerprintDatabase, type Fingerprints } from '../harness/fingerprint';
 import { runPitr, type RunResult } from '../harness/pitr-process';
-import { listFiles, RepoCopies } from '../harness/repo-files';
+import { listFiles, RepoCopies, objectFile } from '../harness/repo-files';
 import { errorLines, shellLine } from './restore-helpers';
 
 /**
@@ -68,7 +68,7 @@ beforeAll(async () => {
   segments = files
     .filter((f) => f.startsWith('segments/') && f.endsWith('.json'))
     .sort()
-    .map((f) => decodeCheckedJson<SegmentManifest>(readFileSync(path.join(fx.repoDir, f)), f))
+    .map((f) => decodeCheckedJson<SegmentManifest>(readFileSync(objectFile(fx.repoDir, f)), f))
     .filter((m) => m.tables.length > 0 && lsnValue(m.firstCommitLsn) >= lsnValue(aligned))
     .map((m) => m.name);
   expect(segments.length).toBeGreaterThanOrEqual(7);
@@ -86,14 +86,14 @@ const lsnValue = (lsn: string): bigint => {
 };
 
 function flipByte(repo: string, object: string): void {
-  const file = path.join(repo, object);
+  const file = objectFile(repo, object);
   const bytes = readFileSync(file);
   const at = Math.floor(bytes.length / 2);
   bytes[at] = (bytes[at] as number) ^ 0x01;
   writeFileSync(file, bytes);
 }
 
-const remove = (repo: string, object: string): void => rmSync(path.join(repo, object));
+const remove = (repo: string, object: string): void => rmSync(objectFile(repo, object));
 
 async function pitr(args: string[], expectedCode = 0): Promise<RunResult> {
   const result = await runPitr([...args, '--log-level', 'warn'], {}, 120_000);
@@ -194,7 +194,7 @@ test('a segment damaged in every copy: the integrity error of one repository, an
     'damaged_everywhere',
   );
   expect(state?.phase).not.toBe('done');
-  const manifest = decodeCheckedJson<SegmentManifest>(readFileSync(path.join(fx.repoDir, `${bad}.json`)), bad);
+  const manifest = decodeCheckedJson<SegmentManifest>(readFileSync(objectFile(fx.repoDir, `${bad}.json`)), bad);
   expect(lsnValue(state?.lsn ?? '0/0')).toBeLessThan(lsnValue(manifest.firstCommitLsn));
 });
 
@@ -228,7 +228,7 @@ test('list shows the union and each repository with its name, location, storage 
   const { repositories: single, ...whole } = intact as { repositories: unknown[] };
   expect(union).toEqual(whole);
   const dataObjects = (repo: string): string[] => listFiles(repo).filter((f) => /^segments\/.*\.lz4$|^backups\/[^/]+\/(data|schema)\//.test(f));
-  const dataBytes = (repo: string): number => dataObjects(repo).reduce((n, f) => n + statSync(path.join(repo, f)).size, 0);
+  const dataBytes = (repo: string): number => dataObjects(repo).reduce((n, f) => n + statSync(objectFile(repo, f)).size, 0);
   expect(single).toEqual([
     {
       name: 'repo1',

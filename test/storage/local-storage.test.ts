@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LocalStorage } from '../../src/storage/local/local-storage';
+import { localPathOf, objectNameOfPath } from '../../src/storage/local/local-layout';
 import { PitrError } from '../../src/errors';
 
 let dir: string;
@@ -77,4 +78,55 @@ test('a directory removed after a put into it (an emptied folder, a repository m
   rmSync(path.join(dir, '.tmp'), { recursive: true });
   expect(await storage.put('segments/00000000/b.json', { kind: 'buffer', data: Buffer.from('b') })).toBe('created');
   expect((await storage.read('segments/00000000/b.json')).toString()).toBe('b');
+});
+
+describe('fan-out folders for segments', () => {
+  const seg = (first: string, end: string, ext: string): string => `segments/${first.slice(0, 8)}/${first}-${end}.${ext}`;
+  const a = seg('0000000001A2B3C8', '0000000001A2B4F0', 'json');
+  const b = seg('0000000001A2C000', '0000000001A2C0F0', 'json');
+  const c = seg('0000000001A30010', '0000000001A300F0', 'json');
+  const d = seg('0000000100000028', '00000001000000F0', 'lz4');
+
+  test("a segment's files sit in a folder named after the first 12 digits of FIRST; object names do not change", async () => {
+    for (const name of [a, b, c, d]) await storage.put(name, { kind: 'buffer', data: Buffer.from(name) });
+    expect(readdirSync(path.join(dir, 'segments/00000000')).sort()).toEqual(['0000000001A2', '0000000001A3']);
+    expect(readdirSync(path.join(dir, 'segments/00000000/0000000001A2')).sort()).toEqual([path.basename(a), path.basename(b)]);
+    expect(objectNameOfPath(`segments/00000000/0000000001A2/${path.basename(a)}`)).toBe(a);
+    expect(path.join(dir, ...localPathOf(d))).toBe(path.join(dir, 'segments/00000001/000000010000', path.basename(d)));
+    expect((await storage.list('segments/')).objects.map((o) => o.name)).toEqual([a, b, c, d]);
+    expect((await storage.list('segments/00000000/')).objects.map((o) => o.name)).toEqual([a, b, c]);
+    expect((await storage.list('segments/', { delimiter: '/' })).prefixes).toEqual(['segments/00000000/', 'segments/00000001/']);
+    expect((await storage.list('segments/00000000/', { delimiter: '/' })).objects.map((o) => o.name)).toEqual([a, b, c]);
+    expect((await storage.list('segments/00000000/0000000001A2C')).objects.map((o) => o.name)).toEqual([b]);
+    expect((await storage.list('segments/', { startAfter: a })).objects.map((o) => o.name)).toEqual([b, c, d]);
+    expect((await storage.list('segments/', { startAfter: b })).objects.map((o) => o.name)).toEqual([c, d]);
+    expect((await storage.stat(c))?.size).toBe(Buffer.byteLength(c));
+    const chunks: Buffer[] = [];
+    for await (const chunk of storage.readStream(c, { start: 0, end: 7 })) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('segments');
+    await storage.remove(c);
+    expect(readdirSync(path.join(dir, 'segments/00000000'))).toEqual(['0000000001A2']);
+    await expect(storage.read(c)).rejects.toMatchObject({ kind: 'NotFound' });
+    const missing: unknown = await new Promise((resolve) => storage.readStream(c).on('error', resolve).resume());
+    expect(missing).toMatchObject({ kind: 'NotFound' });
+  });
+
+  test('a repository written before fan-out folders (files flat in the HI folder) is read, listed, kept create-only and pruned alongside new files', async () => {
+    mkdirSync(path.join(dir, 'segments/00000000'), { recursive: true });
+    writeFileSync(path.join(dir, ...a.split('/')), 'old a');
+    writeFileSync(path.join(dir, ...b.split('/')), 'old b');
+    await storage.put(c, { kind: 'buffer', data: Buffer.from('new c') });
+    expect((await storage.list('segments/')).objects.map((o) => o.name)).toEqual([a, b, c]);
+    expect((await storage.list('segments/', { startAfter: a })).objects.map((o) => o.name)).toEqual([b, c]);
+    expect((await storage.read(a)).toString()).toBe('old a');
+    expect((await storage.stat(b))?.size).toBe(5);
+    expect(await storage.put(a, { kind: 'buffer', data: Buffer.from('old a') })).toBe('identical');
+    await expect(storage.put(b, { kind: 'buffer', data: Buffer.from('other') })).rejects.toMatchObject({ kind: 'Integrity' });
+    expect(await storage.create(b, Buffer.from('other'))).toBe('taken');
+    expect(readdirSync(path.join(dir, 'segments/00000000')).sort()).toEqual([path.basename(a), path.basename(b), '0000000001A3']);
+    await storage.remove(a);
+    await storage.remove(c);
+    expect((await storage.list('segments/')).objects.map((o) => o.name)).toEqual([b]);
+    expect(readdirSync(path.join(dir, 'segments/00000000'))).toEqual([path.basename(b)]);
+  });
 });

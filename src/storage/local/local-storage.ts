@@ -5,13 +5,15 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { PitrError } from '../../errors';
 import type { ListOptions, ListResult, ObjectInfo, PutResult, PutSource, Storage } from '../storage';
+import { flatPathOf, folderKey, localPathOf } from './local-layout';
 
 const TMP_DIR = '.tmp';
 
 /**
  * A repository in a local directory. Create-only durable writes: bytes go to a temporary file in the
  * repository, which is fsynced, then hard-linked to its final name (link fails if the name exists, so
- * nothing is ever replaced), then the directory is fsynced.
+ * nothing is ever replaced), then the directory is fsynced. Segments sit in fan-out folders
+ * (local-layout.ts); those of a repository written before them are found flat in their HI folder.
  */
 export class LocalStorage implements Storage {
   readonly location: string;
@@ -23,7 +25,24 @@ export class LocalStorage implements Storage {
 
   private file(name: string): string {
     if (name.startsWith('/') || name.split('/').includes('..')) throw new PitrError('Internal', `invalid object name ${name}`);
-    return path.join(this.location, ...name.split('/'));
+    return path.join(this.location, ...localPathOf(name));
+  }
+
+  /** Where the object sat before fan-out folders, when that differs from file(name). */
+  private flatFile(name: string): string | undefined {
+    const flat = flatPathOf(name);
+    return flat && path.join(this.location, ...flat);
+  }
+
+  /** `op` on the object's file; on a file not found there, on the flat file of a repository written before fan-out folders. */
+  private async atEither<T>(name: string, op: (file: string) => Promise<T>): Promise<T> {
+    try {
+      return await op(this.file(name));
+    } catch (error) {
+      const flat = this.flatFile(name);
+      if (flat === undefined || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      return op(flat);
+    }
   }
 
   async put(name: string, source: PutSource): Promise<PutResult> {
@@ -59,12 +78,16 @@ export class LocalStorage implements Storage {
 
   /** Stages the bytes and links them to `name`: link() fails when the name exists, so nothing is replaced. */
   private async linkOnce(name: string, source: PutSource): Promise<PutResult | 'taken'> {
+    // stored flat by an earlier version: that file is the object
+    const flat = this.flatFile(name);
+    const stored = flat !== undefined && (await fileExists(flat)) ? flat : undefined;
     const target = this.file(name);
-    await this.mkdirp(path.dirname(target));
+    if (stored === undefined) await this.mkdirp(path.dirname(target));
     const tmp = await this.stage(source);
     let result: PutResult | 'taken' = 'created';
     try {
-      await fs.link(tmp, target);
+      if (stored !== undefined) result = (await sameContent(tmp, stored)) ? 'identical' : 'taken';
+      else await fs.link(tmp, target);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw this.wrap(error, `cannot write ${name}`);
       result = (await sameContent(tmp, target)) ? 'identical' : 'taken';
@@ -111,7 +134,7 @@ export class LocalStorage implements Storage {
 
   async read(name: string): Promise<Buffer> {
     try {
-      return await fs.readFile(this.file(name));
+      return await this.atEither(name, (file) => fs.readFile(file));
     } catch (error) {
       throw this.wrap(error, `cannot read ${name}`, name);
     }
@@ -119,14 +142,20 @@ export class LocalStorage implements Storage {
 
   readStream(name: string, range?: { start: number; end?: number }): Readable {
     const out = new PassThrough();
-    const file = createReadStream(this.file(name), range ? { start: range.start, end: range.end } : {});
-    file.on('error', (error) => out.destroy(this.wrap(error, `cannot read ${name}`, name)));
-    return file.pipe(out);
+    const failed = (error: unknown): void => void out.destroy(this.wrap(error, `cannot read ${name}`, name));
+    this.atEither(name, (file) => fs.open(file, 'r')).then((handle) => {
+      if (out.destroyed) return void handle.close().catch(() => undefined);
+      const file = handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+      file.on('error', failed);
+      out.on('close', () => file.destroy());
+      file.pipe(out);
+    }, failed);
+    return out;
   }
 
   async stat(name: string): Promise<ObjectInfo | null> {
     try {
-      const info = await fs.stat(this.file(name));
+      const info = await this.atEither(name, (file) => fs.stat(file));
       return { name, size: info.size, modifiedAt: info.mtime };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -141,50 +170,58 @@ export class LocalStorage implements Storage {
     const objects: ObjectInfo[] = [];
     const prefixes = new Set<string>();
     const after = options.startAfter;
-    const walk = async (relDir: string): Promise<void> => {
+    /** Lists folder `physical`, whose files are objects named `keyDir/<file>`; in a fan-out folder (`within`), those whose names start with it. */
+    const walk = async (physical: string, keyDir: string, within?: string): Promise<void> => {
       let entries;
       try {
-        entries = await fs.readdir(path.join(this.location, ...relDir.split('/').filter(Boolean)), { withFileTypes: true });
+        entries = await fs.readdir(path.join(this.location, ...physical.split('/').filter(Boolean)), { withFileTypes: true });
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-        throw this.wrap(error, `cannot list ${relDir || '/'}`);
+        throw this.wrap(error, `cannot list ${physical || '/'}`);
       }
       for (const entry of entries) {
-        const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
-        if (rel === TMP_DIR) continue;
-        if (entry.isDirectory()) {
-          const dirPrefix = rel + '/';
-          if (!dirPrefix.startsWith(prefix) && !prefix.startsWith(dirPrefix)) continue;
+        const file = physical ? `${physical}/${entry.name}` : entry.name;
+        if (file === TMP_DIR) continue;
+        if (entry.isDirectory() && within === undefined) {
+          const folder = folderKey(keyDir, entry.name);
+          if (!folder.prefix.startsWith(prefix) && !prefix.startsWith(folder.prefix)) continue;
           // every name inside sorts before startAfter: skip the directory without reading it
-          if (after !== undefined && dirPrefix < after && !after.startsWith(dirPrefix)) continue;
-          if (options.delimiter && dirPrefix.startsWith(prefix) && dirPrefix.length > prefix.length) prefixes.add(dirPrefix);
-          else await walk(rel);
-        } else if (entry.isFile() && rel.startsWith(prefix) && (after === undefined || rel > after)) {
-          // removed since the directory was read (a concurrent prune or catalog trim): not listed, as GCS would not
-          const info = await fs.stat(path.join(this.location, ...rel.split('/'))).catch((error: NodeJS.ErrnoException) => {
-            if (error.code === 'ENOENT') return null;
-            throw this.wrap(error, `cannot list ${rel}`);
-          });
-          if (info) objects.push({ name: rel, size: info.size });
+          if (after !== undefined && folder.prefix < after && !after.startsWith(folder.prefix)) continue;
+          if (folder.fanOut) await walk(file, keyDir, entry.name);
+          else if (options.delimiter && folder.prefix.startsWith(prefix) && folder.prefix.length > prefix.length) prefixes.add(folder.prefix);
+          else await walk(file, folder.prefix.slice(0, -1));
+          continue;
         }
+        if (!entry.isFile() || (within !== undefined && !entry.name.startsWith(within))) continue;
+        const name = keyDir ? `${keyDir}/${entry.name}` : entry.name;
+        if (!name.startsWith(prefix) || (after !== undefined && name <= after)) continue;
+        // removed since the directory was read (a concurrent prune or catalog trim): not listed, as GCS would not
+        const info = await fs.stat(path.join(this.location, ...file.split('/'))).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return null;
+          throw this.wrap(error, `cannot list ${name}`);
+        });
+        if (info) objects.push({ name, size: info.size });
       }
     };
-    await walk(dirName);
+    await walk(dirName, dirName);
     objects.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { objects, prefixes: [...prefixes].filter((p) => after === undefined || p > after).sort() };
   }
 
   async remove(name: string): Promise<void> {
-    await fs.rm(this.file(name), { force: true });
-    // prune directories the removal left empty, so listings do not show them as prefixes
-    let dir = path.dirname(this.file(name));
-    while (dir.startsWith(this.location + path.sep)) {
-      try {
-        await fs.rmdir(dir);
-      } catch {
-        break; // not empty (or already gone)
+    const flat = this.flatFile(name);
+    for (const file of flat === undefined ? [this.file(name)] : [this.file(name), flat]) {
+      await fs.rm(file, { force: true });
+      // prune directories the removal left empty, so listings do not show them as prefixes
+      let dir = path.dirname(file);
+      while (dir.startsWith(this.location + path.sep)) {
+        try {
+          await fs.rmdir(dir);
+        } catch {
+          break; // not empty (or already gone)
+        }
+        dir = path.dirname(dir);
       }
-      dir = path.dirname(dir);
     }
   }
 
@@ -206,7 +243,13 @@ export class LocalStorage implements Storage {
   private async mkdirp(dir: string): Promise<void> {
     if (this.madeDirs.has(dir)) return;
     try {
-      await fs.mkdir(dir, { recursive: true });
+      const first = await fs.mkdir(dir, { recursive: true });
+      // a new directory's entry is durable once its parent is synced: else a crash could take a stored object with it
+      if (first !== undefined)
+        for (let made = dir; ; made = path.dirname(made)) {
+          await fsyncDir(path.dirname(made));
+          if (made === first || path.dirname(made) === made) break;
+        }
     } catch (error) {
       throw this.wrap(error, `cannot create directory ${dir}`);
     }
@@ -250,6 +293,16 @@ export async function hashFile(file: string, algorithm = 'sha256'): Promise<stri
   const hash = createHash(algorithm);
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+async function fileExists(file: string): Promise<boolean> {
+  return fs.stat(file).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return false; // a ENOTDIR put fails next, with its own message
+      throw error;
+    },
+  );
 }
 
 async function fsyncDir(dir: string): Promise<void> {
