@@ -32,7 +32,7 @@ import { FakeGcsServer } from '../test/fake-gcs/fake-gcs-server';
 import { PgCluster } from '../test/harness/pg-cluster';
 import { HEARTBEAT_LSN_STEP, writeHeartbeatSegments } from '../test/harness/heartbeat-segments';
 import { PITR_BIN, waitSlot } from './bench-util';
-import { localPathOf } from '../src/storage/local/local-layout';
+import { localPathOf, objectNameOfPath } from '../src/storage/local/local-layout';
 
 const SIZES = (process.env.BENCH_SEGMENTS ?? '2000,100000').split(',').map(Number);
 const RUNS = 3;
@@ -202,7 +202,7 @@ function copyToGcs(gcs: FakeGcsServer, repoDir: string, prefix: string): void {
       continue; // a directory
     }
     if (rel.startsWith('.tmp')) continue;
-    gcs.putObjectRaw(BUCKET, `${prefix}/${rel.split(path.sep).join('/')}`, data);
+    gcs.putObjectRaw(BUCKET, `${prefix}/${objectNameOfPath(rel.split(path.sep).join('/'))}`, data);
   }
 }
 
