@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Storage } from '@google-cloud/storage';
 import { crc32cBase64 } from './crc32c';
 import { FakeGcsServer, on } from './fake-gcs-server';
+import { ObjectStore } from './object-store';
 
 const BUCKET = 'bkt';
 
@@ -93,6 +94,45 @@ describe('fake GCS server', () => {
     const [all] = await storage.bucket(BUCKET).getFiles({ prefix: '' });
     expect(all.map((f) => f.name)).toEqual(['a/1', 'a/2', 'b', 'c/x/y', 'd']);
     expect(server.count(on.lists)).toBeGreaterThan(2);
+  });
+
+  test('an ordered walk lists what filtering the whole bucket would, page by page, as objects come and go', () => {
+    const store = new ObjectStore();
+    const alphabet = ['a', 'b', '/', 'é', 'z'];
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % n;
+    };
+    const word = (): string => Array.from({ length: 1 + random(5) }, () => alphabet[random(alphabet.length)]).join('');
+    const names = new Set<string>();
+    for (let round = 0; round < 400; round++) {
+      const name = word();
+      if (names.has(name) && random(3) === 0) {
+        store.delete('b', name);
+        names.delete(name);
+      } else {
+        store.put('b', name, Buffer.from(name));
+        names.add(name);
+      }
+      const query = { prefix: random(2) ? '' : word().slice(0, 2), delimiter: random(2) ? '/' : undefined, startOffset: random(3) ? undefined : word() };
+      const expected = new Set<string>();
+      for (const n of names) {
+        if (!n.startsWith(query.prefix)) continue;
+        if (query.startOffset !== undefined && Buffer.compare(Buffer.from(n), Buffer.from(query.startOffset)) < 0) continue;
+        const cut = query.delimiter ? n.indexOf('/', query.prefix.length) : -1;
+        expected.add(cut >= 0 ? n.slice(0, cut + 1) : n);
+      }
+      const listed: string[] = [];
+      let pageToken: string | undefined;
+      do {
+        const page = store.list('b', { ...query, pageToken, maxResults: 3 });
+        listed.push(...page.items.map((o) => o.name), ...page.prefixes);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== undefined);
+      const order = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
+      expect(listed.sort(order)).toEqual([...expected].sort(order));
+    }
   });
 
   test('faults: injected status, drop and delete', async () => {

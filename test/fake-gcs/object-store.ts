@@ -28,13 +28,19 @@ export function md5Base64(data: Uint8Array): string {
   return createHash('md5').update(data).digest('base64');
 }
 
+/** One bucket: its objects by name, and their names in GCS order, so that a listing costs its page, not the bucket. */
+interface Bucket {
+  objects: Map<string, FakeObject>;
+  names: string[];
+}
+
 /** In-memory buckets of objects. Buckets spring into existence on first write. */
 export class ObjectStore {
-  private readonly buckets = new Map<string, Map<string, FakeObject>>();
+  private readonly buckets = new Map<string, Bucket>();
   private nextGeneration = 1_700_000_000_000_000;
 
   get(bucket: string, name: string): FakeObject | undefined {
-    return this.buckets.get(bucket)?.get(name);
+    return this.buckets.get(bucket)?.objects.get(name);
   }
 
   /** Stores a new generation; `ifGenerationMatch` 0 means "only if absent", as in GCS. */
@@ -51,7 +57,14 @@ export class ObjectStore {
       created: new Date(),
       storageClass: opts.storageClass ?? 'STANDARD',
     };
-    this.bucketMap(bucket).set(name, object);
+    const b = this.bucketOf(bucket);
+    if (!b.objects.has(name))
+      b.names.splice(
+        firstIndex(b.names, (n) => compareNames(n, name) >= 0),
+        0,
+        name,
+      );
+    b.objects.set(name, object);
     return object;
   }
 
@@ -62,47 +75,80 @@ export class ObjectStore {
   }
 
   delete(bucket: string, name: string): boolean {
-    return this.buckets.get(bucket)?.delete(name) ?? false;
+    const b = this.buckets.get(bucket);
+    if (!b?.objects.delete(name)) return false;
+    b.names.splice(
+      firstIndex(b.names, (n) => compareNames(n, name) >= 0),
+      1,
+    );
+    return true;
   }
 
   /**
    * One page of a listing. Objects and folded prefixes form one ordered sequence, paged together; the page
-   * token is the last key returned, so a listing stays consistent while objects come and go.
+   * token is the last key returned, so a listing stays consistent while objects come and go. The walk starts
+   * at the first name the query can return and jumps over each folded prefix, as an ordered store does.
    */
   list(bucket: string, q: { prefix: string; delimiter?: string; pageToken?: string; startOffset?: string; maxResults: number }): ListPage {
-    const entries = new Map<string, FakeObject | null>(); // key → object, or null for a folded prefix
+    const names = this.buckets.get(bucket)?.names ?? [];
     const token = q.pageToken === undefined ? undefined : Buffer.from(q.pageToken, 'base64url').toString('utf8');
-    for (const object of this.bucketMap(bucket).values()) {
-      if (!object.name.startsWith(q.prefix)) continue;
-      // filtered before sorting, so that paging through a large bucket stays cheap
-      if (q.startOffset !== undefined && compareNames(object.name, q.startOffset) < 0) continue;
-      if (token !== undefined && q.delimiter === undefined && compareNames(object.name, token) <= 0) continue;
-      const rest = object.name.slice(q.prefix.length);
-      const cut = q.delimiter ? rest.indexOf(q.delimiter) : -1;
-      if (q.delimiter && cut >= 0) entries.set(q.prefix + rest.slice(0, cut + q.delimiter.length), null);
-      else entries.set(object.name, object);
-    }
-    const keys = [...entries.keys()].sort(compareNames).filter((key) => token === undefined || compareNames(key, token) > 0);
-    const pageKeys = keys.slice(0, q.maxResults);
+    let from = q.prefix;
+    if (q.startOffset !== undefined && compareNames(q.startOffset, from) > 0) from = q.startOffset;
+    let i = firstIndex(names, (n) => compareNames(n, from) >= 0);
+    if (token !== undefined)
+      i = Math.max(
+        i,
+        firstIndex(names, (n) => compareNames(n, token) > 0 && !isUnder(n, token, q.delimiter)),
+      );
     const page: ListPage = { items: [], prefixes: [] };
-    for (const key of pageKeys) {
-      const object = entries.get(key);
-      if (object) page.items.push(object);
-      else page.prefixes.push(key);
+    let last: string | undefined;
+    while (i < names.length) {
+      const name = names[i] as string;
+      if (!name.startsWith(q.prefix)) break;
+      const rest = name.slice(q.prefix.length);
+      const cut = q.delimiter ? rest.indexOf(q.delimiter) : -1;
+      const key = cut >= 0 ? q.prefix + rest.slice(0, cut + (q.delimiter as string).length) : name;
+      if (page.items.length + page.prefixes.length === q.maxResults) {
+        if (last !== undefined) page.nextPageToken = Buffer.from(last).toString('base64url');
+        break;
+      }
+      last = key;
+      if (cut >= 0) {
+        page.prefixes.push(key);
+        i = firstIndex(names, (n) => compareNames(n, key) > 0 && !n.startsWith(key));
+      } else {
+        page.items.push(this.buckets.get(bucket)?.objects.get(name) as FakeObject);
+        i += 1;
+      }
     }
-    const last = pageKeys[pageKeys.length - 1];
-    if (keys.length > pageKeys.length && last !== undefined) page.nextPageToken = Buffer.from(last).toString('base64url');
     return page;
   }
 
-  private bucketMap(bucket: string): Map<string, FakeObject> {
-    let map = this.buckets.get(bucket);
-    if (!map) {
-      map = new Map();
-      this.buckets.set(bucket, map);
+  private bucketOf(bucket: string): Bucket {
+    let b = this.buckets.get(bucket);
+    if (!b) {
+      b = { objects: new Map(), names: [] };
+      this.buckets.set(bucket, b);
     }
-    return map;
+    return b;
   }
+}
+
+/** Whether `name` is folded into the prefix `key` (a key that ends with the delimiter). */
+function isUnder(name: string, key: string, delimiter: string | undefined): boolean {
+  return delimiter !== undefined && key.endsWith(delimiter) && name.startsWith(key);
+}
+
+/** The first index of the sorted `names` where `after` holds (it holds from some index on), or their length. */
+function firstIndex(names: readonly string[], after: (name: string) => boolean): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (after(names[mid] as string)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
 
 /** The JSON object resource GCS answers with (numbers as strings, as GCS sends them). */
