@@ -207,22 +207,34 @@ function copyToGcs(gcs: FakeGcsServer, repoDir: string, prefix: string): void {
 }
 
 type Measure = Record<string, number[]>;
+/** Requests each command made of the GCS server (the same in every run): what grows with the archive, if anything does. */
+type Requests = Record<string, number>;
 
-async function measure(cluster: PgCluster, built: { db: string; slot: string; since: string }, repo: string, extra: string[]): Promise<Measure> {
+async function measure(
+  cluster: PgCluster,
+  built: { db: string; slot: string; since: string },
+  repo: string,
+  extra: string[],
+  gcs?: FakeGcsServer,
+): Promise<{ m: Measure; requests: Requests }> {
   const out: Measure = { list: [], status: [], 'restore --dry-run': [], 'log --since': [], 'small restore': [] };
+  const requests: Requests = {};
+  const timed = async (command: string, run: () => Promise<Run>): Promise<void> => {
+    gcs?.resetLog();
+    out[command]?.push((await run()).seconds);
+    if (gcs) requests[command] = gcs.count();
+  };
   let n = 0;
   for (let run = 0; run < RUNS; run++) {
-    out.list?.push((await mustPitr(['list', '--repo', repo, ...extra, '--json'])).seconds);
-    out.status?.push((await pitr(['status', '--source', cluster.url(built.db), '--slot', built.slot, '--repo', repo, ...extra, '--json'])).seconds);
+    await timed('list', () => mustPitr(['list', '--repo', repo, ...extra, '--json']));
+    await timed('status', () => pitr(['status', '--source', cluster.url(built.db), '--slot', built.slot, '--repo', repo, ...extra, '--json']));
     const target = `target_${built.db}_${extra.length > 0 ? 'gcs' : 'local'}_${n++}`;
-    out['restore --dry-run']?.push(
-      (await mustPitr(['restore', '--repo', repo, ...extra, '--target', cluster.url(target), '--to', 'latest', '--dry-run'])).seconds,
-    );
-    out['log --since']?.push((await mustPitr(['log', '--repo', repo, ...extra, '--since', built.since, '--json'])).seconds);
-    out['small restore']?.push((await mustPitr(['restore', '--repo', repo, ...extra, '--target', cluster.url(target), '--to', 'latest', '--json'])).seconds);
+    await timed('restore --dry-run', () => mustPitr(['restore', '--repo', repo, ...extra, '--target', cluster.url(target), '--to', 'latest', '--dry-run']));
+    await timed('log --since', () => mustPitr(['log', '--repo', repo, ...extra, '--since', built.since, '--json']));
+    await timed('small restore', () => mustPitr(['restore', '--repo', repo, ...extra, '--target', cluster.url(target), '--to', 'latest', '--json']));
     await cluster.query(`DROP DATABASE IF EXISTS ${target}`);
   }
-  return out;
+  return { m: out, requests };
 }
 
 const fmt = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}..${Math.max(...xs).toFixed(2)} s`;
@@ -230,7 +242,7 @@ const fmt = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}..${Math.max
 async function main(): Promise<void> {
   const cluster = await PgCluster.start({ settings: { max_wal_size: "'4GB'", wal_keep_size: "'2GB'" } });
   const gcs = await FakeGcsServer.start();
-  const results: { size: number; segments: number; where: string; m: Measure }[] = [];
+  const results: { size: number; segments: number; where: string; m: Measure; requests: Requests }[] = [];
   const dirs: string[] = [];
   try {
     for (const size of SIZES) {
@@ -239,15 +251,15 @@ async function main(): Promise<void> {
       dirs.push(built.repoDir);
       const segments = (await new Repository(new LocalStorage(built.repoDir)).segmentManifestNames()).length;
       console.log(`archive of ${segments} segments built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-      results.push({ size, segments, where: 'local', m: await measure(cluster, built, built.repoDir, []) });
+      results.push({ size, segments, where: 'local', ...(await measure(cluster, built, built.repoDir, [])) });
       await longReplay(cluster, built, built.repoDir, `local, ${segments} segments`);
       copyToGcs(gcs, built.repoDir, `scale${size}`);
-      results.push({ size, segments, where: 'gcs', m: await measure(cluster, built, `gs://${BUCKET}/scale${size}`, ['--gcs-endpoint', gcs.url]) });
+      results.push({ size, segments, where: 'gcs', ...(await measure(cluster, built, `gs://${BUCKET}/scale${size}`, ['--gcs-endpoint', gcs.url], gcs)) });
       // as `archive --retention` keeps it: what is older than an hour compacted (here: all but the last page)
       const compacted = await mustPitr(['compact', '--repo', built.repoDir, '--older-than', '0s', '--json']);
       const after = (await new Repository(new LocalStorage(built.repoDir)).segmentManifestNames()).length;
       console.log(`compacted into ${after} segments in ${compacted.seconds.toFixed(0)} s`);
-      results.push({ size, segments: after, where: 'local, compacted', m: await measure(cluster, built, built.repoDir, []) });
+      results.push({ size, segments: after, where: 'local, compacted', ...(await measure(cluster, built, built.repoDir, [])) });
       await longReplay(cluster, built, built.repoDir, `local compacted, ${after} segments`);
     }
     console.log(`\nbest..worst of ${RUNS} runs; ratio = largest archive / smallest (best/best, worst/worst; goal at most 1.5)`);
@@ -262,7 +274,8 @@ async function main(): Promise<void> {
         const b = large.m[command] as number[];
         const best = Math.min(...b) / Math.min(...a);
         const worst = Math.max(...b) / Math.max(...a);
-        console.log(`  ${command.padEnd(18)} ${fmt(a).padEnd(14)} ${fmt(b).padEnd(14)} ratio ${best.toFixed(2)} / ${worst.toFixed(2)}`);
+        const requests = small.requests[command] === undefined ? '' : `   GCS requests ${small.requests[command]} / ${large.requests[command] ?? '?'}`;
+        console.log(`  ${command.padEnd(18)} ${fmt(a).padEnd(14)} ${fmt(b).padEnd(14)} ratio ${best.toFixed(2)} / ${worst.toFixed(2)}${requests}`);
       }
     }
   } finally {
