@@ -6,6 +6,7 @@
  *   npm run bench:restore                       # 1,000,000-change backlog
  *   BENCH_CHANGES=200000 npm run bench:restore
  *   BENCH_STATEMENTS=1 npm run bench:restore    # also the OLTP restore's costliest statements (pg_stat_statements)
+ *   BENCH_PROFILE=/tmp/prof npm run bench:restore   # each restore writes a V8 CPU profile there (slower: not for ratios)
  *
  * The backlog: transactions of 1,000 changes over two tables (per table 250 inserts, 125 updates of
  * rows committed by the previous transaction, 125 deletes). `pitr archive` stores it (not part of the
@@ -55,13 +56,15 @@ interface RestoreRun {
 }
 
 /** Runs `pitr restore` to completion: wall time, exit code, output, peak RSS, CPU of pitr and of the target cluster. */
+const PROFILE = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE] : [];
+
 async function timedRestore(target: PgCluster, repo: string, targetUrl: string, extra: string[] = []): Promise<RestoreRun> {
   const cpu0 = reapedChildrenCpu();
   const server0 = serverCpu(target);
   const started = process.hrtime.bigint();
   const child = spawn(
     process.execPath,
-    [PITR_BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn', ...extra],
+    [...PROFILE, PITR_BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn', ...extra],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
