@@ -19,7 +19,7 @@ export interface ReplayRelation {
   rowByRow: boolean;
   /** False when `--tables` leaves the table out. */
   wanted: boolean;
-  /** Changes to different keys commute on the target (see TargetTable.keyOnlyUnique), so batches may reorder them. */
+  /** Changes to different keys commute on the target (see TargetTable.keysCommute), so batches may reorder them. */
   reorderable: boolean;
 }
 
@@ -37,6 +37,6 @@ export function replayRelation(message: RelationMessage, target: TargetTable | u
     keyIndexes,
     rowByRow,
     wanted,
-    reorderable: !rowByRow && target?.keyOnlyUnique === true,
+    reorderable: !rowByRow && target?.keysCommute === true,
   };
 }

@@ -539,7 +539,7 @@ export class SegmentReplay {
       if (
         target !== relation.target ||
         target?.sql !== relation.target?.sql ||
-        target?.keyOnlyUnique !== relation.target?.keyOnlyUnique ||
+        target?.keysCommute !== relation.target?.keysCommute ||
         target?.primaryKey.join() !== relation.target?.primaryKey.join()
       )
         this.relations.set(id, replayRelation(relation.message, target, true));

@@ -203,7 +203,7 @@ function replayThroughRouter(changes: Change[], relation: ReplayRelation, reorde
 }
 
 /** The target table of the tests' relation: its key's unique index alone (reorderable) or with another one. */
-const target = (keyOnlyUnique: boolean): TargetTable => ({ oid: 1, schema: 'public', name: 't', sql: '"public"."t"', keyOnlyUnique, primaryKey: ['id'] });
+const target = (keysCommute: boolean): TargetTable => ({ oid: 1, schema: 'public', name: 't', sql: '"public"."t"', keysCommute, primaryKey: ['id'] });
 
 const rows = (table: Map<string, Row>): string[] => [...table.values()].map((r) => `${String(r.get('id'))}=${String(r.get('v'))}`).sort();
 
