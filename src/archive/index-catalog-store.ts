@@ -12,9 +12,14 @@ import {
   type IndexPage,
   type PageSummary,
 } from './index-format';
-import type { Repository } from './repository';
+import type { Storage } from '../storage/storage';
 import type { SegmentManifest } from './segment-manifest';
 import { crashPoint } from './crash-point';
+
+/** What the index is stored in: a repository's storage (the repository itself depends on this module). */
+interface IndexHolder {
+  readonly storage: Storage;
+}
 
 /** Catalogs kept behind the newest, so a reader that listed an older one can still read it. */
 const CATALOGS_KEPT = 3;
@@ -28,7 +33,7 @@ export interface CatalogRead {
 }
 
 /** The newest catalog. A damaged newest catalog is not replaced by an older one: it may name segments removed since. */
-export async function readNewestCatalog(repo: Repository): Promise<CatalogRead> {
+export async function readNewestCatalog(repo: IndexHolder): Promise<CatalogRead> {
   for (let attempt = 0; ; attempt++) {
     const { objects } = await repo.storage.list(CATALOG_PREFIX);
     const names = objects.map((o) => o.name).filter((n) => sequenceOfCatalogName(n) !== undefined);
@@ -49,7 +54,7 @@ export async function readNewestCatalog(repo: Repository): Promise<CatalogRead> 
   }
 }
 
-export async function readPage(repo: Repository, name: string): Promise<IndexPage> {
+export async function readPage(repo: IndexHolder, name: string): Promise<IndexPage> {
   const page = decodeCheckedJson<IndexPage>(await repo.storage.read(name), name);
   if (page.kind !== 'index-page')
     throw new PitrError(
@@ -61,7 +66,7 @@ export async function readPage(repo: Repository, name: string): Promise<IndexPag
 }
 
 /** Stores a page (create-only; its name carries a digest of its content) and returns its summary. */
-export async function storePage(repo: Repository, level: number, segments: readonly SegmentManifest[]): Promise<PageSummary> {
+export async function storePage(repo: IndexHolder, level: number, segments: readonly SegmentManifest[]): Promise<PageSummary> {
   const page: IndexPage = { format: INDEX_FORMAT, kind: 'index-page', level, segments: [...segments] };
   const body = encodeCheckedJson(page);
   const name = pageName(segments, body);
@@ -75,7 +80,7 @@ export async function storePage(repo: Repository, level: number, segments: reado
  * archiver, `pitr compact`, `pitr prune`) got there first, the change is made again on top of its catalog.
  */
 export async function updateCatalog(
-  repo: Repository,
+  repo: IndexHolder,
   identity: { systemIdentifier: string; database: string },
   change: (current: IndexCatalog | null) => Promise<PageSummary[] | null> | PageSummary[] | null,
   log?: Logger,
@@ -117,7 +122,7 @@ export async function updateCatalog(
  * prune). A page stored but not yet named by any catalog (another writer between its two puts) is never
  * touched.
  */
-async function removeOldIndexObjects(repo: Repository, newest: IndexCatalog): Promise<void> {
+async function removeOldIndexObjects(repo: IndexHolder, newest: IndexCatalog): Promise<void> {
   const { objects } = await repo.storage.list(CATALOG_PREFIX);
   const older = objects.map((o) => o.name).filter((n) => (sequenceOfCatalogName(n) ?? Infinity) < newest.sequence);
   const kept = older.slice(-(CATALOGS_KEPT - 1));
@@ -131,7 +136,7 @@ async function removeOldIndexObjects(repo: Repository, newest: IndexCatalog): Pr
   for (const name of dropped) await repo.storage.remove(name);
 }
 
-async function readCatalogQuietly(repo: Repository, name: string): Promise<IndexCatalog | undefined> {
+async function readCatalogQuietly(repo: IndexHolder, name: string): Promise<IndexCatalog | undefined> {
   try {
     return decodeCheckedJson<IndexCatalog>(await repo.storage.read(name), name);
   } catch {

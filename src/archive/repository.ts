@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
-import { PitrError } from '../errors';
+import { PitrError, isPitrError } from '../errors';
 import type { Storage } from '../storage/storage';
 import { decodeCheckedJson, encodeCheckedJson } from './checked-json';
+import { readNewestCatalog } from './index-catalog-store';
 import { FORMAT_VERSION } from './segment-format';
 import { liveSegmentNames } from './segment-names';
 import { SEGMENTS_PREFIX, segmentDataName, segmentManifestName, type SegmentManifest } from './segment-manifest';
@@ -70,8 +71,25 @@ export class Repository {
     return liveSegmentNames(objects.map((o) => o.name).filter((n) => n.endsWith('.json')));
   }
 
-  /** The newest segment's manifest, or null for an empty archive. Lists only the newest group(s). */
+  /**
+   * The newest segment's manifest, or null for an empty archive. With an index, only what follows its
+   * last page is listed (archiver start, status across repositories and catch-ups cost the same
+   * whatever the archive's age); without one, or when that segment is gone (merged or pruned
+   * meanwhile), the newest timeline group is listed.
+   */
   async latestSegment(): Promise<SegmentManifest | null> {
+    const { catalog } = await readNewestCatalog(this);
+    const indexed = catalog?.pages[catalog.pages.length - 1]?.last;
+    if (indexed) {
+      const after = segmentManifestName(indexed.name);
+      const { objects } = await this.storage.list(SEGMENTS_PREFIX, { startAfter: after });
+      const tail = objects.map((o) => o.name).filter((n) => n.endsWith('.json'));
+      try {
+        return await this.readSegmentManifest(tail[tail.length - 1] ?? after);
+      } catch (error) {
+        if (!isPitrError(error, 'NotFound')) throw error;
+      }
+    }
     const { prefixes } = await this.storage.list(SEGMENTS_PREFIX, { delimiter: '/' });
     for (const group of [...prefixes].reverse()) {
       const { objects } = await this.storage.list(group);

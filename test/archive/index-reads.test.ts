@@ -75,6 +75,27 @@ test('list and log --since read the same number of objects for 300 and for 3,000
   expect(longLog.gets).toBeLessThan(60);
 });
 
+test('the newest segment is found with the same requests for 300 and for 3,000 segments', async () => {
+  const newestOf = async (prefix: string): Promise<{ name: string | undefined; gets: number }> => {
+    gcs.resetLog();
+    const repo = new Repository(new GcsStorage({ bucket: BUCKET, prefix, apiEndpoint: gcs.url }));
+    const name = (await repo.latestSegment())?.name;
+    return { name, gets: gcs.count((r) => r.method === 'GET') };
+  };
+  const lastManifest = (prefix: string): string | undefined =>
+    gcs
+      .objectNames(BUCKET, `${prefix}/segments/`)
+      .filter((n) => n.endsWith('.json'))
+      .pop()
+      ?.slice(prefix.length + 1)
+      .replace(/\.json$/, '');
+  const short = await newestOf('short');
+  const long = await newestOf('long');
+  expect([short.name, long.name]).toEqual([lastManifest('short'), lastManifest('long')]);
+  expect(long.gets).toBe(short.gets);
+  expect(long.gets).toBeLessThan(8);
+});
+
 test('without an index, list reads every manifest, at most 16 at a time, with the same answer', async () => {
   const indexed = await requestsOf(['list', '--repo', `gs://${BUCKET}/long`, '--json']);
   for (const name of gcs.objectNames(BUCKET, 'long/index/')) gcs.deleteObject(BUCKET, name);
@@ -94,4 +115,14 @@ test('without an index, list reads every manifest, at most 16 at a time, with th
   expect(answer(scanned.stdout)).toEqual(answer(indexed.stdout));
   expect(scanned.gets).toBeGreaterThan(3000);
   expect(most).toBeLessThanOrEqual(16 + 1);
+  // the newest segment, found by listing instead
+  const repo = new Repository(new GcsStorage({ bucket: BUCKET, prefix: 'long', apiEndpoint: gcs.url }));
+  expect((await repo.latestSegment())?.name).toBe(
+    gcs
+      .objectNames(BUCKET, 'long/segments/')
+      .filter((n) => n.endsWith('.json'))
+      .pop()
+      ?.slice('long/'.length)
+      .replace(/\.json$/, ''),
+  );
 });
