@@ -7,6 +7,7 @@
  *   BENCH_CHANGES=200000 npm run bench:restore
  *   BENCH_STATEMENTS=1 npm run bench:restore    # also the OLTP restore's costliest statements (pg_stat_statements)
  *   BENCH_PROFILE=/tmp/prof npm run bench:restore   # each restore writes a V8 CPU profile there (slower: not for ratios)
+ *   BENCH_ONLY=oltp npm run bench:restore       # only the OLTP-shaped backlog (a quicker round)
  *
  * The backlog: transactions of 1,000 changes over two tables (per table 250 inserts, 125 updates of
  * rows committed by the previous transaction, 125 deletes). `pitr archive` stores it (not part of the
@@ -64,7 +65,7 @@ async function timedRestore(target: PgCluster, repo: string, targetUrl: string, 
   const started = process.hrtime.bigint();
   const child = spawn(
     process.execPath,
-    [...PROFILE, PITR_BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'warn', ...extra],
+    [...PROFILE, PITR_BIN, 'restore', '--repo', repo, '--target', targetUrl, '--to', 'latest', '--json', '--log-level', 'info', ...extra],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -80,7 +81,23 @@ async function timedRestore(target: PgCluster, repo: string, targetUrl: string, 
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const peakMb = rss.stop();
+  printConnections(stderr);
   return { seconds, code, stdout, stderr, peakMb, pitrCpu: reapedChildrenCpu() - cpu0, serverCpu: serverCpu(target) - server0 };
+}
+
+/** The restore's own account of each replay connection's busy time (its replay_connections log event). */
+function printConnections(stderr: string): void {
+  for (const line of stderr.split('\n')) {
+    if (!line.includes('"replay_connections"')) continue;
+    const event = JSON.parse(line) as {
+      replaySeconds: number;
+      connections: { connection: number; busySeconds: number; tables: { table: string; seconds: number }[] }[];
+    };
+    const each = event.connections.map(
+      (c) => `#${c.connection} busy ${c.busySeconds.toFixed(2)} s (${c.tables.map((t) => `${t.table} ${t.seconds.toFixed(2)}`).join(', ')})`,
+    );
+    console.log(`    replay connections over ${event.replaySeconds.toFixed(2)} s: ${each.join('; ')}`);
+  }
 }
 
 interface SubscriptionRun {
@@ -173,6 +190,11 @@ async function main(): Promise<void> {
   try {
     const [version] = await source.query<{ v: string }>("SELECT current_setting('server_version') AS v");
     for (const sql of DDL) await source.query(sql);
+    if (process.env.BENCH_ONLY === 'oltp') {
+      await execFileAsync(process.execPath, [PITR_BIN, 'init', '--source', source.url(), '--repo', repo, '--log-level', 'warn']);
+      if (!(await oltpComparison(source, subscriber, repo))) process.exitCode = 1;
+      return;
+    }
     // Backlog: transactions of 1,000 changes over both tables: per table 250 inserts, 125 updates of
     // rows the previous transaction committed (its own first rows in the first transaction), 125
     // deletes of rows it inserted. last_lsn: the WAL insert position before the last commit. Created
