@@ -25,12 +25,17 @@ const NO_COLUMNS: readonly number[] = [];
  * (same kind and shape) and a row touched twice starts a new batch. Memory is bounded by the limits,
  * whatever the size of a transaction.
  */
+/** Above any batch's row count: a key's touch holds its batch's seq and a row of it. */
+const ROW_SPAN = 16_384;
+
 /** A table's open batches in the order they must run, and for each key the newest batch touching it. */
 interface OpenTable {
   batches: TableBatch[];
-  lastTouch: Map<string | number, number>;
-  /** Keys whose last change was an update in place (key unchanged), with the batch holding it. */
-  inPlace: Map<string | number, number>;
+  /**
+   * For each key: the seq of the newest batch touching it times ROW_SPAN, plus, when that change was an
+   * update in place (key unchanged), 1 + its row in that batch. One map lookup per key and change.
+   */
+  touch: Map<string | number, number>;
   nextSeq: number;
 }
 
@@ -82,13 +87,12 @@ export class BatchRouter {
     const table = this.tableOf(relation);
     const inPlace = kind === 'update' && keys.length === 1;
     const batch =
-      (inPlace && this.sameRowAgain(table, relation, setIndexes, keys[0] as string | number)) || this.place(table, relation, kind, setIndexes, keys);
+      (inPlace && this.sameRowAgain(table, relation, setIndexes, keys[0] as string | number, keyTuple)) || this.place(table, relation, kind, setIndexes, keys);
     if (kind === 'insert') batch.addInsert(change.next);
     else if (kind === 'update') batch.addUpdate(keyTuple, change.next);
     else batch.addDelete(keyTuple);
-    for (const key of keys) table.lastTouch.set(key, batch.seq);
-    if (inPlace) table.inPlace.set(keys[0] as string | number, batch.seq);
-    else for (const key of keys) table.inPlace.delete(key);
+    const touch = batch.seq * ROW_SPAN + (inPlace ? batch.rows : 0);
+    for (const key of keys) table.touch.set(key, touch);
     if (batch.rows >= MAX_ROWS || batch.bytes >= MAX_BATCH_BYTES) this.flush(relation.message.relationId);
     if (++this.addsSinceCheck >= 1000) {
       this.addsSinceCheck = 0;
@@ -125,26 +129,37 @@ export class BatchRouter {
       table = undefined;
     }
     if (!table) {
-      table = { batches: [], lastTouch: new Map(), inPlace: new Map(), nextSeq: 0 };
+      table = { batches: [], touch: new Map(), nextSeq: 0 };
       this.open.set(id, table);
     }
     return table;
   }
 
   /**
-   * Hot rows (pgbench's branches and tellers, counters, queues): an update in place of a key whose last
-   * change was an update in place in an open batch of the same shape joins that batch, which then holds
-   * the key more than once; its statement applies only the key's last row (DISTINCT ON, by position),
-   * the row the source had after both. Where keys commute only: the batch may be behind batches of
-   * other keys, never behind one touching this key (its last touch is this batch).
+   * Hot rows (pgbench's accounts, branches and tellers, counters, queues): an update in place of a key
+   * whose last change was an update in place in an open batch of the same shape joins that batch, and
+   * the earlier row is left out of its statement: the new row assigns the same columns, with the values
+   * the source had after both. Where keys commute only (equal keys are then equal texts, and a key is
+   * never NULL): the batch may be behind batches of other keys, never behind one touching this key (its
+   * last touch is this batch).
    */
-  private sameRowAgain(table: OpenTable, relation: ReplayRelation, setIndexes: readonly number[], key: string | number): TableBatch | undefined {
+  private sameRowAgain(
+    table: OpenTable,
+    relation: ReplayRelation,
+    setIndexes: readonly number[],
+    key: string | number,
+    keyTuple: RawTuple,
+  ): TableBatch | undefined {
     if (!this.reorderable(relation)) return undefined;
-    const seq = table.inPlace.get(key);
-    if (seq === undefined || table.lastTouch.get(key) !== seq) return undefined;
+    const touch = table.touch.get(key);
+    if (touch === undefined) return undefined;
+    const row = (touch % ROW_SPAN) - 1;
+    if (row < 0) return undefined;
+    const seq = (touch - row - 1) / ROW_SPAN;
     const batch = table.batches.find((b) => b.seq === seq);
     if (!batch || !fits(batch, 'update', setIndexes) || batch.rows >= MAX_ROWS || batch.bytes >= MAX_BATCH_BYTES) return undefined;
-    batch.duplicateKeys = true;
+    if (relation.keyIndexes.some((i) => keyTuple.kinds[i] !== ValueKind.Text)) return undefined;
+    batch.supersede(row);
     return batch;
   }
 
@@ -153,8 +168,9 @@ export class BatchRouter {
     const batches = table.batches;
     let after = -1;
     for (const key of keys) {
-      const seq = table.lastTouch.get(key);
-      if (seq !== undefined && seq > after) after = seq;
+      const touch = table.touch.get(key);
+      const seq = touch === undefined ? -1 : Math.floor(touch / ROW_SPAN);
+      if (seq > after) after = seq;
     }
     if (this.reorderable(relation)) {
       for (let i = batches.length - 1; i >= 0; i--) {
@@ -178,8 +194,7 @@ export class BatchRouter {
   private handOnTable(table: OpenTable): void {
     const batches = table.batches;
     table.batches = [];
-    table.lastTouch.clear();
-    table.inPlace.clear();
+    table.touch.clear();
     for (const batch of batches) if (batch.rows > 0) this.handOn(batch);
   }
 

@@ -33,7 +33,7 @@ export async function applyBatch(client: Client, target: Map<string, TargetColum
   const params: Buffer[] = [];
   const aliases: string[] = [];
   const bind = (arrayIndex: number): string => {
-    params.push((batch.arrays[arrayIndex] as NonNullable<TableBatch['arrays'][number]>).toBuffer());
+    params.push(batch.arrayParameter(arrayIndex));
     aliases.push(`c${params.length - 1}`);
     return `v.c${params.length - 1}`;
   };
@@ -55,12 +55,6 @@ export async function applyBatch(client: Client, target: Map<string, TargetColum
     if (sets.length === 0) return;
     head = `UPDATE ${relation.sql} AS t SET ${sets.join(', ')} FROM`;
   }
-  const unnest = `unnest(${params.map((_, p) => `$${p + 1}::text[]`).join(', ')})`;
-  // a key held more than once (updates in place of a hot row): only its last row, by position
-  const keyAliases = aliases.slice(0, keyIndexes.length);
-  const source = batch.duplicateKeys
-    ? `(SELECT DISTINCT ON (${keyAliases.map((a) => `${a} COLLATE "C"`).join(', ')}) ${aliases.join(', ')} FROM ${unnest} WITH ORDINALITY AS u(${aliases.join(', ')}, pitr_position)
-         ORDER BY ${keyAliases.map((a) => `${a} COLLATE "C"`).join(', ')}, pitr_position DESC) AS v`
-    : `${unnest} AS v(${aliases.join(', ')})`;
+  const source = `unnest(${params.map((_, p) => `$${p + 1}::text[]`).join(', ')}) AS v(${aliases.join(', ')})`;
   await client.query(`${head} ${source} WHERE ${match.join(' AND ')}`, params);
 }

@@ -75,9 +75,11 @@ export class RawTuple {
   }
 
   /**
-   * Column i as a map key: a number when its text is a short decimal integer (the usual key: cheap to
-   * hash, nothing allocated), else its bytes as a latin1 string; NULL and unchanged distinct from both.
-   * Equal texts give equal keys; different texts may rarely share one, which only splits a batch.
+   * Column i as a map key: a number when its text is a short decimal integer in canonical form (no
+   * sign but a minus, no leading zero, not "-0": the usual key, cheap to hash, nothing allocated), else
+   * its bytes as a latin1 string. So two texts give the same key exactly when they are the same bytes
+   * ("7" and "007" of a text column differ). NULL and unchanged TOAST get markers (a key a replayed
+   * update matches by is never either).
    */
   keyOf(i: number): string | number {
     const kind = this.kinds[i];
@@ -90,6 +92,7 @@ export class RawTuple {
       let at = start;
       const negative = buf[at] === 0x2d;
       if (negative) at++;
+      if (buf[at] === 0x30 && (negative || at + 1 !== end)) return buf.toString('latin1', start, end); // "-0", "007"
       let n = 0;
       for (; at < end; at++) {
         const d = (buf[at] as number) - 0x30;

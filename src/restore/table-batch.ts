@@ -11,12 +11,13 @@ export type BatchKind = 'insert' | 'update' | 'delete';
  * and deletes as one text[] per bound column (key columns first, then assigned columns).
  */
 export class TableBatch {
+  /** Rows added (superseded ones included). */
   rows = 0;
   /**
-   * An update batch holding some key more than once, each time an update in place of the same row: its
-   * statement applies only the last row of each key (see BatchRouter).
+   * Update rows superseded by a later update in place of the same key in this batch (see BatchRouter):
+   * `superseded[r]` is 1 for such a row r, which the statement leaves out, so each key's last row wins.
    */
-  duplicateKeys = false;
+  private superseded: Uint8Array | undefined;
   /** COPY text rows (inserts). */
   readonly copy: ByteWriter | undefined;
   /** One array per key column, then one per assigned column (updates and deletes). */
@@ -53,6 +54,22 @@ export class TableBatch {
     this.rows++;
   }
 
+  /** Leaves update row `r` out of the statement: a later row of this batch updates the same key to what the source had after both. */
+  supersede(r: number): void {
+    let superseded = this.superseded;
+    if (!superseded || r >= superseded.length) {
+      const grown = new Uint8Array(Math.max(1024, 2 * this.rows));
+      if (superseded) grown.set(superseded);
+      superseded = this.superseded = grown;
+    }
+    superseded[r] = 1;
+  }
+
+  /** Array parameter `a` of an update or delete statement (superseded rows left out). */
+  arrayParameter(a: number): Buffer {
+    return (this.arrays[a] as TextArrayBuilder).toBuffer(this.superseded);
+  }
+
   addDelete(keys: RawTuple): void {
     const keyIndexes = this.relation.keyIndexes;
     for (let a = 0; a < keyIndexes.length; a++) this.bytes += (this.arrays[a] as TextArrayBuilder).add(keys, keyIndexes[a] as number);
@@ -60,7 +77,10 @@ export class TableBatch {
   }
 }
 
-/** The key of a row for conflict tracking (several columns: their texts NUL-separated). */
+/**
+ * The key of a row for conflict tracking (several columns: their texts NUL-separated, which a text
+ * value cannot hold). Two rows have the same key exactly when their key columns have the same texts.
+ */
 export function rowKey(tuple: RawTuple, keyIndexes: readonly number[], fallback?: RawTuple): string | number {
   if (keyIndexes.length === 1) {
     const i = keyIndexes[0] as number;

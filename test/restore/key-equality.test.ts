@@ -2,7 +2,9 @@
  * Keys equal under the table's unique index but archived with different texts: numeric 1.0 and 1.00,
  * citext 'Key' and 'KEY', float8 0 and -0. A row deleted under one text and inserted again under the
  * other (or its key rewritten to the other text) is the same key to the target, so replay must keep
- * those changes in the source's order even though their texts differ.
+ * those changes in the source's order even though their texts differ. And the reverse: text keys
+ * that read as the same number ('7', '07', '007'; '0', '-0') are different rows, each keeping its own
+ * last update when hot rows are updated again and again.
  */
 import { Client } from 'pg';
 import { TargetCatalog } from '../../src/restore/target-catalog';
@@ -24,7 +26,9 @@ beforeAll(async () => {
     CREATE TABLE plain (id int PRIMARY KEY, v int);
     INSERT INTO num SELECT (g || '.0')::numeric, 'seed' FROM generate_series(1, 20) g;
     INSERT INTO ci SELECT 'Key' || g, g FROM generate_series(1, 20) g;
-    INSERT INTO fl VALUES (0, 0);`);
+    INSERT INTO fl VALUES (0, 0);
+    CREATE TABLE hot (k text PRIMARY KEY, v int, note text);
+    INSERT INTO hot SELECT k, 0, 'seed' FROM unnest(ARRAY['7', '07', '007', '0', '-0']) k;`);
   const init = await fx.init(['--log-level', 'warn']);
   if (init.code !== 0) throw new Error(`pitr init failed:\n${init.stderr}`);
   const archiver = fx.startArchiver();
@@ -51,6 +55,10 @@ beforeAll(async () => {
             INSERT INTO ci VALUES ('KEY' || g, g * 10);                      -- the same key, in capitals
             COMMIT;
             IF g % 2 = 0 THEN UPDATE num SET k = (g || '.000')::numeric, v = 'moved' WHERE k = g; COMMIT; END IF;
+          END LOOP;
+          FOR g IN 1..300 LOOP
+            UPDATE hot SET v = v + g, note = 'by ' || g WHERE k = (ARRAY['7', '07', '007', '0', '-0'])[1 + g % 5] OR (g % 7 = 0 AND k = '7');
+            COMMIT;
           END LOOP;
           DELETE FROM fl WHERE k = 0;
           COMMIT;
