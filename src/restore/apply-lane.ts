@@ -8,31 +8,37 @@ import type { DdlAction } from '../archive/ddl-action';
 import { replayDdl, type ChangePosition } from './ddl-replay';
 import type { Deferred } from './deferred';
 import type { ReplayRelation } from './replay-relation';
-import { recordProgress, recordRoutes, recordTableProgress, type AppliedCommit } from './restore-state';
+import { recordPartProgress, recordProgress, recordRoutes, recordTableProgress, type AppliedCommit, type TablePart } from './restore-state';
 import { applyRowChange } from './row-statement';
 import type { TableBatch } from './table-batch';
 import type { TargetColumns } from './target-columns';
 import { holdTriggers } from './trigger-guard';
+import { crashPoint } from '../archive/crash-point';
 
 /** Work for one lane, in the order it must run. */
-export type LaneJob = { segment: SegmentManifest } & (
-  | { kind: 'batch'; batch: TableBatch }
-  | { kind: 'row'; relation: ReplayRelation; message: UpdateMessage | DeleteMessage }
-  | { kind: 'truncate'; relations: ReplayRelation[]; cascade: boolean; restartIdentity: boolean }
-  | { kind: 'ddl'; action: Extract<DdlAction, { kind: 'run' }>; position: ChangePosition }
-  /** Runs `run` on the lane's connection, in order with the rest (inside its open transaction, if any). */
-  | { kind: 'call'; run: (client: Client) => Promise<void>; done: Deferred }
-  | {
-      kind: 'commit';
-      /** Serial segments record the restore's progress in the same transaction as their changes. */
-      progress?: { last: AppliedCommit; transactions: number; changes: number };
-      /** Parallel segments record, per table, the last commit applied to it. */
-      tablesUpTo?: string;
-      /** Routes of relations first met since the last commit (source relation id, target table OID). */
-      routes?: readonly (readonly [number, number])[];
-      done: Deferred;
-    }
-);
+export type LaneJob = { segment: SegmentManifest } &
+  /** `parts`: how many parts the batch's table is split into, when it is (batch.part >= 0). */
+  (
+    | { kind: 'batch'; batch: TableBatch; parts?: number }
+    | { kind: 'row'; relation: ReplayRelation; message: UpdateMessage | DeleteMessage }
+    | { kind: 'truncate'; relations: ReplayRelation[]; cascade: boolean; restartIdentity: boolean }
+    | { kind: 'ddl'; action: Extract<DdlAction, { kind: 'run' }>; position: ChangePosition }
+    /**
+     * Runs `run` on the lane's connection, in order with the rest (inside its open transaction, if any;
+     * with `touches`, inside one, as a change to that part of a split table).
+     */
+    | { kind: 'call'; run: (client: Client) => Promise<void>; done: Deferred; touches?: TablePart }
+    | {
+        kind: 'commit';
+        /** Serial segments record the restore's progress in the same transaction as their changes. */
+        progress?: { last: AppliedCommit; transactions: number; changes: number };
+        /** Parallel segments record, per table, the last commit applied to it. */
+        tablesUpTo?: string;
+        /** Routes of relations first met since the last commit (source relation id, target table OID). */
+        routes?: readonly (readonly [number, number])[];
+        done: Deferred;
+      }
+  );
 
 export interface LaneFailure {
   error: unknown;
@@ -54,6 +60,10 @@ export class ApplyLane {
   private running = false;
   private inTransaction = false;
   private readonly touched = new Set<number>();
+  /** Parts of split tables changed in the open transaction, by "relation id/part". */
+  private readonly touchedParts = new Map<string, TablePart>();
+  /** The open transaction deleted a row whose key moved to another part (crash tests stop right after it commits). */
+  private moved = false;
   private waiters: (() => void)[] = [];
   failure: LaneFailure | undefined;
   private aborted = false;
@@ -154,7 +164,9 @@ export class ApplyLane {
       case 'batch': {
         await this.begin();
         const relation = job.batch.relation;
-        this.touched.add(relation.message.relationId);
+        const relationId = relation.message.relationId;
+        if (job.batch.part < 0) this.touched.add(relationId);
+        else this.touchedParts.set(`${relationId}/${job.batch.part}`, { relationId, part: job.batch.part, parts: job.parts ?? 0 });
         const target = this.columns.peek(relation.target?.oid ?? 0) ?? (await this.columnsOf(relation));
         await applyBatch(this.client, target, job.batch);
         return;
@@ -179,6 +191,12 @@ export class ApplyLane {
         return;
       }
       case 'call': {
+        if (job.touches) {
+          await this.begin();
+          const { relationId, part } = job.touches;
+          this.touchedParts.set(`${relationId}/${part}`, job.touches);
+          this.moved = true;
+        }
         await job.run(this.client);
         job.done.resolve();
         return;
@@ -190,10 +208,15 @@ export class ApplyLane {
           if (job.progress) await recordProgress(this.client, job.progress.last, job.progress.transactions, job.progress.changes);
           if (job.routes) await recordRoutes(this.client, job.routes);
           if (job.tablesUpTo !== undefined && this.touched.size > 0) await recordTableProgress(this.client, [...this.touched], job.tablesUpTo);
+          if (job.tablesUpTo !== undefined && this.touchedParts.size > 0)
+            await recordPartProgress(this.client, [...this.touchedParts.values()], job.tablesUpTo);
           await this.client.query('COMMIT');
           this.inTransaction = false;
         }
         this.touched.clear();
+        this.touchedParts.clear();
+        if (this.moved) crashPoint('replay:moved-row-committed');
+        this.moved = false;
         job.done.resolve();
         return;
       }
@@ -206,6 +229,21 @@ export class ApplyLane {
 
   private columnsOf(relation: ReplayRelation): ReturnType<TargetColumns['get']> {
     return this.columns.get(this.client, relation.target?.oid ?? 0);
+  }
+
+  /**
+   * After the replay stopped (a corrupt segment, an interruption, another lane's failure): runs what is
+   * queued up to its last commit, whose segments all passed their checksums, so that every lane ends at
+   * the same commit group (the parts of a split table at one transaction boundary); drops the rest and
+   * ends the open transaction without committing it.
+   */
+  async settle(): Promise<void> {
+    let last = this.head - 1;
+    for (let i = this.head; i < this.queue.length; i++) if (this.queue[i]?.kind === 'commit') last = i;
+    for (const dropped of this.queue.splice(last + 1))
+      if (dropped.kind === 'commit' || dropped.kind === 'call') dropped.done.reject(new Error('replay stopped'));
+    while (this.running && !this.failure) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    await this.rollback();
   }
 
   /** Drops what is queued, waits for the statement in flight and ends the open transaction without committing it. */

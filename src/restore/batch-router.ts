@@ -25,6 +25,8 @@ const NO_COLUMNS: readonly number[] = [];
  * (same kind and shape) and a row touched twice starts a new batch. Memory is bounded by the limits,
  * whatever the size of a transaction.
  */
+/** More than any number of parts a table is split into (SegmentReplay: at most one per lane). */
+export const MAX_PARTS = 64;
 /** Above any batch's row count: a key's touch holds its batch's seq and a row of it. */
 const ROW_SPAN = 16_384;
 
@@ -37,10 +39,14 @@ interface OpenTable {
    */
   touch: Map<string | number, number>;
   nextSeq: number;
+  /** The part of a split table these batches belong to (-1: the whole table). */
+  part: number;
 }
 
 export class BatchRouter {
   private readonly open = new Map<number, OpenTable>();
+  /** Relation id → the highest part of it with open batches (-1: the whole table). */
+  private readonly highestPart = new Map<number, number>();
   private readonly setIndexes: number[] = [];
   private readonly keys: (string | number)[] = [];
   private addsSinceCheck = 0;
@@ -51,7 +57,8 @@ export class BatchRouter {
     private readonly reorderable: (relation: ReplayRelation) => boolean,
   ) {}
 
-  add(change: RawChange, relation: ReplayRelation): void {
+  /** Adds one change; `part` names the part of a split table its key belongs to (-1: not split). */
+  add(change: RawChange, relation: ReplayRelation, part = -1): void {
     const columns = relation.message.columns.length;
     const tuple = change.tag === Tag.Insert || change.tag === Tag.Update ? change.next : change.old;
     if (tuple.count !== columns)
@@ -84,7 +91,7 @@ export class BatchRouter {
       keyTuple = change.old;
       keys.push(rowKey(keyTuple, relation.keyIndexes));
     }
-    const table = this.tableOf(relation);
+    const table = this.tableOf(relation, part);
     const inPlace = kind === 'update' && keys.length === 1;
     const batch =
       (inPlace && this.sameRowAgain(table, relation, setIndexes, keys[0] as string | number, keyTuple)) || this.place(table, relation, kind, setIndexes, keys);
@@ -121,16 +128,19 @@ export class BatchRouter {
     return setIndexes;
   }
 
-  private tableOf(relation: ReplayRelation): OpenTable {
-    const id = relation.message.relationId;
+  /** The open batches of a table, or of one part of it (each part gathers its own, as a table of its own). */
+  private tableOf(relation: ReplayRelation, part: number): OpenTable {
+    const id = openId(relation.message.relationId, part);
     let table = this.open.get(id);
     if (table && table.batches[0]?.relation !== relation) {
-      this.flush(id);
+      this.flush(relation.message.relationId);
       table = undefined;
     }
     if (!table) {
-      table = { batches: [], touch: new Map(), nextSeq: 0 };
+      table = { batches: [], touch: new Map(), nextSeq: 0, part };
       this.open.set(id, table);
+      const relationId = relation.message.relationId;
+      if (part > (this.highestPart.get(relationId) ?? -1)) this.highestPart.set(relationId, part);
     }
     return table;
   }
@@ -185,7 +195,7 @@ export class BatchRouter {
       if (last && fits(last, kind, setIndexes) && !(kind === 'update' && after === last.seq)) return last;
       this.handOnTable(table);
     }
-    const batch = new TableBatch(table.nextSeq++, kind, relation, setIndexes.slice());
+    const batch = new TableBatch(table.nextSeq++, kind, relation, setIndexes.slice(), table.part);
     table.batches.push(batch);
     return batch;
   }
@@ -198,12 +208,16 @@ export class BatchRouter {
     for (const batch of batches) if (batch.rows > 0) this.handOn(batch);
   }
 
-  /** Hands on the open batches of one table, in order (before a change of it that is not batched, or a new Relation message). */
+  /** Hands on the open batches of one table (all its parts), in order (before a change of it that is not batched, or a new Relation message). */
   flush(relationId: number): void {
-    const table = this.open.get(relationId);
-    if (!table) return;
-    this.open.delete(relationId);
-    for (const batch of table.batches) if (batch.rows > 0) this.handOn(batch);
+    const highest = this.highestPart.get(relationId) ?? -1;
+    for (let part = -1; part <= highest; part++) {
+      const id = openId(relationId, part);
+      const table = this.open.get(id);
+      if (!table) continue;
+      this.open.delete(id);
+      for (const batch of table.batches) if (batch.rows > 0) this.handOn(batch);
+    }
   }
 
   /** Hands on every open batch (before a TRUNCATE or DDL, and at the end of a segment). */
@@ -213,6 +227,8 @@ export class BatchRouter {
     for (const table of tables) for (const batch of table.batches) if (batch.rows > 0) this.handOn(batch);
   }
 }
+
+const openId = (relationId: number, part: number): number => relationId * (MAX_PARTS + 1) + part + 1;
 
 function fits(batch: TableBatch, kind: BatchKind, setIndexes: readonly number[]): boolean {
   return batch.kind === kind && (kind !== 'update' || sameIndexes(batch.setIndexes, setIndexes));

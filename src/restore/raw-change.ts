@@ -29,12 +29,16 @@ export class RawTuple {
   kinds = new Uint8Array(32);
   starts = new Int32Array(32);
   ends = new Int32Array(32);
+  /** Where the TupleData lies in `buf`: [from, to). */
+  from = 0;
+  to = 0;
 
   /** Locates the TupleData at `offset` (the message ends at `length`); returns the offset after it. */
   read(buf: Buffer, offset: number, length: number): number {
     if (offset + 2 > length) throw corrupt('tuple truncated reading its column count');
     const count = (buf[offset] as number) * 256 + (buf[offset + 1] as number);
     if (count > 0x7fff) throw corrupt(`negative column count`);
+    this.from = offset;
     offset += 2;
     if (count > this.kinds.length) {
       this.kinds = new Uint8Array(count);
@@ -63,6 +67,7 @@ export class RawTuple {
     }
     this.buf = buf;
     this.count = count;
+    this.to = offset;
     return offset;
   }
 

@@ -21,7 +21,27 @@ export interface ReplayRelation {
   wanted: boolean;
   /** Changes to different keys commute on the target (see TargetTable.keysCommute), so batches may reorder them. */
   reorderable: boolean;
+  /**
+   * Reorderable, and every key column of a fixed-width type (integers, oid, uuid, bool, dates and
+   * times: never TOASTed, so every change carries its key): with several lanes, the table's keys are
+   * shared out among them by a hash of the key (see SegmentReplay), each lane applying its part.
+   */
+  splittable: boolean;
 }
+
+/** The fixed-width types among the exact ones (target-catalog.ts), by OID: a split table's key columns are of these. */
+export const FIXED_WIDTH_TYPE_NAMES = new Map([
+  [21, 'int2'],
+  [23, 'int4'],
+  [20, 'int8'],
+  [26, 'oid'],
+  [16, 'bool'],
+  [2950, 'uuid'],
+  [1082, 'date'],
+  [1083, 'time'],
+  [1114, 'timestamp'],
+  [1184, 'timestamptz'],
+]);
 
 export function replayRelation(message: RelationMessage, target: TargetTable | undefined, wanted: boolean): ReplayRelation {
   const full = message.replicaIdentity === 'f';
@@ -29,6 +49,7 @@ export function replayRelation(message: RelationMessage, target: TargetTable | u
   const byPrimaryKey = primaryKey.length > 0 && primaryKey.every((i) => i >= 0);
   const keyIndexes = byPrimaryKey ? primaryKey.sort((a, b) => a - b) : message.columns.map((c, i) => ((c.flags & 1) === 1 ? i : -1)).filter((i) => i >= 0);
   const rowByRow = (full && !byPrimaryKey) || keyIndexes.length === 0;
+  const reorderable = !rowByRow && target?.keysCommute === true;
   return {
     message,
     target,
@@ -37,6 +58,7 @@ export function replayRelation(message: RelationMessage, target: TargetTable | u
     keyIndexes,
     rowByRow,
     wanted,
-    reorderable: !rowByRow && target?.keysCommute === true,
+    reorderable,
+    splittable: reorderable && keyIndexes.every((i) => FIXED_WIDTH_TYPE_NAMES.has(message.columns[i]?.typeOid ?? 0)),
   };
 }

@@ -1,7 +1,7 @@
 import { parseLsn } from '../pg/lsn';
 import { ApplyLane } from './apply-lane';
 import type { ReplayInput, ReplayResult } from './replay-input';
-import { prepareRoutes, readTableProgress, recordRoutes } from './restore-state';
+import { prepareRoutes, readPartProgress, readTableProgress, recordRoutes } from './restore-state';
 import { SegmentReplay, type ReplayStart } from './segment-replay';
 import { TargetCatalog } from './target-catalog';
 import { TargetColumns } from './target-columns';
@@ -88,5 +88,5 @@ async function replayStart(input: ReplayInput): Promise<ReplayStart> {
     added.push([table.oid, target.oid]);
   }
   await recordRoutes(input.client, added);
-  return { catalog, routes, wanted, tableProgress: await readTableProgress(input.client) };
+  return { catalog, routes, wanted, tableProgress: await readTableProgress(input.client), partProgress: await readPartProgress(input.client) };
 }

@@ -24,6 +24,19 @@ const TABLES_TABLE = `${PITR_SCHEMA}.restore_tables`;
  * replayed schema changes made: a Relation message may still carry a table's old schema name).
  */
 const ROUTES_TABLE = `${PITR_SCHEMA}.restore_relations`;
+/**
+ * Per part of a table split among the connections (SegmentReplay), the last commit applied to it, and
+ * how many parts the table is split into: a resumed replay keeps that number, whatever its --jobs.
+ */
+const PARTS_TABLE = `${PITR_SCHEMA}.restore_parts`;
+/**
+ * Values an update left unchanged (TOASTed, not sent) of rows whose key it moved to another part of a
+ * split table: read back by the old part's connection as it deleted the old row, in the same
+ * transaction, for the new part's insert. Kept until the restore's progress passes the update.
+ */
+const MOVES_TABLE = `${PITR_SCHEMA}.restore_moves`;
+const MOVES_DDL = `CREATE TABLE IF NOT EXISTS ${MOVES_TABLE} (relation_id oid, commit_lsn pg_lsn, seq int, vals text[] NOT NULL, PRIMARY KEY (relation_id, commit_lsn, seq))`;
+const PARTS_DDL = `CREATE TABLE IF NOT EXISTS ${PARTS_TABLE} (relation_id oid, part int, parts int NOT NULL, last_commit_lsn pg_lsn NOT NULL, PRIMARY KEY (relation_id, part))`;
 
 /** The last transaction applied: its commit LSN (X/Y), commit time (ISO, microseconds) and xid. */
 export interface AppliedCommit {
@@ -40,6 +53,8 @@ export async function createStateTable(client: Client, backupId: string, target:
   );
   await client.query(`CREATE TABLE IF NOT EXISTS ${TABLES_TABLE} (relation_id oid PRIMARY KEY, last_commit_lsn pg_lsn NOT NULL)`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${ROUTES_TABLE} (relation_id oid PRIMARY KEY, target_oid oid NOT NULL)`);
+  await client.query(PARTS_DDL);
+  await client.query(MOVES_DDL);
   await client.query(`INSERT INTO ${TABLE} (backup_id, target, phase) VALUES ($1, $2, 'load') ON CONFLICT (id) DO NOTHING`, [backupId, target]);
 }
 
@@ -58,6 +73,65 @@ export async function recordTableProgress(client: Client, relationIds: number[],
        ON CONFLICT (relation_id) DO UPDATE SET last_commit_lsn = excluded.last_commit_lsn`,
     [relationIds, commitLsn],
   );
+}
+
+/** How a table was split, and the last commit applied to each of its parts (X/Y). */
+export interface PartProgress {
+  parts: number;
+  lastCommitLsn: Map<number, string>;
+}
+
+/** Source relation id → its parts' progress (the table is made for restores begun before tables were split). */
+export async function readPartProgress(client: Client): Promise<Map<number, PartProgress>> {
+  await client.query(PARTS_DDL);
+  await client.query(MOVES_DDL);
+  const { rows } = await client.query<{ id: string; part: number; parts: number; lsn: string }>(
+    `SELECT relation_id::text AS id, part, parts, last_commit_lsn::text AS lsn FROM ${PARTS_TABLE}`,
+  );
+  const progress = new Map<number, PartProgress>();
+  for (const r of rows) {
+    const id = Number(r.id);
+    const entry = progress.get(id) ?? { parts: r.parts, lastCommitLsn: new Map<number, string>() };
+    entry.lastCommitLsn.set(r.part, r.lsn);
+    progress.set(id, entry);
+  }
+  return progress;
+}
+
+/** A part of a split table, as a connection records its progress. */
+export interface TablePart {
+  relationId: number;
+  part: number;
+  parts: number;
+}
+
+/** Called inside the transaction that applied these parts' changes up to `commitLsn` (each part is one connection's). */
+export async function recordPartProgress(client: Client, parts: readonly TablePart[], commitLsn: string): Promise<void> {
+  await client.query(
+    `INSERT INTO ${PARTS_TABLE} (relation_id, part, parts, last_commit_lsn) SELECT unnest($1::oid[]), unnest($2::int[]), unnest($3::int[]), $4::pg_lsn
+       ON CONFLICT (relation_id, part) DO UPDATE SET last_commit_lsn = excluded.last_commit_lsn`,
+    [parts.map((p) => p.relationId), parts.map((p) => p.part), parts.map((p) => p.parts), commitLsn],
+  );
+}
+
+/** Inside the transaction that deleted the moved row (`seq` numbers the transaction's moves). */
+export async function recordMovedValues(client: Client, relationId: number, commitLsn: string, seq: number, values: readonly (string | null)[]): Promise<void> {
+  await client.query(`INSERT INTO ${MOVES_TABLE} (relation_id, commit_lsn, seq, vals) VALUES ($1, $2, $3, $4)`, [relationId, commitLsn, seq, values]);
+}
+
+/** The values recorded for a move, or undefined when its update found no row. */
+export async function readMovedValues(client: Client, relationId: number, commitLsn: string, seq: number): Promise<(string | null)[] | undefined> {
+  const { rows } = await client.query<{ vals: (string | null)[] }>(`SELECT vals FROM ${MOVES_TABLE} WHERE relation_id = $1 AND commit_lsn = $2 AND seq = $3`, [
+    relationId,
+    commitLsn,
+    seq,
+  ]);
+  return rows[0]?.vals;
+}
+
+/** Once the restore's progress is past `commitLsn`: its moves are never replayed again. */
+export async function forgetMovedValues(client: Client, commitLsn: string): Promise<void> {
+  await client.query(`DELETE FROM ${MOVES_TABLE} WHERE commit_lsn <= $1`, [commitLsn]);
 }
 
 /** Source relation id → target table OID, as recorded (the table is made for restores begun before routes were recorded). */

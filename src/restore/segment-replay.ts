@@ -17,19 +17,20 @@ import { PitrError, isPitrError } from '../errors';
 import { formatLsn, parseLsn, type Lsn } from '../pg/lsn';
 import { formatUnixMicros } from '../pg/pg-time';
 import type { ApplyLane, LaneFailure, LaneJob } from './apply-lane';
-import { BatchRouter } from './batch-router';
+import { BatchRouter, MAX_PARTS } from './batch-router';
 import { ddlAction } from '../archive/ddl-action';
 import { positionText, type ChangePosition } from './ddl-replay';
 import { deferred } from './deferred';
 import { throwIfInterrupted } from './interrupted';
-import { RawChange, ValueKind } from './raw-change';
+import { RawChange, ValueKind, type RawTuple } from './raw-change';
 import { readAhead } from './read-ahead';
 import { RecordSpool } from './record-spool';
 import type { HeartbeatSequences, ReplayInput, ReplayResult } from './replay-input';
-import { replayRelation, type ReplayRelation } from './replay-relation';
-import { recordProgress, type AppliedCommit } from './restore-state';
+import { FIXED_WIDTH_TYPE_NAMES, replayRelation, type ReplayRelation } from './replay-relation';
+import { quoteIdent } from '../pg/sql-quote';
+import { forgetMovedValues, readMovedValues, recordMovedValues, recordProgress, type AppliedCommit, type PartProgress } from './restore-state';
 import { explainSegmentFailure } from './segment-failure';
-import type { TableBatch } from './table-batch';
+import { rowKey, type TableBatch } from './table-batch';
 import { TargetCatalog, type TargetTable } from './target-catalog';
 
 const READ_AHEAD_FRAMES = 4;
@@ -94,6 +95,17 @@ interface OpenTransaction {
   xid: number;
   /** A schema change was applied in it: commit right after it (PostgreSQL requires it after ALTER TYPE … ADD VALUE). */
   ddl: boolean;
+  /** Per split table, the updates so far that moved a key to another part (numbers them, for pitr.restore_moves). */
+  moves: Map<number, number> | undefined;
+}
+
+/** How a table is split among the lanes (SegmentReplay.splitChange). */
+interface Split {
+  parts: number;
+  /** Part → the last commit applied to it before an interruption. */
+  applied: Map<number, Lsn>;
+  /** The newest of those (0 for none): changes committed after it are applied whole, however the run goes. */
+  newest: Lsn;
 }
 
 /** Where replay starts: the target's catalog and the routes of the relations already known. */
@@ -105,6 +117,8 @@ export interface ReplayStart {
   wanted: Map<number, boolean>;
   /** Source relation id → last commit LSN applied to that table (X/Y), for a resumed parallel replay. */
   tableProgress: Map<number, string>;
+  /** Source relation id → how it was split and each part's last commit, for a resumed parallel replay. */
+  partProgress: Map<number, PartProgress>;
 }
 
 /**
@@ -125,6 +139,12 @@ export class SegmentReplay {
   private readonly change = new RawChange();
   private readonly router: BatchRouter;
   private readonly tableProgress: Map<number, Lsn>;
+  /** Split tables: source relation id → parts, and the last commit applied to each part before an interruption. */
+  private readonly parts = new Map<number, Split>();
+  /** Keys moved between parts with values read back since the replay started (pitr.restore_moves is emptied at its end). */
+  private anyMoves = false;
+  /** Scratch for the delete and insert a key moved between parts becomes. */
+  private readonly moved = new RawChange();
   private catalog: TargetCatalog;
   private readonly routes: Map<number, number>;
   private readonly wanted: Map<number, boolean>;
@@ -139,6 +159,8 @@ export class SegmentReplay {
   private group: CommitGroup | undefined;
   private transaction: OpenTransaction | undefined;
   private applying = false;
+  /** A key moved between parts with values read back (pitr.restore_moves) since the last commit group. */
+  private movesInGroup = false;
   private stopped = false;
   private progress: Promise<void> = Promise.resolve();
   private transactions = 0;
@@ -161,6 +183,10 @@ export class SegmentReplay {
     this.routes = start.routes;
     this.wanted = start.wanted;
     this.tableProgress = new Map([...start.tableProgress].map(([id, lsn]) => [id, parseLsn(lsn)]));
+    for (const [id, p] of start.partProgress) {
+      const applied = new Map([...p.lastCommitLsn].map(([part, lsn]) => [part, parseLsn(lsn)]));
+      this.parts.set(id, { parts: p.parts, applied, newest: [...applied.values()].reduce((a, b) => (b > a ? b : a), 0n) });
+    }
   }
 
   /** Applies `segments`; then reads on, in `lookAhead`, to the first heartbeat after the target. */
@@ -195,10 +221,12 @@ export class SegmentReplay {
       }
       this.commitGroup();
       await this.barrier();
+      if (this.anyMoves) await forgetMovedValues(this.input.client, formatLsn(0xffffffffffffffffn));
       return { transactions: this.transactions, changes: this.changes, sequences: this.sequences, sequencesAfter: this.sequencesAfter };
     } catch (error) {
       const failure = error instanceof LaneFailed ? error.failure : this.lanes.find((l) => l.failure)?.failure;
-      for (const lane of this.lanes) await lane.rollback();
+      await Promise.all(this.lanes.map((lane) => lane.settle()));
+      await this.progress.catch(() => undefined); // the groups the lanes all committed are recorded
       if (!failure && isPitrError(error, 'Interrupted')) throw error;
       const segment = failure?.segment ?? this.tally?.segment;
       const cause = failure ? failure.error : error;
@@ -290,6 +318,8 @@ export class SegmentReplay {
     const { segment } = group;
     const last = appliedCommit(group.last);
     const routes = this.takeRoutes();
+    const moved = this.movesInGroup;
+    this.movesInGroup = false;
     const commits = this.lanes.map((lane, i) => {
       const done = deferred();
       lane.push({ kind: 'commit', segment, tablesUpTo: last.commitLsn, routes: i === 0 ? routes : [], done });
@@ -300,6 +330,7 @@ export class SegmentReplay {
       await previous;
       await Promise.all(commits);
       await recordProgress(this.input.client, last, group.transactions, group.changes);
+      if (moved) await forgetMovedValues(this.input.client, last.commitLsn);
       this.input.log.info({ event: 'segment_applied', segment: segment.name, lastCommitLsn: last.commitLsn, segments: group.segments }, 'segments applied');
     })();
     this.progress.catch(() => undefined); // surfaces at the next barrier
@@ -341,7 +372,7 @@ export class SegmentReplay {
       case Tag.Begin: {
         if (this.stopped) return undefined;
         const begin = decodePgoutput(data.subarray(start, end)) as BeginMessage;
-        this.transaction = { commitLsn: begin.finalLsn, commitTime: begin.commitTime, xid: begin.xid, ddl: false };
+        this.transaction = { commitLsn: begin.finalLsn, commitTime: begin.commitTime, xid: begin.xid, ddl: false, moves: undefined };
         this.extensionScript = 0;
         if (!this.input.plan.stop.includes(begin.finalLsn, begin.commitTime)) {
           this.stopped = true;
@@ -360,8 +391,7 @@ export class SegmentReplay {
       case Tag.Insert:
       case Tag.Update:
       case Tag.Delete:
-        if (this.applying) this.rowChange(data, start, end);
-        return undefined;
+        return this.applying ? this.rowChange(data, start, end) : undefined;
       case Tag.Truncate:
         if (this.applying) this.truncate(decodePgoutput(data.subarray(start, end)) as TruncateMessage, data, start, end);
         return undefined;
@@ -440,7 +470,8 @@ export class SegmentReplay {
     return relation;
   }
 
-  private rowChange(data: Buffer, start: number, end: number): void {
+  /** Returns a promise only when a change must wait for a value read from the target first (splitChange). */
+  private rowChange(data: Buffer, start: number, end: number): Promise<void> | undefined {
     const change = this.change.read(data, start, end);
     if (this.extensionScript > 0) return; // the replayed extension command makes the script's rows again
     const relation = this.relation(change.relationId);
@@ -452,7 +483,15 @@ export class SegmentReplay {
     (this.tally as SegmentTally).changes++;
     this.changes++;
     const applied = this.tableProgress.get(change.relationId);
-    if (applied !== undefined && (this.transaction as OpenTransaction).commitLsn <= applied) return; // committed before an interruption
+    const commitLsn = (this.transaction as OpenTransaction).commitLsn;
+    if (applied !== undefined && commitLsn <= applied) return; // committed before an interruption
+    if (relation.splittable) {
+      // split among the lanes; or, for what an interrupted replay may have applied in part (a resumed
+      // run with one lane, or a serial run), judged by part as it was applied
+      const parallel = this.lanes.length > 1 && !(this.tally as SegmentTally).serial;
+      const recorded = this.parts.get(change.relationId);
+      if (parallel || (recorded && commitLsn <= recorded.newest)) return this.splitChange(change, relation, data, start, end);
+    }
     const lane = this.laneFor(change.relationId);
     lane.load += end - start;
     if (change.tag !== Tag.Insert && (relation.rowByRow || keyNotCarried(change, relation))) {
@@ -462,6 +501,101 @@ export class SegmentReplay {
       return;
     }
     this.router.add(change, relation);
+  }
+
+  /**
+   * A change to a split table goes to the part its key hashes to (each part on its lane, in source
+   * order per key, like a table of its own). An update moving a row's key to another part becomes a
+   * delete in the old part and an insert of the whole new row in the new one: each key stays with one
+   * connection, so no connection ever waits on another's rows. Values the update left unchanged
+   * (TOASTed, not sent) are read first from the old row, through its part's connection.
+   */
+  private splitChange(change: RawChange, relation: ReplayRelation, data: Buffer, start: number, end: number): Promise<void> | undefined {
+    const id = change.relationId;
+    const split = this.splitOf(id);
+    const keyTuple = change.tag === Tag.Insert ? change.next : change.hasOld ? change.old : change.next;
+    const part = partOfKey(rowKey(keyTuple, relation.keyIndexes), split.parts);
+    const commitLsn = (this.transaction as OpenTransaction).commitLsn;
+    const applied = split.applied.get(part);
+    const moving = change.tag === Tag.Update && change.hasOld ? partOfKey(rowKey(change.next, relation.keyIndexes, change.old), split.parts) : part;
+    if (moving === part) {
+      if (applied !== undefined && commitLsn <= applied) return undefined;
+      this.laneOfPart(part).load += end - start;
+      this.router.add(change, relation, part);
+      return undefined;
+    }
+    // numbered before anything is skipped, so that a resumed replay numbers them alike
+    const transaction = this.transaction as OpenTransaction;
+    transaction.moves ??= new Map();
+    const seq = transaction.moves.get(id) ?? 0;
+    transaction.moves.set(id, seq + 1);
+    const appliedThere = split.applied.get(moving);
+    const deleteDone = applied !== undefined && commitLsn <= applied;
+    const insertDone = appliedThere !== undefined && commitLsn <= appliedThere;
+    if (deleteDone && insertDone) return undefined;
+    const unchanged: number[] = [];
+    for (let i = 0; i < change.next.count; i++) if (change.next.kinds[i] === ValueKind.Unchanged) unchanged.push(i);
+    const insert = (values?: readonly (string | null)[]): void => {
+      this.router.add(this.moved.read(insertMessage(id, change.next, unchanged, values)), relation, moving);
+      this.laneOfPart(moving).load += end - start;
+    };
+    if (unchanged.length === 0 || insertDone) {
+      if (!deleteDone) {
+        this.router.add(this.moved.read(deleteMessage(id, change, data)), relation, part);
+        this.laneOfPart(part).load += end - start;
+      }
+      if (!insertDone) insert();
+      return undefined;
+    }
+    // The new row needs values the update left unchanged: the old part's connection deletes the old
+    // row, once it applied what came before, returning them, and keeps them with its share of the
+    // group (pitr.restore_moves), so that a replay interrupted after that share committed, and before
+    // the new part's did, still has them.
+    this.movesInGroup = true;
+    this.anyMoves = true;
+    if (deleteDone)
+      return readMovedValues(this.input.client, id, formatLsn(commitLsn), seq).then((values) => {
+        if (values) insert(values);
+      });
+    this.router.flush(id);
+    const names = relation.message.columns.map((c) => quoteIdent(c.name));
+    const keys = relation.keyIndexes.map((i) => keyTuple.buf.toString('utf8', keyTuple.starts[i], keyTuple.ends[i]));
+    const match = relation.keyIndexes.map(
+      (i, j) => `${names[i] as string} = $${j + 1}::pg_catalog.${FIXED_WIDTH_TYPE_NAMES.get(relation.message.columns[i]?.typeOid ?? 0) as string}`,
+    );
+    const sql = `DELETE FROM ${relation.sql} WHERE ${match.join(' AND ')} RETURNING ${unchanged.map((i, u) => `${names[i] as string}::text AS c${u}`).join(', ')}`;
+    let values: (string | null)[] | undefined;
+    const done = deferred();
+    this.push(this.laneOfPart(part), {
+      kind: 'call',
+      touches: { relationId: id, part, parts: split.parts },
+      run: async (client) => {
+        const row = (await client.query<Record<string, string | null>>(sql, keys)).rows[0];
+        if (!row) return; // no old row: the update changed nothing there either
+        values = unchanged.map((_, u) => row[`c${u}`] ?? null);
+        await recordMovedValues(client, id, formatLsn(commitLsn), seq, values);
+      },
+      done,
+    });
+    return done.promise.then(() => {
+      if (values) insert(values);
+    });
+  }
+
+  /** How a table is split: as recorded by an interrupted replay, else into one part per lane (at most MAX_PARTS). */
+  private splitOf(relationId: number): Split {
+    let split = this.parts.get(relationId);
+    if (!split) {
+      split = { parts: Math.min(this.lanes.length, MAX_PARTS), applied: new Map(), newest: 0n };
+      this.parts.set(relationId, split);
+    }
+    return split;
+  }
+
+  /** A part's lane; in a serial run, the first, like every change. */
+  private laneOfPart(part: number): ApplyLane {
+    if ((this.tally as SegmentTally).serial) return this.firstLane;
+    return this.lanes[part % this.lanes.length] as ApplyLane;
   }
 
   private truncate(message: TruncateMessage, data: Buffer, start: number, end: number): void {
@@ -557,7 +691,9 @@ export class SegmentReplay {
   }
 
   private handOn(batch: TableBatch): void {
-    this.push(this.laneFor(batch.relation.message.relationId), { kind: 'batch', batch });
+    const id = batch.relation.message.relationId;
+    if (batch.part >= 0) this.push(this.laneOfPart(batch.part), { kind: 'batch', batch, parts: this.splitOf(id).parts });
+    else this.push(this.laneFor(id), { kind: 'batch', batch });
   }
 
   private push(lane: ApplyLane, job: DistributiveOmit<LaneJob, 'segment'>): void {
@@ -606,4 +742,49 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 
 function appliedCommit(t: OpenTransaction): AppliedCommit {
   return { commitLsn: formatLsn(t.commitLsn), commitTime: formatUnixMicros(t.commitTime), xid: t.xid };
+}
+
+/** The part of a split table a key belongs to. */
+function partOfKey(key: string | number, parts: number): number {
+  if (typeof key === 'number') return Math.abs(key) % parts;
+  let hash = 0x811c9dc5; // FNV-1a
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  return hash % parts;
+}
+
+/** The Delete message of an update's old row (its key, or the whole row under REPLICA IDENTITY FULL). */
+function deleteMessage(relationId: number, change: RawChange, data: Buffer): Buffer {
+  const head = Buffer.alloc(6);
+  head[0] = Tag.Delete;
+  head.writeUInt32BE(relationId, 1);
+  head[5] = change.oldKind;
+  return Buffer.concat([head, data.subarray(change.old.from, change.old.to)]);
+}
+
+/** The Insert message of an update's new row, its unchanged (unsent) columns filled with `values`, in order. */
+function insertMessage(relationId: number, next: RawTuple, unchanged: readonly number[], values: readonly (string | null)[] | undefined): Buffer {
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(8);
+  head[0] = Tag.Insert;
+  head.writeUInt32BE(relationId, 1);
+  head[5] = 0x4e; // N
+  head.writeUInt16BE(next.count, 6);
+  parts.push(head);
+  let u = 0;
+  for (let i = 0; i < next.count; i++) {
+    const kind = next.kinds[i];
+    if (kind === ValueKind.Unchanged && unchanged[u] === i) {
+      const value = values?.[u++];
+      if (value === null || value === undefined) parts.push(Buffer.from('n'));
+      else {
+        const text = Buffer.from(value, 'utf8');
+        const len = Buffer.alloc(5);
+        len[0] = ValueKind.Text;
+        len.writeInt32BE(text.length, 1);
+        parts.push(len, text);
+      }
+    } else if (kind === ValueKind.Null) parts.push(Buffer.from('n'));
+    else parts.push(next.buf.subarray((next.starts[i] as number) - 5, next.ends[i]));
+  }
+  return Buffer.concat(parts);
 }

@@ -29,6 +29,8 @@ export class TableBatch {
     readonly relation: ReplayRelation,
     /** Columns assigned by an update, in column order. */
     readonly setIndexes: readonly number[],
+    /** The part of a split table whose keys it holds (-1: the table is not split). */
+    readonly part = -1,
   ) {
     this.copy = kind === 'insert' ? new ByteWriter() : undefined;
     this.arrays = kind === 'insert' ? [] : [...relation.keyIndexes, ...setIndexes].map(() => new TextArrayBuilder());
