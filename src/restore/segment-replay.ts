@@ -744,9 +744,16 @@ function appliedCommit(t: OpenTransaction): AppliedCommit {
   return { commitLsn: formatLsn(t.commitLsn), commitTime: formatUnixMicros(t.commitTime), xid: t.xid };
 }
 
-/** The part of a split table a key belongs to. */
+/**
+ * The part of a split table a key belongs to. Integers are mixed first (a multiplicative hash of both
+ * 32-bit halves), so that keys of one stride (even ids, every tenth) still spread over the parts.
+ * Stable: a resumed replay must find every key in the part it had.
+ */
 function partOfKey(key: string | number, parts: number): number {
-  if (typeof key === 'number') return Math.abs(key) % parts;
+  if (typeof key === 'number') {
+    const mixed = Math.imul((key >>> 0) ^ Math.floor(key / 4294967296), 0x9e3779b1);
+    return ((mixed ^ (mixed >>> 16)) >>> 0) % parts;
+  }
   let hash = 0x811c9dc5; // FNV-1a
   for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193) >>> 0;
   return hash % parts;

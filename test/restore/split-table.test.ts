@@ -25,7 +25,7 @@ beforeAll(async () => {
     CREATE INDEX slow_costly ON slow ((md5(repeat(v, 30000))));
     CREATE TABLE docs (id bigint PRIMARY KEY, hits int NOT NULL, body text);
     ALTER TABLE docs ALTER body SET STORAGE EXTERNAL;
-    INSERT INTO docs SELECT g, 0, (SELECT string_agg(md5(g::text || n::text), '') FROM generate_series(1, 200) n) FROM generate_series(1, 40) g;
+    INSERT INTO docs SELECT g, 0, (SELECT string_agg(md5(g::text || n::text), '') FROM generate_series(1, 200) n) FROM generate_series(1, 80) g;
     CREATE TABLE plain (id int PRIMARY KEY, v int);
     INSERT INTO plain SELECT g, g FROM generate_series(1, 100) g;`);
   const init = await fx.init(['--log-level', 'warn']);
@@ -41,13 +41,13 @@ beforeAll(async () => {
       await client.query(`DO $$
         BEGIN
           FOR t IN 0..9 LOOP
-            -- first in the stream, so the first connection gets it (with the even keys' part)
+            -- first in the stream, so the first connection gets it (with the first part of docs)
             INSERT INTO slow SELECT (t * 10 + g)::text, md5(g::text) FROM generate_series(1, 10) g;
-            -- keys moved from odd to even (to the other part), the out-of-line body unchanged
-            UPDATE docs SET id = id + 1001, hits = hits + 1 WHERE id = 2 * t + 1;
-            -- moved within a part, and back and forth, with values changed
-            UPDATE docs SET id = id + 2000, body = 'short ' || t WHERE id = 2 * t + 22;
-            UPDATE docs SET hits = hits + 10 WHERE id BETWEEN 30 AND 40;
+            -- keys moved (about half of them to another part), the out-of-line body unchanged
+            UPDATE docs SET id = id + 1001, hits = hits + 1 WHERE id BETWEEN 4 * t + 1 AND 4 * t + 4;
+            -- keys moved with the body changed, and rows updated in place
+            UPDATE docs SET id = id + 2000, body = 'short ' || t WHERE id = 2 * t + 42;
+            UPDATE docs SET hits = hits + 10 WHERE id BETWEEN 61 AND 80;
             -- keys moved with every value sent
             UPDATE plain SET id = id + 1000, v = -v WHERE id = t * 3 + 1;
             UPDATE plain SET id = id - 800 WHERE id = t * 3 + 1001;
@@ -83,9 +83,9 @@ test.each([1, 2, 3])('--jobs %i equals the source', async (jobs) => {
 test.each([2, 1])('killed right after a connection committed the delete of a moved row, then run again with --jobs %i, equals the source', async (jobs) => {
   const db = `split_killed_${jobs}`;
   const args = [...restoreArgs(fx, db, 'latest', ['--jobs', '2']), '--json', '--log-level', 'warn'];
-  // the old row's values must be kept past the restore's recorded position, the new part (on the
-  // connection with the costly table) not yet committed; that connection is almost always the later
-  // one to commit, so try a few times
+  // the old row's values must be kept past the restore's recorded position, another part (the new
+  // part of a key moved to the connection with the costly table) not yet committed; that connection
+  // is almost always the later one to commit, so try a few times
   let state: { moves: string; behind: boolean } | undefined;
   for (let attempt = 0; attempt < 5 && !state?.behind; attempt++) {
     if (attempt > 0) await fx.cluster.query(`DROP DATABASE ${db} WITH (FORCE)`);
@@ -93,8 +93,8 @@ test.each([2, 1])('killed right after a connection committed the delete of a mov
     expect(first.code).toBeNull(); // SIGKILL
     [state] = await fx.cluster.query<{ moves: string; behind: boolean }>(
       `SELECT (SELECT count(*) FROM pitr.restore_moves m WHERE s.last_commit_lsn IS NULL OR m.commit_lsn > s.last_commit_lsn)::text AS moves,
-              EXISTS (SELECT 1 FROM pitr.restore_moves m WHERE NOT EXISTS (
-                SELECT 1 FROM pitr.restore_parts p WHERE p.relation_id = m.relation_id AND p.part = 0 AND p.last_commit_lsn >= m.commit_lsn)) AS behind
+              EXISTS (SELECT 1 FROM pitr.restore_moves m CROSS JOIN generate_series(0, 1) AS part(n) WHERE NOT EXISTS (
+                SELECT 1 FROM pitr.restore_parts p WHERE p.relation_id = m.relation_id AND p.part = part.n AND p.last_commit_lsn >= m.commit_lsn)) AS behind
          FROM pitr.restore_state s`,
       [],
       db,
