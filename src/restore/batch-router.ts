@@ -208,6 +208,20 @@ export class BatchRouter {
     for (const batch of batches) if (batch.rows > 0) this.handOn(batch);
   }
 
+  /** Whether an open batch of this part of a table (-1: the whole table) touches `key`. */
+  touches(relationId: number, part: number, key: string | number): boolean {
+    return this.open.get(openId(relationId, part))?.touch.has(key) === true;
+  }
+
+  /** Hands on the open batches of one part of a table, in order. */
+  flushPart(relationId: number, part: number): void {
+    const id = openId(relationId, part);
+    const table = this.open.get(id);
+    if (!table) return;
+    this.open.delete(id);
+    for (const batch of table.batches) if (batch.rows > 0) this.handOn(batch);
+  }
+
   /** Hands on the open batches of one table (all its parts), in order (before a change of it that is not batched, or a new Relation message). */
   flush(relationId: number): void {
     const highest = this.highestPart.get(relationId) ?? -1;

@@ -35,6 +35,7 @@ const PARTS_TABLE = `${PITR_SCHEMA}.restore_parts`;
  * transaction, for the new part's insert. Kept until the restore's progress passes the update.
  */
 const MOVES_TABLE = `${PITR_SCHEMA}.restore_moves`;
+export const RESTORE_MOVES = MOVES_TABLE;
 const MOVES_DDL = `CREATE TABLE IF NOT EXISTS ${MOVES_TABLE} (relation_id oid, commit_lsn pg_lsn, seq int, vals text[] NOT NULL, PRIMARY KEY (relation_id, commit_lsn, seq))`;
 const PARTS_DDL = `CREATE TABLE IF NOT EXISTS ${PARTS_TABLE} (relation_id oid, part int, parts int NOT NULL, last_commit_lsn pg_lsn NOT NULL, PRIMARY KEY (relation_id, part))`;
 
@@ -114,9 +115,28 @@ export async function recordPartProgress(client: Client, parts: readonly TablePa
   );
 }
 
-/** Inside the transaction that deleted the moved row (`seq` numbers the transaction's moves). */
-export async function recordMovedValues(client: Client, relationId: number, commitLsn: string, seq: number, values: readonly (string | null)[]): Promise<void> {
-  await client.query(`INSERT INTO ${MOVES_TABLE} (relation_id, commit_lsn, seq, vals) VALUES ($1, $2, $3, $4)`, [relationId, commitLsn, seq, values]);
+/**
+ * Deletes the old row of a key moved between parts (`deleteSql`: a DELETE … RETURNING the unchanged
+ * columns as c0, c1, …, its key bound as $1…$n) and keeps what it returned, in one statement (`seq`
+ * numbers the transaction's moves). Undefined when there was no such row.
+ */
+export async function deleteMovedRow(
+  client: Client,
+  deleteSql: string,
+  keys: readonly string[],
+  columns: number,
+  move: { relationId: number; commitLsn: string; seq: number },
+): Promise<(string | null)[] | undefined> {
+  const n = keys.length;
+  const vals = Array.from({ length: columns }, (_, u) => `c${u}`).join(', ');
+  const { rows } = await client.query<Record<string, string | null>>(
+    `WITH moved AS (${deleteSql}),
+          kept AS (INSERT INTO ${MOVES_TABLE} (relation_id, commit_lsn, seq, vals) SELECT $${n + 1}, $${n + 2}, $${n + 3}, ARRAY[${vals}]::text[] FROM moved)
+     SELECT * FROM moved`,
+    [...keys, move.relationId, move.commitLsn, move.seq],
+  );
+  const row = rows[0];
+  return row ? Array.from({ length: columns }, (_, u) => row[`c${u}`] ?? null) : undefined;
 }
 
 /** The values recorded for a move, or undefined when its update found no row. */

@@ -28,9 +28,9 @@ import { RecordSpool } from './record-spool';
 import type { HeartbeatSequences, ReplayInput, ReplayResult } from './replay-input';
 import { FIXED_WIDTH_TYPE_NAMES, replayRelation, type ReplayRelation } from './replay-relation';
 import { quoteIdent } from '../pg/sql-quote';
-import { forgetMovedValues, readMovedValues, recordMovedValues, recordProgress, type AppliedCommit, type PartProgress } from './restore-state';
+import { RESTORE_MOVES, deleteMovedRow, forgetMovedValues, readMovedValues, recordProgress, type AppliedCommit, type PartProgress } from './restore-state';
 import { explainSegmentFailure } from './segment-failure';
-import { rowKey, type TableBatch } from './table-batch';
+import { TableBatch, rowKey } from './table-batch';
 import { TargetCatalog, type TargetTable } from './target-catalog';
 
 const READ_AHEAD_FRAMES = 4;
@@ -47,6 +47,8 @@ const LANE_QUEUE_BYTES = 8 * 1024 * 1024;
 const GROUP_SEGMENTS = 1000;
 const GROUP_CHANGES = 1000;
 const GROUP_MS = 1000;
+/** Keys moved between parts whose old rows one statement deletes, and whose new rows one insert holds (see SegmentReplay.splitChange). */
+const MOVES_PER_STATEMENT = 1000;
 
 type Item = { kind: 'start' | 'end'; segment: SegmentManifest } | { kind: 'records'; segment: SegmentManifest; frame: RecordFrame };
 
@@ -99,6 +101,15 @@ interface OpenTransaction {
   moves: Map<number, number> | undefined;
 }
 
+/** Gathered moves of one table, old part and set of unchanged columns (SegmentReplay.splitChange). */
+interface MoveList {
+  relation: ReplayRelation;
+  part: number;
+  parts: number;
+  unchanged: number[];
+  moves: { keys: string[]; seq: number; commitLsn: string; newRow: Buffer; moving: number }[];
+}
+
 /** How a table is split among the lanes (SegmentReplay.splitChange). */
 interface Split {
   parts: number;
@@ -143,6 +154,16 @@ export class SegmentReplay {
   private readonly parts = new Map<number, Split>();
   /** Keys moved between parts with values read back since the replay started (pitr.restore_moves is emptied at its end). */
   private anyMoves = false;
+  /**
+   * Moves between parts whose new row waits for the old row's values: the old part's lane reads them
+   * and queues the insert on the new part's lane itself. Settled before any commit is queued, and
+   * before a later change to one of the new keys (pendingKeys) is routed.
+   */
+  private pendingMoves: Promise<void>[] = [];
+  private readonly pendingKeys = new Map<number, Set<string | number>>();
+  /** The inserts those moves made, gathered per table and new part; queued when the moves are settled (or a batch is full). */
+  private readonly moveLists = new Map<string, MoveList>();
+  private readonly movedRows = new Map<string, { batch: TableBatch; lane: ApplyLane; parts: number; segment: SegmentManifest }>();
   /** Scratch for the delete and insert a key moved between parts becomes. */
   private readonly moved = new RawChange();
   private catalog: TargetCatalog;
@@ -215,10 +236,12 @@ export class SegmentReplay {
           throwIfInterrupted(this.input.signal, 'during replay');
           this.throwIfLaneFailed();
         } else {
+          await this.settleMoves();
           this.endSegment();
           if (this.stopped && this.sequencesAfter !== undefined) break;
         }
       }
+      await this.settleMoves();
       this.commitGroup();
       await this.barrier();
       if (this.anyMoves) await forgetMovedValues(this.input.client, formatLsn(0xffffffffffffffffn));
@@ -270,6 +293,7 @@ export class SegmentReplay {
    * other lanes' open transactions could hold and a parallel run must see what the serial one did.
    */
   private async switchRun(serial: boolean): Promise<void> {
+    await this.settleMoves();
     const tally = this.tally as SegmentTally;
     this.router.flushAll();
     this.endRun(tally, true);
@@ -514,10 +538,14 @@ export class SegmentReplay {
     const id = change.relationId;
     const split = this.splitOf(id);
     const keyTuple = change.tag === Tag.Insert ? change.next : change.hasOld ? change.old : change.next;
-    const part = partOfKey(rowKey(keyTuple, relation.keyIndexes), split.parts);
+    const key = rowKey(keyTuple, relation.keyIndexes);
+    const newKey = change.tag === Tag.Update && change.hasOld ? rowKey(change.next, relation.keyIndexes, change.old) : key;
+    const pending = this.pendingKeys.get(id);
+    if (pending && (pending.has(key) || pending.has(newKey))) return this.settleMoves().then(() => this.splitChange(change, relation, data, start, end));
+    const part = partOfKey(key, split.parts);
     const commitLsn = (this.transaction as OpenTransaction).commitLsn;
     const applied = split.applied.get(part);
-    const moving = change.tag === Tag.Update && change.hasOld ? partOfKey(rowKey(change.next, relation.keyIndexes, change.old), split.parts) : part;
+    const moving = newKey === key ? part : partOfKey(newKey, split.parts);
     if (moving === part) {
       if (applied !== undefined && commitLsn <= applied) return undefined;
       this.laneOfPart(part).load += end - start;
@@ -557,29 +585,125 @@ export class SegmentReplay {
       return readMovedValues(this.input.client, id, formatLsn(commitLsn), seq).then((values) => {
         if (values) insert(values);
       });
-    this.router.flush(id);
     const names = relation.message.columns.map((c) => quoteIdent(c.name));
     const keys = relation.keyIndexes.map((i) => keyTuple.buf.toString('utf8', keyTuple.starts[i], keyTuple.ends[i]));
     const match = relation.keyIndexes.map(
       (i, j) => `${names[i] as string} = $${j + 1}::pg_catalog.${FIXED_WIDTH_TYPE_NAMES.get(relation.message.columns[i]?.typeOid ?? 0) as string}`,
     );
     const sql = `DELETE FROM ${relation.sql} WHERE ${match.join(' AND ')} RETURNING ${unchanged.map((i, u) => `${names[i] as string}::text AS c${u}`).join(', ')}`;
-    let values: (string | null)[] | undefined;
+    if ((this.tally as SegmentTally).serial) {
+      // one lane: wait for the values, then route the insert like any change
+      this.router.flush(id);
+      let values: (string | null)[] | undefined;
+      const done = deferred();
+      this.push(this.firstLane, {
+        kind: 'call',
+        run: async (client) => {
+          values = await deleteMovedRow(client, sql, keys, unchanged.length, { relationId: id, commitLsn: formatLsn(commitLsn), seq });
+        },
+        done,
+      });
+      return done.promise.then(() => {
+        if (values) insert(values);
+      });
+    }
+    // Parallel: no waiting. The old part's earlier changes of this key, and the new part's of the new
+    // key, go first. Moves are gathered per table, old part and set of unchanged columns; the old
+    // part's lane deletes a gathered list's rows in one statement, keeps their values, and gathers
+    // the new rows for the new parts' lanes. A later change to an old or new key of a gathered move
+    // waits for all that (pendingKeys), and so does every commit.
+    if (this.router.touches(id, part, key)) this.router.flushPart(id, part);
+    if (this.router.touches(id, moving, newKey)) this.router.flushPart(id, moving);
+    this.laneOfPart(moving).load += end - start;
+    const slot = `${id}/${part}/${unchanged.join(',')}`;
+    let list = this.moveLists.get(slot);
+    if (list && list.relation !== relation) this.queueMoveList(slot);
+    list = this.moveLists.get(slot);
+    if (!list) {
+      list = { relation, part, parts: split.parts, unchanged, moves: [] };
+      this.moveLists.set(slot, list);
+    }
+    list.moves.push({
+      keys: relation.keyIndexes.map((i) => keyTuple.buf.toString('utf8', keyTuple.starts[i], keyTuple.ends[i])),
+      seq,
+      commitLsn: formatLsn(commitLsn),
+      newRow: insertMessage(id, change.next, [], undefined), // 'u' kept: filled once read
+      moving,
+    });
+    let keysMoved = this.pendingKeys.get(id);
+    if (!keysMoved) this.pendingKeys.set(id, (keysMoved = new Set()));
+    keysMoved.add(key);
+    keysMoved.add(newKey);
+    if (list.moves.length >= MOVES_PER_STATEMENT) this.queueMoveList(slot);
+    return undefined;
+  }
+
+  /** Queues the delete of a gathered list of moves on its old part's lane (see splitChange). */
+  private queueMoveList(slot: string): void {
+    const list = this.moveLists.get(slot);
+    if (!list) return;
+    this.moveLists.delete(slot);
+    const { relation, part, parts, unchanged, moves } = list;
+    const id = relation.message.relationId;
+    const names = relation.message.columns.map((c) => quoteIdent(c.name));
+    const k = relation.keyIndexes.length;
+    const keyAliases = relation.keyIndexes.map((_, j) => `k${j}`);
+    const match = relation.keyIndexes.map(
+      (i, j) => `t.${names[i] as string} = v.k${j}::pg_catalog.${FIXED_WIDTH_TYPE_NAMES.get(relation.message.columns[i]?.typeOid ?? 0) as string}`,
+    );
+    const returned = unchanged.map((i, u) => `t.${names[i] as string}::text AS c${u}`);
+    const sql = `WITH v AS (SELECT * FROM unnest(${keyAliases.map((_, j) => `$${j + 1}::text[]`).join(', ')}, $${k + 1}::int[], $${k + 2}::text[]) AS v(${keyAliases.join(', ')}, seq, lsn)),
+      moved AS (DELETE FROM ${relation.sql} AS t USING v WHERE ${match.join(' AND ')} RETURNING v.seq, v.lsn, ${returned.join(', ')}),
+      kept AS (INSERT INTO ${RESTORE_MOVES} (relation_id, commit_lsn, seq, vals) SELECT $${k + 3}, lsn::pg_lsn, seq, ARRAY[${unchanged.map((_, u) => `c${u}`).join(', ')}]::text[] FROM moved)
+      SELECT * FROM moved`;
+    const params = [...relation.keyIndexes.map((_, j) => moves.map((m) => m.keys[j])), moves.map((m) => m.seq), moves.map((m) => m.commitLsn), id];
+    const segment = (this.tally as SegmentTally).segment;
     const done = deferred();
     this.push(this.laneOfPart(part), {
       kind: 'call',
-      touches: { relationId: id, part, parts: split.parts },
+      touches: { relationId: id, part, parts },
       run: async (client) => {
-        const row = (await client.query<Record<string, string | null>>(sql, keys)).rows[0];
-        if (!row) return; // no old row: the update changed nothing there either
-        values = unchanged.map((_, u) => row[`c${u}`] ?? null);
-        await recordMovedValues(client, id, formatLsn(commitLsn), seq, values);
+        const { rows } = await client.query<Record<string, string | number | null>>(sql, params);
+        const found = new Map(rows.map((r) => [`${String(r.lsn)}/${String(r.seq)}`, r]));
+        for (const move of moves) {
+          const row = found.get(`${move.commitLsn}/${move.seq}`);
+          if (!row) continue; // no old row: the update changed nothing there either
+          const values = unchanged.map((_, u) => (row[`c${u}`] ?? null) as string | null);
+          const next = new RawChange().read(move.newRow).next;
+          const rows = `${id}/${move.moving}`;
+          let gathered = this.movedRows.get(rows);
+          if (gathered && gathered.batch.relation !== relation) this.queueMovedRows(rows);
+          gathered = this.movedRows.get(rows);
+          if (!gathered) {
+            gathered = { batch: new TableBatch(0, 'insert', relation, [], move.moving), lane: this.laneOfPart(move.moving), parts, segment };
+            this.movedRows.set(rows, gathered);
+          }
+          gathered.batch.addInsert(new RawChange().read(insertMessage(id, next, unchanged, values)).next);
+          if (gathered.batch.rows >= MOVES_PER_STATEMENT) this.queueMovedRows(rows);
+        }
       },
       done,
     });
-    return done.promise.then(() => {
-      if (values) insert(values);
-    });
+    done.promise.catch(() => undefined); // a failure surfaces where the moves are settled
+    this.pendingMoves.push(done.promise);
+  }
+
+  /** Waits until every gathered move has queued its insert (before a commit is queued, or a change to a moved key routed). */
+  private async settleMoves(): Promise<void> {
+    for (const slot of [...this.moveLists.keys()]) this.queueMoveList(slot);
+    if (this.pendingMoves.length === 0) return;
+    const moves = this.pendingMoves;
+    this.pendingMoves = [];
+    await Promise.all(moves);
+    for (const slot of [...this.movedRows.keys()]) this.queueMovedRows(slot);
+    this.pendingKeys.clear();
+  }
+
+  private queueMovedRows(slot: string): void {
+    const gathered = this.movedRows.get(slot);
+    if (!gathered) return;
+    this.movedRows.delete(slot);
+    gathered.lane.push({ kind: 'batch', batch: gathered.batch, parts: gathered.parts, segment: gathered.segment });
   }
 
   /** How a table is split: as recorded by an interrupted replay, else into one part per lane (at most MAX_PARTS). */
@@ -768,7 +892,7 @@ function deleteMessage(relationId: number, change: RawChange, data: Buffer): Buf
   return Buffer.concat([head, data.subarray(change.old.from, change.old.to)]);
 }
 
-/** The Insert message of an update's new row, its unchanged (unsent) columns filled with `values`, in order. */
+/** The Insert message of an update's new row, its unchanged (unsent) columns `unchanged` filled with `values`, in order (others left unchanged). */
 function insertMessage(relationId: number, next: RawTuple, unchanged: readonly number[], values: readonly (string | null)[] | undefined): Buffer {
   const parts: Buffer[] = [];
   const head = Buffer.alloc(8);
@@ -791,6 +915,8 @@ function insertMessage(relationId: number, next: RawTuple, unchanged: readonly n
         parts.push(len, text);
       }
     } else if (kind === ValueKind.Null) parts.push(Buffer.from('n'));
+    else if (kind === ValueKind.Unchanged)
+      parts.push(Buffer.from('u')); // left to fill
     else parts.push(next.buf.subarray((next.starts[i] as number) - 5, next.ends[i]));
   }
   return Buffer.concat(parts);
